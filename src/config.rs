@@ -1,0 +1,180 @@
+//! Typed settings, layered: `config/default.toml` (built in) → an optional file → `GATEHOUSE_*` environment.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Every setting Gatehouse reads. `config/default.toml` documents each one with its default.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub keys: KeySettings,
+    pub tokens: TokenSettings,
+    pub session: SessionSettings,
+    pub jwks: JwksSettings,
+    pub passwords: PasswordSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    /// host:port to listen on.
+    pub bind: String,
+    /// Issuer identifier, compared exactly.
+    pub issuer: String,
+    /// JSON log lines.
+    pub json_logs: bool,
+    /// HTTP workers; 0 means one per core.
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    /// `sqlite://path`, a bare path, or `postgres://…`.
+    pub url: String,
+    /// Maximum pooled connections.
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeySettings {
+    /// Directory of `master.key` on a single node.
+    pub dir: PathBuf,
+    /// Algorithm of new signing keys.
+    pub algorithm: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokenSettings {
+    /// Access token lifetime.
+    pub access_token_ttl_secs: i64,
+    /// Absolute refresh-token family lifetime.
+    pub refresh_token_ttl_secs: i64,
+    /// Idle timeout of a refresh token.
+    pub refresh_token_idle_secs: i64,
+    /// Authorization code lifetime.
+    pub code_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SessionSettings {
+    /// Login session lifetime.
+    pub ttl_secs: i64,
+    /// Pending authorization request lifetime.
+    pub interaction_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct JwksSettings {
+    /// Cache-Control max-age of JWKS and metadata.
+    pub max_age_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PasswordSettings {
+    /// argon2id memory cost in KiB.
+    pub memory_kib: u32,
+    /// argon2id iterations.
+    pub iterations: u32,
+    /// argon2id lanes.
+    pub parallelism: u32,
+}
+
+/// Short environment names that override one setting each.
+const SHORTCUTS: [(&str, &str); 4] = [
+    ("GATEHOUSE_DATABASE_URL", "database.url"),
+    ("GATEHOUSE_ISSUER", "server.issuer"),
+    ("GATEHOUSE_BIND", "server.bind"),
+    ("GATEHOUSE_KEYS_DIR", "keys.dir"),
+];
+
+impl Settings {
+    /// Loads the layered settings. `file` (or `GATEHOUSE_CONFIG`) is optional but must exist when named.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Settings> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// Same as [`Settings::load`], with the environment given explicitly (tests use this).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Settings> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "GATEHOUSE_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        if let Some(path) = file.map(Path::to_path_buf).or(from_env) {
+            if !path.exists() {
+                anyhow::bail!("configuration file {} does not exist", path.display());
+            }
+            builder = builder.add_source(config::File::from(path));
+        }
+        let sectioned: config::Map<String, String> = env
+            .iter()
+            .filter_map(|(k, v)| {
+                let rest = k.strip_prefix("GATEHOUSE_")?;
+                let (section, key) = rest.split_once("__")?;
+                Some((
+                    format!("{}.{}", section.to_lowercase(), key.to_lowercase()),
+                    v.clone(),
+                ))
+            })
+            .collect();
+        for (key, value) in sectioned {
+            builder = builder.set_override(key, value)?;
+        }
+        for (var, key) in SHORTCUTS {
+            if let Some((_, v)) = env.iter().find(|(k, _)| k == var) {
+                builder = builder.set_override(key, v.clone())?;
+            }
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rejects settings that would make Gatehouse insecure or broken, with a readable reason.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let issuer = url::Url::parse(&self.server.issuer)
+            .map_err(|e| anyhow::anyhow!("server.issuer {:?} is not a URL: {e}", self.server.issuer))?;
+        let loopback = matches!(
+            issuer.host(),
+            Some(url::Host::Ipv4(ip)) if ip.is_loopback()
+        ) || matches!(issuer.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
+            || issuer.host_str() == Some("localhost");
+        match issuer.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => anyhow::bail!(
+                "server.issuer must be https (http is allowed only on a loopback address): {}",
+                self.server.issuer
+            ),
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            anyhow::bail!("server.issuer must not have a query or fragment (RFC 8414 §2)");
+        }
+        if self.server.issuer.ends_with('/') {
+            anyhow::bail!("server.issuer must not end with '/': tokens compare it exactly");
+        }
+        if !(1..=600).contains(&self.tokens.code_ttl_secs) {
+            anyhow::bail!("tokens.code_ttl_secs must be between 1 and 600");
+        }
+        if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
+            anyhow::bail!("token lifetimes must be positive");
+        }
+        if self.keys.algorithm != "ES256" {
+            anyhow::bail!("keys.algorithm {:?} is not supported: use ES256", self.keys.algorithm);
+        }
+        Ok(())
+    }
+
+    /// True when the issuer is https: cookies get `Secure` and the `__Host-` prefix, responses HSTS.
+    pub fn is_https(&self) -> bool {
+        self.server.issuer.starts_with("https://")
+    }
+}

@@ -1,0 +1,357 @@
+//! The browser side of the authorization code flow: `/authorize`, login and consent.
+//!
+//! `/authorize` validates the request (oauth::authorize), stores it server-side as an
+//! *interaction* bound to the browser's session, and sends the browser to the login or consent
+//! page. Each form carries the interaction id and a CSRF token bound to session + interaction;
+//! each step re-reads and re-checks the interaction. Consent issues the code.
+
+use crate::error::AppError;
+use crate::oauth::authorize::{self, BoundRedirect};
+use crate::oauth::metadata::paths;
+use crate::oauth::params::Params;
+use crate::oauth::{ErrorCode, OAuthError};
+use crate::secret::{constant_time_eq, hmac_b64, PlainToken, TokenHash};
+use crate::state::{now, AppState};
+use crate::store::clients::Client;
+use crate::store::codes::{AuthCode, Grant};
+use crate::store::interactions::Interaction;
+use crate::store::sessions::Session;
+use crate::store::users::User;
+use crate::store::write_tx;
+
+/// What `/authorize` answers.
+#[derive(Debug)]
+pub enum Start {
+    /// The client or redirect URI is bad: a 400 page, never a redirect.
+    BadRequest(String),
+    /// An error for the client, at its validated redirect URI.
+    Redirect(String),
+    /// Go on to login or consent; `new_session` is a cookie to set.
+    Continue { location: String, new_session: Option<PlainToken> },
+}
+
+/// What a login or consent page shows and its form carries.
+#[derive(Debug, Clone)]
+pub struct PageView {
+    pub interaction: String,
+    pub csrf: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub audience: String,
+    pub username: Option<String>,
+}
+
+/// What a form POST answers.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Show the page again with a message.
+    Retry(PageView, &'static str),
+    /// 303 to this location, setting the cookie if given.
+    SeeOther { location: String, new_session: Option<PlainToken> },
+    /// The request is gone or forged: a 400 page with this text.
+    BadRequest(&'static str),
+}
+
+const EXPIRED: &str =
+    "This sign-in request has expired or is not valid in this browser. Return to the application and start again.";
+
+fn csrf_token(state: &AppState, session_hash: &str, interaction_hash: &str) -> String {
+    hmac_b64(&state.csrf_key, &["csrf", session_hash, interaction_hash])
+}
+
+fn with_interaction(path: &str, interaction: &str) -> String {
+    let mut url = String::from(path);
+    url.push('?');
+    url.push_str(
+        &form_urlencoded::Serializer::new(String::new())
+            .append_pair("interaction", interaction)
+            .finish(),
+    );
+    url
+}
+
+/// `GET /authorize`.
+#[tracing::instrument(skip_all)]
+pub async fn start(state: &AppState, query: &[u8], session_cookie: Option<String>) -> Result<Start, AppError> {
+    let params = match Params::parse(query) {
+        Ok(p) => p,
+        Err(e) => return Ok(Start::BadRequest(e.description.into_owned())),
+    };
+    let now = now();
+    let issuer = state.issuer().to_owned();
+    let session_ttl = state.settings.session.interaction_ttl_secs;
+    state
+        .db(move |conn| {
+            let client = match authorize::client_id(&params) {
+                Some(id) => Client::find(conn, id)?,
+                None => None,
+            };
+            let bound = match authorize::bind(&params, client.as_ref()) {
+                Ok(b) => b,
+                Err(e) => return Ok(Start::BadRequest(e.0.into_owned())),
+            };
+            let Some(client) = client else {
+                return Ok(Start::BadRequest("The application is not registered here.".into()));
+            };
+            let validated = match authorize::validate(&params, &client, bound) {
+                Ok(v) => v,
+                Err((bound, e)) => return Ok(Start::Redirect(authorize::error_redirect(&bound, &issuer, &e))),
+            };
+            let existing = match session_cookie {
+                Some(c) => Session::find_live(conn, TokenHash::of(&c).as_str(), now)?,
+                None => None,
+            };
+            let (session, new_session) = match existing {
+                Some(s) => (s, None),
+                None => {
+                    Session::prune(conn, now)?;
+                    Interaction::prune(conn, now)?;
+                    let cookie = PlainToken::generate();
+                    let s = Session {
+                        id_hash: cookie.hash().0,
+                        user_id: None,
+                        auth_time: None,
+                        created_at: now,
+                        expires_at: now + session_ttl,
+                    };
+                    s.insert(conn)?;
+                    (s, Some(cookie))
+                }
+            };
+            let id = PlainToken::generate();
+            Interaction {
+                id_hash: id.hash().0,
+                session_hash: session.id_hash.clone(),
+                client_id: client.id.clone(),
+                redirect_uri: validated.bound.redirect_uri,
+                scope: validated.scope,
+                state: validated.bound.state,
+                code_challenge: validated.code_challenge,
+                audience: validated.audience,
+                created_at: now,
+                expires_at: now + session_ttl,
+            }
+            .insert(conn)?;
+            let page = if session.user_id.is_some() { paths::CONSENT } else { paths::LOGIN };
+            Ok(Start::Continue {
+                location: with_interaction(page, id.expose()),
+                new_session,
+            })
+        })
+        .await
+}
+
+/// The live session and interaction behind a page or form, with the client and user.
+struct Context {
+    session: Session,
+    interaction: Interaction,
+    client: Client,
+    user: Option<User>,
+}
+
+async fn load(
+    state: &AppState,
+    interaction: Option<&str>,
+    session_cookie: Option<&str>,
+) -> Result<Option<(Context, String)>, AppError> {
+    let (Some(interaction), Some(cookie)) = (interaction, session_cookie) else {
+        return Ok(None);
+    };
+    let interaction_hash = TokenHash::of(interaction).0;
+    let session_hash = TokenHash::of(cookie).0;
+    let now = now();
+    let found = state
+        .db(move |conn| {
+            let Some(session) = Session::find_live(conn, &session_hash, now)? else {
+                return Ok::<_, AppError>(None);
+            };
+            let Some(interaction) = Interaction::find(conn, &interaction_hash, &session_hash, now)? else {
+                return Ok(None);
+            };
+            let Some(client) = Client::find(conn, &interaction.client_id)? else {
+                return Ok(None);
+            };
+            let user = match &session.user_id {
+                Some(id) => User::find(conn, id)?.filter(User::is_active),
+                None => None,
+            };
+            Ok(Some(Context { session, interaction, client, user }))
+        })
+        .await?;
+    Ok(found.map(|c| (c, interaction.to_owned())))
+}
+
+fn view(state: &AppState, ctx: &Context, interaction: &str) -> PageView {
+    PageView {
+        interaction: interaction.to_owned(),
+        csrf: csrf_token(state, &ctx.session.id_hash, &ctx.interaction.id_hash),
+        client_name: ctx.client.name.clone(),
+        scopes: ctx.interaction.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        audience: ctx.interaction.audience.clone(),
+        username: ctx.user.as_ref().map(|u| u.username.clone()),
+    }
+}
+
+fn csrf_ok(state: &AppState, ctx: &Context, form: &Params) -> bool {
+    let expected = csrf_token(state, &ctx.session.id_hash, &ctx.interaction.id_hash);
+    form.get("csrf").is_some_and(|c| constant_time_eq(c, &expected))
+}
+
+/// `GET /login`: the page, or `None` when the interaction is gone.
+pub async fn login_page(
+    state: &AppState,
+    interaction: Option<&str>,
+    session_cookie: Option<&str>,
+) -> Result<Result<PageView, &'static str>, AppError> {
+    match load(state, interaction, session_cookie).await? {
+        Some((ctx, id)) => Ok(Ok(view(state, &ctx, &id))),
+        None => Ok(Err(EXPIRED)),
+    }
+}
+
+/// `POST /login`: checks the password; on success a new session id and 303 to consent.
+#[tracing::instrument(skip_all)]
+pub async fn login_submit(state: &AppState, form: Params, session_cookie: Option<&str>) -> Result<Outcome, AppError> {
+    let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    };
+    if !csrf_ok(state, &ctx, &form) {
+        return Ok(Outcome::BadRequest("The form has expired. Go back to the application and start again."));
+    }
+    let username = form.get("username").unwrap_or("").to_owned();
+    let password = form.get("password").unwrap_or("").to_owned();
+    let lookup = username.clone();
+    let user = state
+        .db(move |conn| User::find_by_username(conn, &lookup).map_err(AppError::from))
+        .await?
+        .filter(User::is_active);
+    // One argon2 computation whether or not the user exists (checklist 50).
+    let ok = state
+        .passwords
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await?;
+    let Some(user) = user.filter(|_| ok) else {
+        tracing::info!("login failed");
+        return Ok(Outcome::Retry(view(state, &ctx, &id), "Invalid username or password."));
+    };
+    let now = now();
+    let cookie = PlainToken::generate();
+    let new = Session {
+        id_hash: cookie.hash().0,
+        user_id: Some(user.id.clone()),
+        auth_time: Some(now),
+        created_at: now,
+        expires_at: now + state.settings.session.ttl_secs,
+    };
+    let old = ctx.session.id_hash.clone();
+    state
+        .db(move |conn| Session::replace(conn, &old, &new).map_err(AppError::from))
+        .await?;
+    tracing::info!(user_id = %user.id, "login succeeded");
+    Ok(Outcome::SeeOther {
+        location: with_interaction(paths::CONSENT, &id),
+        new_session: Some(cookie),
+    })
+}
+
+/// `GET /consent`: the page; a browser not logged in is sent to the login page.
+pub async fn consent_page(
+    state: &AppState,
+    interaction: Option<&str>,
+    session_cookie: Option<&str>,
+) -> Result<Result<PageView, Outcome>, AppError> {
+    match load(state, interaction, session_cookie).await? {
+        Some((ctx, id)) if ctx.user.is_some() => Ok(Ok(view(state, &ctx, &id))),
+        Some((_, id)) => Ok(Err(Outcome::SeeOther {
+            location: with_interaction(paths::LOGIN, &id),
+            new_session: None,
+        })),
+        None => Ok(Err(Outcome::BadRequest(EXPIRED))),
+    }
+}
+
+/// `POST /consent`: approve issues a code, deny answers `access_denied`; both 303 to the client.
+#[tracing::instrument(skip_all)]
+pub async fn consent_submit(state: &AppState, form: Params, session_cookie: Option<&str>) -> Result<Outcome, AppError> {
+    let Some((ctx, _)) = load(state, form.get("interaction"), session_cookie).await? else {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    };
+    if !csrf_ok(state, &ctx, &form) {
+        return Ok(Outcome::BadRequest("The form has expired. Go back to the application and start again."));
+    }
+    let Some(user) = ctx.user else {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    };
+    let approve = match form.get("decision") {
+        Some("approve") => true,
+        Some("deny") => false,
+        _ => return Ok(Outcome::BadRequest("Choose Allow or Deny.")),
+    };
+    let interaction = ctx.interaction;
+    let bound = BoundRedirect {
+        client_id: interaction.client_id.clone(),
+        redirect_uri: interaction.redirect_uri.clone(),
+        state: interaction.state.clone(),
+    };
+    let issuer = state.issuer().to_owned();
+    let now = now();
+    let code_ttl = state.settings.tokens.code_ttl_secs;
+    let family_ttl = state.settings.tokens.refresh_token_ttl_secs;
+    let session_hash = ctx.session.id_hash.clone();
+    state
+        .db(move |conn| {
+            write_tx(conn, |conn| {
+                // Single use: a form submitted twice issues one answer.
+                if !Interaction::take(conn, &interaction.id_hash, &session_hash)? {
+                    return Ok(Outcome::BadRequest(EXPIRED));
+                }
+                if !approve {
+                    let denied = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
+                    return Ok(Outcome::SeeOther {
+                        location: authorize::error_redirect(&bound, &issuer, &denied),
+                        new_session: None,
+                    });
+                }
+                let code = PlainToken::generate();
+                let grant = Grant {
+                    id: crate::secret::new_id("gr"),
+                    client_id: interaction.client_id.clone(),
+                    user_id: Some(user.id.clone()),
+                    created_at: now,
+                    expires_at: now + family_ttl,
+                    revoked_at: None,
+                };
+                grant.insert(conn)?;
+                AuthCode {
+                        code_hash: code.hash().0,
+                        grant_id: grant.id.clone(),
+                        client_id: interaction.client_id.clone(),
+                        user_id: user.id.clone(),
+                        redirect_uri: interaction.redirect_uri.clone(),
+                        scope: interaction.scope.clone(),
+                        audience: interaction.audience.clone(),
+                        code_challenge: interaction.code_challenge.clone(),
+                        created_at: now,
+                        expires_at: now + code_ttl,
+                    consumed_at: None,
+                }
+                .insert(conn)?;
+                tracing::info!(client_id = %interaction.client_id, user_id = %user.id, grant = %grant.id, "authorization code issued");
+                Ok::<_, AppError>(Outcome::SeeOther {
+                    location: authorize::redirect_url(&bound, &issuer, &[("code", code.expose())]),
+                    new_session: None,
+                })
+            })
+        })
+        .await
+}
+
+/// True when a form POST comes from our own origin, or from a client that sends no `Origin`.
+pub fn origin_allowed(issuer: &str, origin: Option<&str>) -> bool {
+    match origin {
+        None => true,
+        Some(o) => url::Url::parse(issuer)
+            .map(|u| u.origin().ascii_serialization() == o)
+            .unwrap_or(false),
+    }
+}

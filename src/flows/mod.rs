@@ -1,0 +1,53 @@
+//! The service layer: reads the clock once, runs the database work in the blocking pool inside a
+//! transaction, calls the protocol core for every decision, and signs tokens.
+
+pub mod authorize;
+pub mod introspect;
+pub mod revoke;
+pub mod token;
+
+use crate::error::AppError;
+use crate::oauth::OAuthError;
+
+/// An endpoint's failure: the client's (an RFC error) or ours (an opaque 500).
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error(transparent)]
+    OAuth(#[from] OAuthError),
+    #[error(transparent)]
+    Internal(#[from] AppError),
+}
+
+impl From<diesel::result::Error> for EndpointError {
+    fn from(e: diesel::result::Error) -> Self {
+        EndpointError::Internal(e.into())
+    }
+}
+
+/// An endpoint's result with the CORS origins of the client it authenticated (none when the
+/// client is unknown): browser apps registered with `--allowed-origin` may read the response.
+#[derive(Debug)]
+pub struct Answer<T> {
+    pub allowed_origins: Vec<String>,
+    pub result: Result<T, EndpointError>,
+}
+
+impl<T> Answer<T> {
+    pub fn of(client: &crate::store::clients::Client, result: Result<T, EndpointError>) -> Answer<T> {
+        Answer {
+            allowed_origins: client.allowed_origins.clone(),
+            result,
+        }
+    }
+
+    pub fn anonymous(e: impl Into<EndpointError>) -> Answer<T> {
+        Answer {
+            allowed_origins: Vec::new(),
+            result: Err(e.into()),
+        }
+    }
+
+    pub fn failed(e: EndpointError) -> Answer<T> {
+        Answer::anonymous(e)
+    }
+}

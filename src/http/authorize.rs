@@ -1,0 +1,141 @@
+//! `GET /authorize`, the login page and the consent page.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::forms::MAX_BODY;
+use super::pages;
+use crate::flows::authorize::{self as flow, Outcome, Start};
+use crate::oauth::params::Params;
+use crate::secret::PlainToken;
+use crate::state::AppState;
+
+/// The session cookie's name: `__Host-` prefixed (and `Secure`) when the issuer is https.
+pub fn session_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.is_https() {
+        "__Host-gatehouse_session"
+    } else {
+        "gatehouse_session"
+    }
+}
+
+fn session_cookie(state: &AppState, req: &HttpRequest) -> Option<String> {
+    req.cookie(session_cookie_name(state)).map(|c| c.value().to_owned())
+}
+
+fn set_session(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, token: &PlainToken) {
+    let cookie = Cookie::build(session_cookie_name(state), token.expose().to_owned())
+        .path("/")
+        .http_only(true)
+        .secure(state.settings.is_https())
+        .same_site(SameSite::Lax)
+        .finish();
+    resp.cookie(cookie);
+}
+
+/// A 303 See Other (RFC 9700 §4.12: never 307 after a credential POST).
+fn see_other(state: &AppState, location: &str, new_session: Option<&PlainToken>) -> HttpResponse {
+    let mut resp = HttpResponse::SeeOther();
+    resp.insert_header((header::LOCATION, location));
+    if let Some(token) = new_session {
+        set_session(state, &mut resp, token);
+    }
+    resp.finish()
+}
+
+fn outcome(state: &AppState, outcome: Outcome, username: &str) -> HttpResponse {
+    match outcome {
+        Outcome::Retry(view, message) => pages::login(&view, username, Some(message)),
+        Outcome::SeeOther { location, new_session } => see_other(state, &location, new_session.as_ref()),
+        Outcome::BadRequest(message) => pages::bad_request(message),
+    }
+}
+
+fn page_params(req: &HttpRequest) -> Result<Params, Box<HttpResponse>> {
+    Params::parse(req.query_string().as_bytes()).map_err(|e| Box::new(pages::bad_request(&e.description)))
+}
+
+/// Reads a browser form POST: form-encoded, from our own origin.
+fn browser_form(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Params, Box<HttpResponse>> {
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if !flow::origin_allowed(state.issuer(), origin) {
+        return Err(Box::new(pages::error(
+            actix_web::http::StatusCode::FORBIDDEN,
+            "Request refused",
+            "This form was sent from another site.",
+        )));
+    }
+    if body.len() > MAX_BODY {
+        return Err(Box::new(pages::bad_request("The form is too large.")));
+    }
+    Params::parse(body).map_err(|e| Box::new(pages::bad_request(&e.description)))
+}
+
+pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, crate::error::AppError> {
+    let start = flow::start(&state, req.query_string().as_bytes(), session_cookie(&state, &req)).await?;
+    Ok(match start {
+        Start::BadRequest(message) => pages::bad_request(&message),
+        Start::Redirect(location) => HttpResponse::Found()
+            .insert_header((header::LOCATION, location))
+            .finish(),
+        Start::Continue { location, new_session } => see_other(&state, &location, new_session.as_ref()),
+    })
+}
+
+pub async fn login_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, crate::error::AppError> {
+    let params = match page_params(&req) {
+        Ok(p) => p,
+        Err(resp) => return Ok(*resp),
+    };
+    let cookie = session_cookie(&state, &req);
+    Ok(
+        match flow::login_page(&state, params.get("interaction"), cookie.as_deref()).await? {
+            Ok(view) => pages::login(&view, "", None),
+            Err(message) => pages::bad_request(message),
+        },
+    )
+}
+
+pub async fn login_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let form = match browser_form(&state, &req, &body) {
+        Ok(f) => f,
+        Err(resp) => return Ok(*resp),
+    };
+    let username = form.get("username").unwrap_or("").to_owned();
+    let cookie = session_cookie(&state, &req);
+    let result = flow::login_submit(&state, form, cookie.as_deref()).await?;
+    Ok(outcome(&state, result, &username))
+}
+
+pub async fn consent_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, crate::error::AppError> {
+    let params = match page_params(&req) {
+        Ok(p) => p,
+        Err(resp) => return Ok(*resp),
+    };
+    let cookie = session_cookie(&state, &req);
+    Ok(
+        match flow::consent_page(&state, params.get("interaction"), cookie.as_deref()).await? {
+            Ok(view) => pages::consent(&view),
+            Err(other) => outcome(&state, other, ""),
+        },
+    )
+}
+
+pub async fn consent_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let form = match browser_form(&state, &req, &body) {
+        Ok(f) => f,
+        Err(resp) => return Ok(*resp),
+    };
+    let cookie = session_cookie(&state, &req);
+    let result = flow::consent_submit(&state, form, cookie.as_deref()).await?;
+    Ok(outcome(&state, result, ""))
+}

@@ -1,0 +1,88 @@
+//! Reading OAuth requests off HTTP: form bodies only, no parameters in the query of a POST,
+//! JSON error bodies with the RFC status and headers.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse};
+
+use crate::flows::EndpointError;
+use crate::oauth::params::Params;
+use crate::oauth::{ErrorCode, OAuthError};
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Parses a POSTed OAuth request (RFC 6749 §3.2): `application/x-www-form-urlencoded` body,
+/// nothing in the query string.
+pub fn oauth_form(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> {
+    if !req.query_string().is_empty() {
+        return Err(OAuthError::invalid_request(
+            "parameters must be sent in the form body, not the URL",
+        ));
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    Params::parse(body)
+}
+
+/// The `Authorization` header, if it is readable.
+pub fn authorization(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// The JSON response of an OAuth error: status per RFC 6749 §5.2, `WWW-Authenticate` on 401,
+/// never cached.
+pub fn oauth_error(err: &OAuthError) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(err.code.status())
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    let mut resp = HttpResponse::build(status);
+    resp.insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    if err.code == ErrorCode::InvalidClient {
+        resp.insert_header((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"gatehouse\", charset=\"UTF-8\""),
+        ));
+    }
+    resp.json(err.body())
+}
+
+/// Turns an endpoint failure into its response (internal errors are logged once, here).
+pub fn endpoint_error(err: EndpointError) -> HttpResponse {
+    match err {
+        EndpointError::OAuth(e) => oauth_error(&e),
+        EndpointError::Internal(e) => actix_web::ResponseError::error_response(&e),
+    }
+}
+
+/// A JSON success that must never be cached (token and introspection responses, RFC 6749 §5.1).
+pub fn no_store_json(body: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+/// Adds `Access-Control-Allow-Origin` when the request's `Origin` is one the client registered.
+pub fn with_cors(req: &HttpRequest, allowed: &[String], mut resp: HttpResponse) -> HttpResponse {
+    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    if let Some(origin) = origin.filter(|o| allowed.iter().any(|a| a == o)) {
+        if let Ok(value) = HeaderValue::from_str(origin) {
+            resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            resp.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+    resp
+}

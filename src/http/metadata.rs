@@ -1,0 +1,39 @@
+//! `GET /.well-known/oauth-authorization-server` and `GET /.well-known/jwks.json`: precomputed
+//! bytes, cacheable, with an ETag.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::keys::bytes_body::Body;
+use crate::state::AppState;
+
+fn cached(req: &HttpRequest, body: &Body, max_age: u32) -> HttpResponse {
+    let cache = format!("public, max-age={max_age}");
+    let not_modified = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == body.etag));
+    let mut resp = if not_modified {
+        HttpResponse::NotModified()
+    } else {
+        HttpResponse::Ok()
+    };
+    resp.insert_header((header::CACHE_CONTROL, cache))
+        .insert_header((header::ETAG, body.etag.clone()))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+    if not_modified {
+        resp.finish()
+    } else {
+        resp.content_type("application/json").body(body.bytes.clone())
+    }
+}
+
+pub async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    cached(&req, &state.metadata, state.settings.jwks.max_age_secs)
+}
+
+pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let keys = state.keys.current();
+    cached(&req, keys.jwks(), state.settings.jwks.max_age_secs)
+}

@@ -1,0 +1,34 @@
+//! HTTP: thin actix-web handlers, one file per endpoint, and the middleware every response passes.
+
+pub mod authorize;
+pub mod forms;
+pub mod health;
+pub mod introspect;
+pub mod metadata;
+pub mod middleware;
+pub mod pages;
+pub mod revoke;
+pub mod token;
+
+use actix_web::web;
+
+use crate::oauth::metadata::paths;
+
+/// Registers every route. The app also needs `web::Data<AppState>` and the security-header
+/// middleware (see [`crate::server::app`]).
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(paths::METADATA, web::get().to(metadata::metadata))
+        .route(paths::JWKS, web::get().to(metadata::jwks))
+        .route(paths::AUTHORIZE, web::get().to(authorize::authorize))
+        .route(paths::LOGIN, web::get().to(authorize::login_page))
+        .route(paths::LOGIN, web::post().to(authorize::login_submit))
+        .route(paths::CONSENT, web::get().to(authorize::consent_page))
+        .route(paths::CONSENT, web::post().to(authorize::consent_submit))
+        .route(paths::TOKEN, web::post().to(token::token))
+        .route(paths::REVOKE, web::post().to(revoke::revoke))
+        .route(paths::INTROSPECT, web::post().to(introspect::introspect))
+        .route(paths::HEALTHZ, web::get().to(health::healthz))
+        .route(paths::READYZ, web::get().to(health::readyz))
+        .route(pages::STYLESHEET_PATH, web::get().to(pages::stylesheet))
+        .default_service(web::to(pages::not_found));
+}

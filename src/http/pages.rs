@@ -1,0 +1,101 @@
+//! Server-rendered pages (askama, auto-escaped HTML) and the stylesheet they share.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+use askama::Template;
+
+use crate::flows::authorize::PageView;
+
+pub const STYLESHEET_PATH: &str = "/static/gatehouse.css";
+const STYLESHEET: &str = include_str!("../../static/gatehouse.css");
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    client_name: &'a str,
+    interaction: &'a str,
+    csrf: &'a str,
+    username: &'a str,
+    error: Option<&'a str>,
+}
+
+#[derive(Template)]
+#[template(path = "consent.html")]
+struct ConsentPage<'a> {
+    client_name: &'a str,
+    interaction: &'a str,
+    csrf: &'a str,
+    username: Option<&'a str>,
+    scopes: &'a [String],
+    audience: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResponse {
+    match rendered {
+        Ok(body) => HttpResponseBuilder::new(status)
+            .content_type("text/html; charset=utf-8")
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering a page failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("internal error")
+        }
+    }
+}
+
+pub fn login(view: &PageView, username: &str, error: Option<&str>) -> HttpResponse {
+    html(
+        StatusCode::OK,
+        LoginPage {
+            client_name: &view.client_name,
+            interaction: &view.interaction,
+            csrf: &view.csrf,
+            username,
+            error,
+        }
+        .render(),
+    )
+}
+
+pub fn consent(view: &PageView) -> HttpResponse {
+    html(
+        StatusCode::OK,
+        ConsentPage {
+            client_name: &view.client_name,
+            interaction: &view.interaction,
+            csrf: &view.csrf,
+            username: view.username.as_deref(),
+            scopes: &view.scopes,
+            audience: &view.audience,
+        }
+        .render(),
+    )
+}
+
+/// A readable error page.
+pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    html(status, ErrorPage { title, message }.render())
+}
+
+pub fn bad_request(message: &str) -> HttpResponse {
+    error(StatusCode::BAD_REQUEST, "This request cannot be completed", message)
+}
+
+pub async fn not_found() -> HttpResponse {
+    error(StatusCode::NOT_FOUND, "Not found", "There is nothing at this address.")
+}
+
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}

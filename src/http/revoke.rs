@@ -1,0 +1,20 @@
+//! `POST /revoke` (RFC 7009).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::forms::{authorization, endpoint_error, oauth_error, oauth_form, with_cors};
+use crate::flows;
+use crate::state::AppState;
+
+pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let params = match oauth_form(&req, &body) {
+        Ok(p) => p,
+        Err(e) => return oauth_error(&e),
+    };
+    let answer = flows::revoke::revoke(&state, params, authorization(&req)).await;
+    let resp = match answer.result {
+        Ok(()) => HttpResponse::Ok().finish(),
+        Err(e) => endpoint_error(e),
+    };
+    with_cors(&req, &answer.allowed_origins, resp)
+}

@@ -1,0 +1,20 @@
+//! `POST /token` (RFC 6749 §3.2).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::forms::{authorization, endpoint_error, no_store_json, oauth_error, oauth_form, with_cors};
+use crate::flows;
+use crate::state::AppState;
+
+pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let params = match oauth_form(&req, &body) {
+        Ok(p) => p,
+        Err(e) => return oauth_error(&e),
+    };
+    let answer = flows::token::token(&state, params, authorization(&req)).await;
+    let resp = match answer.result {
+        Ok(response) => no_store_json(&response),
+        Err(e) => endpoint_error(e),
+    };
+    with_cors(&req, &answer.allowed_origins, resp)
+}

@@ -1,0 +1,323 @@
+//! The `gatehouse` command: the server and its administration.
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gatehouse::config::Settings;
+use gatehouse::keys::{KeyInfo, MasterKey};
+use gatehouse::passwords::Passwords;
+use gatehouse::registry::{self, NewClient};
+use gatehouse::state::{now, AppState};
+use gatehouse::store::clients::Client;
+use gatehouse::store::keys::SigningKeyRow;
+use gatehouse::store::{self, AnyConnection, ConnectionManager};
+
+/// Gatehouse: an OAuth 2.0 authorization server (authorization code + PKCE, JWT access tokens,
+/// rotating refresh tokens, JWKS).
+#[derive(Parser)]
+#[command(name = "gatehouse", version, about, long_about = None)]
+struct Cli {
+    /// A TOML file layered over the built-in defaults (also GATEHOUSE_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default): migrates the database and creates the first signing key.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Register, list and delete clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Create users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Inspect signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its client_id (and, for a confidential client, its secret, once).
+    Create(CreateClient),
+    /// List registered clients.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client with its grants and tokens.
+    Delete {
+        /// The client_id to delete.
+        client_id: String,
+    },
+}
+
+#[derive(Args)]
+struct CreateClient {
+    /// Name shown on the consent page.
+    #[arg(long)]
+    name: String,
+    /// An exact redirect URI (repeat for several): https, or http on a loopback address.
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// A confidential client (a server-side app) that authenticates with a secret.
+    #[arg(long)]
+    confidential: bool,
+    /// Allowed grant type (repeatable): authorization_code, refresh_token. Default: both.
+    #[arg(long = "grant-type", value_name = "GT")]
+    grant_types: Vec<String>,
+    /// A scope the client may request (repeatable).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// A resource server URI its tokens may be for (repeatable; the first is the default `aud`).
+    #[arg(long = "audience", value_name = "URI")]
+    audiences: Vec<String>,
+    /// A browser origin allowed to call /token and /revoke (CORS), e.g. http://127.0.0.1:5173.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Print {"client_id": …, "client_secret": …} as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Create {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// A role (repeatable), carried in access tokens as `roles`.
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys with their state and dates.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatehouse: configuration: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let serving = matches!(cli.command, None | Some(Command::Serve));
+    init_tracing(&settings, serving);
+    let result = match cli.command {
+        None | Some(Command::Serve) => serve(settings),
+        Some(Command::Migrate) => migrate(&settings),
+        Some(Command::Client(c)) => client(&settings, c),
+        Some(Command::User(u)) => user(&settings, u),
+        Some(Command::Keys(k)) => keys(&settings, k),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gatehouse: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(settings: &Settings, serving: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if serving { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if settings.server.json_logs {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    MasterKey::load_or_create(std::env::var("GATEHOUSE_MASTER_KEY").ok(), &settings.keys.dir)
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    let master = master_key(&settings)?;
+    let bind = settings.server.bind.clone();
+    let state = AppState::init(settings, master)?;
+    let listener = TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    tracing::info!(bind = %bind, issuer = %state.issuer(), "Gatehouse is listening");
+    actix_web::rt::System::new().block_on(async move {
+        gatehouse::server::build(actix_web::web::Data::new(state), listener)?.await
+    })?;
+    Ok(())
+}
+
+/// A connection with the schema up to date (every command may be the first one run).
+fn connect(settings: &Settings) -> anyhow::Result<AnyConnection> {
+    let url = &settings.database.url;
+    let mut conn = ConnectionManager::new(url.clone())
+        .connect()
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact(url)))?;
+    store::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    let mut conn = ConnectionManager::new(settings.database.url.clone())
+        .connect()
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact(&settings.database.url)))?;
+    let applied = store::migrate(&mut conn)?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        for v in applied {
+            println!("applied {v}");
+        }
+    }
+    Ok(())
+}
+
+fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
+    let mut conn = connect(settings)?;
+    match command {
+        ClientCommand::Create(c) => {
+            let req = NewClient {
+                name: c.name,
+                redirect_uris: c.redirect_uris,
+                confidential: c.confidential,
+                grant_types: c.grant_types,
+                scopes: c.scopes,
+                audiences: c.audiences,
+                allowed_origins: c.allowed_origins,
+            };
+            let registered = registry::create_client(&mut conn, &req, now())?;
+            let secret = registered.secret.as_ref().map(|s| s.expose().to_owned());
+            if c.json {
+                let mut out = serde_json::json!({"client_id": registered.client.id});
+                if let Some(s) = &secret {
+                    out["client_secret"] = serde_json::Value::String(s.clone());
+                }
+                println!("{out}");
+            } else {
+                println!("client_id:     {}", registered.client.id);
+                if let Some(s) = &secret {
+                    println!("client_secret: {s}");
+                    println!("(the secret is shown only now; Gatehouse stores only its hash)");
+                }
+            }
+        }
+        ClientCommand::List { json } => {
+            let clients = Client::list(&mut conn)?;
+            if json {
+                let list: Vec<serde_json::Value> = clients
+                    .iter()
+                    .map(|c| {
+                        let mut v = serde_json::to_value(c).unwrap_or_default();
+                        v["confidential"] = serde_json::Value::Bool(c.is_confidential());
+                        v
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if clients.is_empty() {
+                println!("no clients registered");
+            } else {
+                for c in clients {
+                    println!(
+                        "{}  {}  {}  grants={}  redirect_uris={}  audiences={}",
+                        c.id,
+                        if c.is_confidential() { "confidential" } else { "public" },
+                        c.name,
+                        c.grant_types.join(","),
+                        c.redirect_uris.join(","),
+                        c.audiences.join(","),
+                    );
+                }
+            }
+        }
+        ClientCommand::Delete { client_id } => {
+            if Client::delete(&mut conn, &client_id)? {
+                println!("deleted {client_id}");
+            } else {
+                anyhow::bail!("no client with id {client_id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    let UserCommand::Create { username, roles, json } = command;
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| anyhow::anyhow!("reading the password from standard input: {e}"))?;
+    // One trailing newline (from `echo` or a terminal) is not part of the password.
+    let password = password
+        .strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(&password);
+    let passwords = Passwords::new(&settings.passwords)?;
+    let mut conn = connect(settings)?;
+    let user = registry::create_user(&mut conn, &passwords, &username, password, &roles, now())?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"user_id": user.id, "username": user.username, "roles": user.roles})
+        );
+    } else {
+        println!("user_id: {}", user.id);
+    }
+    Ok(())
+}
+
+fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::List { json } = command;
+    let mut conn = connect(settings)?;
+    let rows = SigningKeyRow::all(&mut conn)?;
+    let now = now();
+    let signing = rows
+        .iter()
+        .filter(|r| r.activate_at <= now && r.retire_at.is_none_or(|t| t > now) && r.expires_at.is_none_or(|t| t > now))
+        .max_by_key(|r| r.activate_at)
+        .map(|r| r.kid.clone());
+    let infos: Vec<KeyInfo> = rows.iter().map(|r| KeyInfo::of(r, now, signing.as_deref())).collect();
+    if json {
+        println!("{}", serde_json::to_string(&infos)?);
+    } else if infos.is_empty() {
+        println!("no signing keys yet: the server creates one on first start");
+    } else {
+        for k in infos {
+            println!("{}  {}  {}  created={}  activates={}", k.kid, k.alg, k.state, k.created_at, k.activate_at);
+        }
+    }
+    Ok(())
+}

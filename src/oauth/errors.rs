@@ -1,0 +1,97 @@
+//! The OAuth error vocabulary (RFC 6749 §4.1.2.1, §5.2; RFC 7009 §2.2.1; RFC 8707 §2), mapped once
+//! to an HTTP status, `WWW-Authenticate` on 401 and the JSON body `{error, error_description}`.
+
+use std::borrow::Cow;
+
+/// An RFC error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    UnsupportedResponseType,
+    UnsupportedTokenType,
+    InvalidScope,
+    InvalidTarget,
+    AccessDenied,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+
+    /// The status of a token-endpoint error response (RFC 6749 §5.2).
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::InvalidClient => 401,
+            ErrorCode::ServerError => 500,
+            _ => 400,
+        }
+    }
+}
+
+/// An OAuth error with a human-readable description (never containing a secret).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {description}", code.as_str())]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: Cow<'static, str>,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+
+    pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidRequest, d)
+    }
+
+    pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidGrant, d)
+    }
+
+    /// The one answer for an unknown client, a wrong secret or a missing one: indistinguishable.
+    pub fn invalid_client() -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidClient, "client authentication failed")
+    }
+
+    pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidScope, d)
+    }
+
+    pub fn invalid_target(d: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError::new(ErrorCode::InvalidTarget, d)
+    }
+
+    pub fn unauthorized_client(d: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError::new(ErrorCode::UnauthorizedClient, d)
+    }
+
+    /// The JSON body of the error.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({
+            "error": self.code.as_str(),
+            "error_description": self.description,
+        })
+    }
+}

@@ -1,0 +1,82 @@
+//! RFC 8414 authorization server metadata, built from the same constants the endpoints enforce.
+
+use serde::Serialize;
+
+use super::{pkce, token};
+
+/// The HTTP paths Gatehouse serves; the router and the metadata both read them from here.
+pub mod paths {
+    pub const METADATA: &str = "/.well-known/oauth-authorization-server";
+    pub const JWKS: &str = "/.well-known/jwks.json";
+    pub const AUTHORIZE: &str = "/authorize";
+    pub const LOGIN: &str = "/login";
+    pub const CONSENT: &str = "/consent";
+    pub const TOKEN: &str = "/token";
+    pub const REVOKE: &str = "/revoke";
+    pub const INTROSPECT: &str = "/introspect";
+    pub const HEALTHZ: &str = "/healthz";
+    pub const READYZ: &str = "/readyz";
+}
+
+/// The response types `/authorize` accepts.
+pub const RESPONSE_TYPES: [&str; 1] = ["code"];
+/// How `/authorize` returns its response.
+pub const RESPONSE_MODES: [&str; 1] = ["query"];
+/// Client authentication at the token and revocation endpoints (`none` = public clients).
+pub const TOKEN_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
+/// Introspection needs an authenticated confidential client (RFC 7662 §2.1).
+pub const INTROSPECTION_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+#[derive(Debug, Serialize)]
+pub struct Metadata {
+    pub issuer: String,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+    pub revocation_endpoint: String,
+    pub introspection_endpoint: String,
+    pub response_types_supported: Vec<&'static str>,
+    pub response_modes_supported: Vec<&'static str>,
+    pub grant_types_supported: Vec<&'static str>,
+    pub code_challenge_methods_supported: Vec<&'static str>,
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    pub authorization_response_iss_parameter_supported: bool,
+}
+
+impl Metadata {
+    pub fn new(issuer: &str) -> Metadata {
+        let at = |path: &str| format!("{issuer}{path}");
+        Metadata {
+            issuer: issuer.to_owned(),
+            authorization_endpoint: at(paths::AUTHORIZE),
+            token_endpoint: at(paths::TOKEN),
+            jwks_uri: at(paths::JWKS),
+            revocation_endpoint: at(paths::REVOKE),
+            introspection_endpoint: at(paths::INTROSPECT),
+            response_types_supported: RESPONSE_TYPES.to_vec(),
+            response_modes_supported: RESPONSE_MODES.to_vec(),
+            grant_types_supported: token::GRANT_TYPES.to_vec(),
+            code_challenge_methods_supported: vec![pkce::METHOD],
+            token_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),
+            revocation_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),
+            introspection_endpoint_auth_methods_supported: INTROSPECTION_AUTH_METHODS.to_vec(),
+            authorization_response_iss_parameter_supported: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_lists_only_s256() {
+        let m = Metadata::new("https://auth.example");
+        assert_eq!(m.code_challenge_methods_supported, vec!["S256"]);
+        assert_eq!(m.issuer, "https://auth.example");
+        assert!(m.authorization_response_iss_parameter_supported);
+        assert_eq!(m.token_endpoint, "https://auth.example/token");
+    }
+}

@@ -1,0 +1,259 @@
+//! Registering clients and users: the checks shared by the CLI (and later the admin API).
+
+use crate::passwords::{self, Passwords};
+use crate::secret::{new_id, PlainToken};
+use crate::store::clients::Client;
+use crate::store::users::User;
+use crate::store::AnyConnection;
+
+/// Grant types a client may be registered with.
+pub const SUPPORTED_GRANTS: [&str; 2] = crate::oauth::token::GRANT_TYPES;
+
+/// What an admin asks for when registering a client.
+#[derive(Debug, Clone, Default)]
+pub struct NewClient {
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub confidential: bool,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub allowed_origins: Vec<String>,
+}
+
+/// A registered client and, for confidential clients, its secret: shown this once, stored hashed.
+#[derive(Debug)]
+pub struct Registered {
+    pub client: Client,
+    pub secret: Option<PlainToken>,
+}
+
+/// A readable reason a registration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+fn invalid(msg: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(msg.into())
+}
+
+/// A redirect URI must be absolute, https (or http on a loopback address), with no fragment and
+/// no wildcard (checklist 55; RFC 9700 §2.1, RFC 8252 §7.3).
+pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
+    let url = url::Url::parse(uri).map_err(|_| invalid(format!("redirect URI {uri:?} is not an absolute URL")))?;
+    if url.fragment().is_some() || uri.contains('#') {
+        return Err(invalid(format!("redirect URI {uri:?} must not have a fragment")));
+    }
+    if uri.contains('*') {
+        return Err(invalid(format!("redirect URI {uri:?} must not contain a wildcard")));
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err(invalid(format!(
+            "redirect URI {uri:?} must use https (http only on 127.0.0.1, [::1] or localhost)"
+        ))),
+        _ if url.scheme().contains('.') => Ok(()), // private-use scheme of a native app (RFC 8252 §7.1)
+        other => Err(invalid(format!("redirect URI scheme {other:?} is not allowed"))),
+    }
+}
+
+fn check_origin(origin: &str) -> Result<(), RegistryError> {
+    let url = url::Url::parse(origin).map_err(|_| invalid(format!("origin {origin:?} is not a URL")))?;
+    if url.origin().ascii_serialization() != origin {
+        return Err(invalid(format!(
+            "origin {origin:?} must be scheme://host[:port] with no path or trailing slash"
+        )));
+    }
+    Ok(())
+}
+
+fn check_audience(aud: &str) -> Result<(), RegistryError> {
+    let url = url::Url::parse(aud).map_err(|_| invalid(format!("audience {aud:?} must be an absolute URI")))?;
+    if url.fragment().is_some() {
+        return Err(invalid(format!("audience {aud:?} must not have a fragment")));
+    }
+    Ok(())
+}
+
+fn dedup(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for i in items {
+        if !out.contains(i) {
+            out.push(i.clone());
+        }
+    }
+    out
+}
+
+/// Checks a registration request and builds the client (not yet stored).
+pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryError> {
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(invalid("the client name must be 1 to 100 printable characters"));
+    }
+    let grant_types = if req.grant_types.is_empty() {
+        vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
+    } else {
+        dedup(&req.grant_types)
+    };
+    for g in &grant_types {
+        if !SUPPORTED_GRANTS.contains(&g.as_str()) {
+            return Err(invalid(format!(
+                "grant type {g:?} is not supported; use one of: {}",
+                SUPPORTED_GRANTS.join(", ")
+            )));
+        }
+    }
+    if grant_types.iter().any(|g| g == "authorization_code") && req.redirect_uris.is_empty() {
+        return Err(invalid("the authorization_code grant needs at least one --redirect-uri"));
+    }
+    for uri in &req.redirect_uris {
+        check_redirect_uri(uri)?;
+    }
+    for scope in &req.scopes {
+        crate::oauth::scope::parse(scope).map_err(|_| invalid(format!("scope {scope:?} is not a valid scope token")))?;
+        if scope.contains(' ') {
+            return Err(invalid(format!("give each scope separately: {scope:?}")));
+        }
+    }
+    if req.audiences.is_empty() {
+        return Err(invalid(
+            "a client needs at least one --audience: the URI of the resource server its tokens are for",
+        ));
+    }
+    for aud in &req.audiences {
+        check_audience(aud)?;
+    }
+    for origin in &req.allowed_origins {
+        check_origin(origin)?;
+    }
+    let secret = req.confidential.then(PlainToken::generate);
+    Ok(Registered {
+        client: Client {
+            id: new_id("cl"),
+            name: name.to_owned(),
+            secret_hash: secret.as_ref().map(|s| s.hash().0),
+            redirect_uris: dedup(&req.redirect_uris),
+            grant_types,
+            scopes: dedup(&req.scopes),
+            audiences: dedup(&req.audiences),
+            allowed_origins: dedup(&req.allowed_origins),
+            created_at: now,
+        },
+        secret,
+    })
+}
+
+/// Registers a client.
+pub fn create_client(conn: &mut AnyConnection, req: &NewClient, now: i64) -> Result<Registered, RegistryError> {
+    let registered = prepare_client(req, now)?;
+    registered.client.insert(conn)?;
+    Ok(registered)
+}
+
+/// Checks a username: 1–64 characters, no spaces or control characters.
+pub fn check_username(name: &str) -> Result<(), RegistryError> {
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(invalid("the username must be 1 to 64 characters without spaces"));
+    }
+    Ok(())
+}
+
+fn check_role(role: &str) -> Result<(), RegistryError> {
+    let ok = !role.is_empty()
+        && role.len() <= 64
+        && role.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!("role {role:?} must be 1 to 64 of [A-Za-z0-9_-:.]")))
+    }
+}
+
+/// Creates a user with an argon2id password hash.
+pub fn create_user(
+    conn: &mut AnyConnection,
+    passwords: &Passwords,
+    username: &str,
+    password: &str,
+    roles: &[String],
+    now: i64,
+) -> Result<User, RegistryError> {
+    check_username(username)?;
+    passwords::check_new(password).map_err(RegistryError::Invalid)?;
+    for r in roles {
+        check_role(r)?;
+    }
+    if User::find_by_username(conn, username)?.is_some() {
+        return Err(invalid(format!("a user named {username:?} already exists")));
+    }
+    let user = User {
+        id: new_id("usr"),
+        username: username.to_owned(),
+        password_hash: passwords.hash(password)?,
+        roles: dedup(roles),
+        disabled_at: None,
+        created_at: now,
+    };
+    user.insert(conn)?;
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_redirect_uris_validated() {
+        assert!(check_redirect_uri("https://app.example/cb").is_ok());
+        assert!(check_redirect_uri("http://127.0.0.1:5173/cb").is_ok());
+        assert!(check_redirect_uri("http://[::1]/cb").is_ok());
+        assert!(check_redirect_uri("http://app.example/cb").is_err());
+        assert!(check_redirect_uri("https://app.example/cb#x").is_err());
+        assert!(check_redirect_uri("https://*.example/cb").is_err());
+        assert!(check_redirect_uri("/cb").is_err());
+        assert!(check_redirect_uri("javascript:alert(1)").is_err());
+    }
+
+    #[test]
+    fn client_ids_are_server_generated_and_cannot_collide_with_users() {
+        let req = NewClient {
+            name: "SPA".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            audiences: vec!["https://api.example".into()],
+            ..Default::default()
+        };
+        let a = prepare_client(&req, 0).unwrap();
+        assert!(a.client.id.starts_with("cl_"));
+        assert!(a.secret.is_none());
+        assert!(!new_id("usr").starts_with("cl_"));
+    }
+
+    #[test]
+    fn confidential_secret_stored_hashed() {
+        let req = NewClient {
+            name: "backend".into(),
+            confidential: true,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            audiences: vec!["https://api.example".into()],
+            ..Default::default()
+        };
+        let r = prepare_client(&req, 0).unwrap();
+        let secret = r.secret.unwrap();
+        assert_eq!(r.client.secret_hash.as_deref(), Some(secret.hash().as_str()));
+        assert_ne!(r.client.secret_hash.as_deref(), Some(secret.expose()));
+    }
+}

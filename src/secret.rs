@@ -1,0 +1,128 @@
+//! Random values and their hashes: codes, refresh tokens, session ids, client secrets, ids.
+//!
+//! Every value is 256 bits from the operating system's CSPRNG (checklist 13); the database stores
+//! only SHA-256 of the secret ones, so a leaked table yields nothing usable.
+
+use std::fmt;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+/// 32 random bytes. Panics never: a failing system RNG aborts start-up long before.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // SystemRandom::fill fails only when the OS has no entropy source at all.
+    if SystemRandom::new().fill(&mut buf).is_err() {
+        std::process::abort();
+    }
+    buf
+}
+
+/// A secret handed to a client or browser once: never logged, never stored in the clear.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainToken(String);
+
+impl PlainToken {
+    /// A fresh 256-bit token, base64url without padding (43 characters).
+    pub fn generate() -> PlainToken {
+        PlainToken(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+    }
+
+    /// Wraps a value received from a client.
+    pub fn from_presented(value: impl Into<String>) -> PlainToken {
+        PlainToken(value.into())
+    }
+
+    /// The value itself, for the one response that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What the database stores.
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+}
+
+impl fmt::Debug for PlainToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlainToken(<redacted>)")
+    }
+}
+
+/// Hex SHA-256 of a secret value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenHash(pub String);
+
+impl TokenHash {
+    pub fn of(value: &str) -> TokenHash {
+        TokenHash(hex(digest::digest(&digest::SHA256, value.as_bytes()).as_ref()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A short, non-reversible prefix for logs.
+    pub fn log_prefix(&self) -> &str {
+        &self.0[..8.min(self.0.len())]
+    }
+}
+
+/// Constant-time equality of two strings (client secrets, CSRF tokens).
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// A new identifier with a prefix naming its kind, e.g. `usr_…` or `cl_…`.
+/// The prefixes keep user and client subjects in separate namespaces (checklist 34).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 0xf) as usize] as char);
+    }
+    out
+}
+
+/// HMAC-SHA256, base64url (CSRF tokens).
+pub fn hmac_b64(key: &[u8], parts: &[&str]) -> String {
+    use aws_lc_rs::hmac;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let mut ctx = hmac::Context::with_key(&key);
+    for part in parts {
+        ctx.update(&(part.len() as u64).to_be_bytes());
+        ctx.update(part.as_bytes());
+    }
+    URL_SAFE_NO_PAD.encode(ctx.sign().as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bit_csprng() {
+        let a = PlainToken::generate();
+        let b = PlainToken::generate();
+        assert_eq!(URL_SAFE_NO_PAD.decode(a.expose()).unwrap().len(), 32);
+        assert_ne!(a, b);
+        assert_eq!(a.hash().as_str().len(), 64);
+        assert!(!format!("{a:?}").contains(a.expose()));
+    }
+
+    #[test]
+    fn ids_carry_their_namespace() {
+        assert!(new_id("usr").starts_with("usr_"));
+        assert_ne!(new_id("cl"), new_id("cl"));
+    }
+}

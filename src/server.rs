@@ -1,0 +1,27 @@
+//! The HTTP server: routes, middleware and state put together.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+
+use crate::http::{self, forms::MAX_BODY, middleware::security_headers};
+use crate::state::AppState;
+
+/// Builds the server on a bound listener (port 0 in tests). Call `.await` on it to run.
+pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+    let https = state.settings.is_https();
+    let workers = state.settings.server.workers;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .wrap(security_headers(https))
+            .configure(http::routes)
+    })
+    .listen(listener)?;
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    Ok(server.run())
+}

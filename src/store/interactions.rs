@@ -1,0 +1,64 @@
+//! Pending authorization requests: what `/authorize` validated, kept server-side while the
+//! browser goes through login and consent. The forms carry the random id; the table keeps its hash
+//! and the session it is bound to.
+
+use diesel::prelude::*;
+
+use super::schema::interactions;
+use super::AnyConnection;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = interactions)]
+pub struct Interaction {
+    pub id_hash: String,
+    pub session_hash: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: String,
+    pub state: Option<String>,
+    pub code_challenge: String,
+    pub audience: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Interaction {
+    pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        diesel::insert_into(interactions::table)
+            .values(self.clone())
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// The live interaction with this id, bound to this session.
+    pub fn find(
+        conn: &mut AnyConnection,
+        id_hash: &str,
+        session_hash: &str,
+        now: i64,
+    ) -> QueryResult<Option<Interaction>> {
+        interactions::table
+            .find(id_hash)
+            .filter(interactions::session_hash.eq(session_hash))
+            .filter(interactions::expires_at.gt(now))
+            .select(Interaction::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Deletes the interaction if it is still there: true for exactly one caller, so a consent
+    /// form submitted twice issues one code.
+    pub fn take(conn: &mut AnyConnection, id_hash: &str, session_hash: &str) -> QueryResult<bool> {
+        diesel::delete(
+            interactions::table
+                .find(id_hash)
+                .filter(interactions::session_hash.eq(session_hash)),
+        )
+        .execute(conn)
+        .map(|n| n == 1)
+    }
+
+    pub fn prune(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
+        diesel::delete(interactions::table.filter(interactions::expires_at.le(now))).execute(conn)
+    }
+}

@@ -1,0 +1,54 @@
+//! Browser login sessions. The cookie carries a 256-bit id; the table keeps its SHA-256.
+
+use diesel::prelude::*;
+
+use super::schema::{interactions, sessions};
+use super::AnyConnection;
+
+/// A session row. `user_id` is `None` until the browser has logged in.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id_hash: String,
+    pub user_id: Option<String>,
+    pub auth_time: Option<i64>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl Session {
+    pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        diesel::insert_into(sessions::table)
+            .values(self.clone())
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// The session with this id hash, if it has not expired.
+    pub fn find_live(conn: &mut AnyConnection, id_hash: &str, now: i64) -> QueryResult<Option<Session>> {
+        sessions::table
+            .find(id_hash)
+            .filter(sessions::expires_at.gt(now))
+            .select(Session::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Replaces a session by a new one (a new id on login, ASVS 3.2.1) and moves its pending
+    /// authorization requests to it, in one transaction.
+    pub fn replace(conn: &mut AnyConnection, old_hash: &str, new: &Session) -> QueryResult<()> {
+        super::write_tx(conn, |conn| {
+            diesel::delete(sessions::table.find(old_hash)).execute(conn)?;
+            new.insert(conn)?;
+            diesel::update(interactions::table.filter(interactions::session_hash.eq(old_hash)))
+                .set(interactions::session_hash.eq(&new.id_hash))
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    /// Removes expired sessions (cheap: indexed by expiry).
+    pub fn prune(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
+        diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
+    }
+}

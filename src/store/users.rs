@@ -1,0 +1,89 @@
+//! The user table.
+
+use diesel::prelude::*;
+
+use super::schema::users;
+use super::{decode_list, encode_list, AnyConnection};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: String,
+    username: String,
+    password_hash: String,
+    roles: String,
+    disabled_at: Option<i64>,
+    created_at: i64,
+}
+
+/// A user account. `password_hash` is an argon2id PHC string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub password_hash: String,
+    pub roles: Vec<String>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+impl User {
+    pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        diesel::insert_into(users::table)
+            .values(UserRow {
+                id: self.id.clone(),
+                username: self.username.clone(),
+                password_hash: self.password_hash.clone(),
+                roles: encode_list(&self.roles),
+                disabled_at: self.disabled_at,
+                created_at: self.created_at,
+            })
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<User>> {
+        users::table
+            .find(id)
+            .select(UserRow::as_select())
+            .first(conn)
+            .optional()
+            .map(|r| r.map(User::from))
+    }
+
+    pub fn find_by_username(conn: &mut AnyConnection, username: &str) -> QueryResult<Option<User>> {
+        users::table
+            .filter(users::username.eq(username))
+            .select(UserRow::as_select())
+            .first(conn)
+            .optional()
+            .map(|r| r.map(User::from))
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.disabled_at.is_none()
+    }
+}
+
+impl From<UserRow> for User {
+    fn from(r: UserRow) -> Self {
+        User {
+            id: r.id,
+            username: r.username,
+            password_hash: r.password_hash,
+            roles: decode_list(&r.roles),
+            disabled_at: r.disabled_at,
+            created_at: r.created_at,
+        }
+    }
+}
