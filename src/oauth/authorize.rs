@@ -93,6 +93,12 @@ pub fn validate(
             OAuthError::unauthorized_client("this client may not use the authorization code flow"),
         ));
     }
+    if params.get("response_mode").is_some_and(|m| !super::metadata::RESPONSE_MODES.contains(&m)) {
+        return Err(fail(
+            &bound,
+            OAuthError::invalid_request("response_mode must be query"),
+        ));
+    }
     if params.contains("request") || params.contains("request_uri") {
         return Err(fail(
             &bound,
