@@ -140,8 +140,9 @@ impl Settings {
 
     /// Rejects settings that would make Gatehouse insecure or broken, with a readable reason.
     pub fn validate(&self) -> anyhow::Result<()> {
-        let issuer = url::Url::parse(&self.server.issuer)
-            .map_err(|e| anyhow::anyhow!("server.issuer {:?} is not a URL: {e}", self.server.issuer))?;
+        let issuer = url::Url::parse(&self.server.issuer).map_err(|e| {
+            anyhow::anyhow!("server.issuer {:?} is not a URL: {e}", self.server.issuer)
+        })?;
         let loopback = matches!(
             issuer.host(),
             Some(url::Host::Ipv4(ip)) if ip.is_loopback()
@@ -168,7 +169,10 @@ impl Settings {
             anyhow::bail!("token lifetimes must be positive");
         }
         if self.keys.algorithm != "ES256" {
-            anyhow::bail!("keys.algorithm {:?} is not supported: use ES256", self.keys.algorithm);
+            anyhow::bail!(
+                "keys.algorithm {:?} is not supported: use ES256",
+                self.keys.algorithm
+            );
         }
         Ok(())
     }

@@ -145,8 +145,11 @@ fn main() -> ExitCode {
 fn init_tracing(settings: &Settings, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
-    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter =
+        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if settings.server.json_logs {
         builder.json().init();
     } else {
@@ -155,14 +158,18 @@ fn init_tracing(settings: &Settings, serving: bool) {
 }
 
 fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
-    MasterKey::load_or_create(std::env::var("GATEHOUSE_MASTER_KEY").ok(), &settings.keys.dir)
+    MasterKey::load_or_create(
+        std::env::var("GATEHOUSE_MASTER_KEY").ok(),
+        &settings.keys.dir,
+    )
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
     let master = master_key(&settings)?;
     let bind = settings.server.bind.clone();
     let state = AppState::init(settings, master)?;
-    let listener = TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let listener =
+        TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
     tracing::info!(bind = %bind, issuer = %state.issuer(), "Gatehouse is listening");
     actix_web::rt::System::new().block_on(async move {
         gatehouse::server::build(actix_web::web::Data::new(state), listener)?.await
@@ -194,7 +201,12 @@ fn redact(url: &str) -> String {
 fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let mut conn = ConnectionManager::new(settings.database.url.clone())
         .connect()
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact(&settings.database.url)))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot open the database {}: {e}",
+                redact(&settings.database.url)
+            )
+        })?;
     let applied = store::migrate(&mut conn)?;
     if applied.is_empty() {
         println!("database is up to date");
@@ -254,7 +266,11 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                     println!(
                         "{}  {}  {}  grants={}  redirect_uris={}  audiences={}",
                         c.id,
-                        if c.is_confidential() { "confidential" } else { "public" },
+                        if c.is_confidential() {
+                            "confidential"
+                        } else {
+                            "public"
+                        },
                         c.name,
                         c.grant_types.join(","),
                         c.redirect_uris.join(","),
@@ -275,7 +291,11 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
 }
 
 fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Create { username, roles, json } = command;
+    let UserCommand::Create {
+        username,
+        roles,
+        json,
+    } = command;
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
@@ -306,17 +326,27 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     let now = now();
     let signing = rows
         .iter()
-        .filter(|r| r.activate_at <= now && r.retire_at.is_none_or(|t| t > now) && r.expires_at.is_none_or(|t| t > now))
+        .filter(|r| {
+            r.activate_at <= now
+                && r.retire_at.is_none_or(|t| t > now)
+                && r.expires_at.is_none_or(|t| t > now)
+        })
         .max_by_key(|r| r.activate_at)
         .map(|r| r.kid.clone());
-    let infos: Vec<KeyInfo> = rows.iter().map(|r| KeyInfo::of(r, now, signing.as_deref())).collect();
+    let infos: Vec<KeyInfo> = rows
+        .iter()
+        .map(|r| KeyInfo::of(r, now, signing.as_deref()))
+        .collect();
     if json {
         println!("{}", serde_json::to_string(&infos)?);
     } else if infos.is_empty() {
         println!("no signing keys yet: the server creates one on first start");
     } else {
         for k in infos {
-            println!("{}  {}  {}  created={}  activates={}", k.kid, k.alg, k.state, k.created_at, k.activate_at);
+            println!(
+                "{}  {}  {}  created={}  activates={}",
+                k.kid, k.alg, k.state, k.created_at, k.activate_at
+            );
         }
     }
     Ok(())

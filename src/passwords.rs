@@ -26,8 +26,13 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(settings: &PasswordSettings) -> anyhow::Result<Passwords> {
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
-            .map_err(|e| anyhow::anyhow!("invalid argon2 settings: {e}"))?;
+        let params = Params::new(
+            settings.memory_kib,
+            settings.iterations,
+            settings.parallelism,
+            None,
+        )
+        .map_err(|e| anyhow::anyhow!("invalid argon2 settings: {e}"))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut p = Passwords {
             params,
@@ -58,7 +63,10 @@ impl Passwords {
             return false;
         };
         let ok = password.len() <= MAX_PASSWORD_LEN
-            && self.argon2().verify_password(password.as_bytes(), &parsed).is_ok();
+            && self
+                .argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
         ok && stored.is_some()
     }
 
@@ -66,7 +74,8 @@ impl Passwords {
     pub async fn verify(&self, password: String, stored: Option<String>) -> anyhow::Result<bool> {
         let _permit = self.permits.acquire().await?;
         let this = self.clone();
-        let ok = actix_web::web::block(move || this.verify_blocking(&password, stored.as_deref())).await?;
+        let ok = actix_web::web::block(move || this.verify_blocking(&password, stored.as_deref()))
+            .await?;
         Ok(ok)
     }
 }
@@ -74,10 +83,14 @@ impl Passwords {
 /// Checks a new password's length: at least 8 characters, at most 1024 bytes (ASVS 6.2.9).
 pub fn check_new(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(format!("the password must have at least {MIN_PASSWORD_LEN} characters"));
+        return Err(format!(
+            "the password must have at least {MIN_PASSWORD_LEN} characters"
+        ));
     }
     if password.len() > MAX_PASSWORD_LEN {
-        return Err(format!("the password must have at most {MAX_PASSWORD_LEN} bytes"));
+        return Err(format!(
+            "the password must have at most {MAX_PASSWORD_LEN} bytes"
+        ));
     }
     Ok(())
 }
@@ -87,7 +100,12 @@ mod tests {
     use super::*;
 
     fn cheap() -> Passwords {
-        Passwords::new(&PasswordSettings { memory_kib: 64, iterations: 1, parallelism: 1 }).unwrap()
+        Passwords::new(&PasswordSettings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        })
+        .unwrap()
     }
 
     #[test]

@@ -46,12 +46,17 @@ fn invalid(msg: impl Into<String>) -> RegistryError {
 /// A redirect URI must be absolute, https (or http on a loopback address), with no fragment and
 /// no wildcard (checklist 55; RFC 9700 §2.1, RFC 8252 §7.3).
 pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
-    let url = url::Url::parse(uri).map_err(|_| invalid(format!("redirect URI {uri:?} is not an absolute URL")))?;
+    let url = url::Url::parse(uri)
+        .map_err(|_| invalid(format!("redirect URI {uri:?} is not an absolute URL")))?;
     if url.fragment().is_some() || uri.contains('#') {
-        return Err(invalid(format!("redirect URI {uri:?} must not have a fragment")));
+        return Err(invalid(format!(
+            "redirect URI {uri:?} must not have a fragment"
+        )));
     }
     if uri.contains('*') {
-        return Err(invalid(format!("redirect URI {uri:?} must not contain a wildcard")));
+        return Err(invalid(format!(
+            "redirect URI {uri:?} must not contain a wildcard"
+        )));
     }
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
@@ -66,12 +71,15 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
             "redirect URI {uri:?} must use https (http only on 127.0.0.1, [::1] or localhost)"
         ))),
         _ if url.scheme().contains('.') => Ok(()), // private-use scheme of a native app (RFC 8252 §7.1)
-        other => Err(invalid(format!("redirect URI scheme {other:?} is not allowed"))),
+        other => Err(invalid(format!(
+            "redirect URI scheme {other:?} is not allowed"
+        ))),
     }
 }
 
 fn check_origin(origin: &str) -> Result<(), RegistryError> {
-    let url = url::Url::parse(origin).map_err(|_| invalid(format!("origin {origin:?} is not a URL")))?;
+    let url =
+        url::Url::parse(origin).map_err(|_| invalid(format!("origin {origin:?} is not a URL")))?;
     if url.origin().ascii_serialization() != origin {
         return Err(invalid(format!(
             "origin {origin:?} must be scheme://host[:port] with no path or trailing slash"
@@ -81,9 +89,12 @@ fn check_origin(origin: &str) -> Result<(), RegistryError> {
 }
 
 fn check_audience(aud: &str) -> Result<(), RegistryError> {
-    let url = url::Url::parse(aud).map_err(|_| invalid(format!("audience {aud:?} must be an absolute URI")))?;
+    let url = url::Url::parse(aud)
+        .map_err(|_| invalid(format!("audience {aud:?} must be an absolute URI")))?;
     if url.fragment().is_some() {
-        return Err(invalid(format!("audience {aud:?} must not have a fragment")));
+        return Err(invalid(format!(
+            "audience {aud:?} must not have a fragment"
+        )));
     }
     Ok(())
 }
@@ -102,7 +113,9 @@ fn dedup(items: &[String]) -> Vec<String> {
 pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryError> {
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(invalid("the client name must be 1 to 100 printable characters"));
+        return Err(invalid(
+            "the client name must be 1 to 100 printable characters",
+        ));
     }
     let grant_types = if req.grant_types.is_empty() {
         vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
@@ -118,13 +131,16 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
         }
     }
     if grant_types.iter().any(|g| g == "authorization_code") && req.redirect_uris.is_empty() {
-        return Err(invalid("the authorization_code grant needs at least one --redirect-uri"));
+        return Err(invalid(
+            "the authorization_code grant needs at least one --redirect-uri",
+        ));
     }
     for uri in &req.redirect_uris {
         check_redirect_uri(uri)?;
     }
     for scope in &req.scopes {
-        crate::oauth::scope::parse(scope).map_err(|_| invalid(format!("scope {scope:?} is not a valid scope token")))?;
+        crate::oauth::scope::parse(scope)
+            .map_err(|_| invalid(format!("scope {scope:?} is not a valid scope token")))?;
         if scope.contains(' ') {
             return Err(invalid(format!("give each scope separately: {scope:?}")));
         }
@@ -158,7 +174,11 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
 }
 
 /// Registers a client.
-pub fn create_client(conn: &mut AnyConnection, req: &NewClient, now: i64) -> Result<Registered, RegistryError> {
+pub fn create_client(
+    conn: &mut AnyConnection,
+    req: &NewClient,
+    now: i64,
+) -> Result<Registered, RegistryError> {
     let registered = prepare_client(req, now)?;
     registered.client.insert(conn)?;
     Ok(registered)
@@ -166,8 +186,13 @@ pub fn create_client(conn: &mut AnyConnection, req: &NewClient, now: i64) -> Res
 
 /// Checks a username: 1–64 characters, no spaces or control characters.
 pub fn check_username(name: &str) -> Result<(), RegistryError> {
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(invalid("the username must be 1 to 64 characters without spaces"));
+    if name.is_empty()
+        || name.chars().count() > 64
+        || name.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(invalid(
+            "the username must be 1 to 64 characters without spaces",
+        ));
     }
     Ok(())
 }
@@ -175,11 +200,15 @@ pub fn check_username(name: &str) -> Result<(), RegistryError> {
 fn check_role(role: &str) -> Result<(), RegistryError> {
     let ok = !role.is_empty()
         && role.len() <= 64
-        && role.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.'));
+        && role
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '.'));
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!("role {role:?} must be 1 to 64 of [A-Za-z0-9_-:.]")))
+        Err(invalid(format!(
+            "role {role:?} must be 1 to 64 of [A-Za-z0-9_-:.]"
+        )))
     }
 }
 
@@ -253,7 +282,10 @@ mod tests {
         };
         let r = prepare_client(&req, 0).unwrap();
         let secret = r.secret.unwrap();
-        assert_eq!(r.client.secret_hash.as_deref(), Some(secret.hash().as_str()));
+        assert_eq!(
+            r.client.secret_hash.as_deref(),
+            Some(secret.hash().as_str())
+        );
         assert_ne!(r.client.secret_hash.as_deref(), Some(secret.expose()));
     }
 }

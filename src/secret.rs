@@ -58,7 +58,9 @@ pub struct TokenHash(pub String);
 
 impl TokenHash {
     pub fn of(value: &str) -> TokenHash {
-        TokenHash(hex(digest::digest(&digest::SHA256, value.as_bytes()).as_ref()))
+        TokenHash(hex(
+            digest::digest(&digest::SHA256, value.as_bytes()).as_ref()
+        ))
     }
 
     pub fn as_str(&self) -> &str {

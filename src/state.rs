@@ -23,7 +23,10 @@ pub struct AppState {
 }
 
 /// The wall clock, in unix seconds. Only the service layer calls it; the core takes `now`.
-#[expect(clippy::disallowed_methods, reason = "the one place that reads the clock")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one place that reads the clock"
+)]
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

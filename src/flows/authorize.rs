@@ -27,7 +27,10 @@ pub enum Start {
     /// An error for the client, at its validated redirect URI.
     Redirect(String),
     /// Go on to login or consent; `new_session` is a cookie to set.
-    Continue { location: String, new_session: Option<PlainToken> },
+    Continue {
+        location: String,
+        new_session: Option<PlainToken>,
+    },
 }
 
 /// What a login or consent page shows and its form carries.
@@ -47,7 +50,10 @@ pub enum Outcome {
     /// Show the page again with a message.
     Retry(PageView, &'static str),
     /// 303 to this location, setting the cookie if given.
-    SeeOther { location: String, new_session: Option<PlainToken> },
+    SeeOther {
+        location: String,
+        new_session: Option<PlainToken>,
+    },
     /// The request is gone or forged: a 400 page with this text.
     BadRequest(&'static str),
 }
@@ -72,7 +78,11 @@ fn with_interaction(path: &str, interaction: &str) -> String {
 
 /// `GET /authorize`.
 #[tracing::instrument(skip_all)]
-pub async fn start(state: &AppState, query: &[u8], session_cookie: Option<String>) -> Result<Start, AppError> {
+pub async fn start(
+    state: &AppState,
+    query: &[u8],
+    session_cookie: Option<String>,
+) -> Result<Start, AppError> {
     let params = match Params::parse(query) {
         Ok(p) => p,
         Err(e) => return Ok(Start::BadRequest(e.description.into_owned())),
@@ -91,11 +101,17 @@ pub async fn start(state: &AppState, query: &[u8], session_cookie: Option<String
                 Err(e) => return Ok(Start::BadRequest(e.0.into_owned())),
             };
             let Some(client) = client else {
-                return Ok(Start::BadRequest("The application is not registered here.".into()));
+                return Ok(Start::BadRequest(
+                    "The application is not registered here.".into(),
+                ));
             };
             let validated = match authorize::validate(&params, &client, bound) {
                 Ok(v) => v,
-                Err((bound, e)) => return Ok(Start::Redirect(authorize::error_redirect(&bound, &issuer, &e))),
+                Err((bound, e)) => {
+                    return Ok(Start::Redirect(authorize::error_redirect(
+                        &bound, &issuer, &e,
+                    )))
+                }
             };
             let existing = match session_cookie {
                 Some(c) => Session::find_live(conn, TokenHash::of(&c).as_str(), now)?,
@@ -132,7 +148,11 @@ pub async fn start(state: &AppState, query: &[u8], session_cookie: Option<String
                 expires_at: now + session_ttl,
             }
             .insert(conn)?;
-            let page = if session.user_id.is_some() { paths::CONSENT } else { paths::LOGIN };
+            let page = if session.user_id.is_some() {
+                paths::CONSENT
+            } else {
+                paths::LOGIN
+            };
             Ok(Start::Continue {
                 location: with_interaction(page, id.expose()),
                 new_session,
@@ -165,7 +185,8 @@ async fn load(
             let Some(session) = Session::find_live(conn, &session_hash, now)? else {
                 return Ok::<_, AppError>(None);
             };
-            let Some(interaction) = Interaction::find(conn, &interaction_hash, &session_hash, now)? else {
+            let Some(interaction) = Interaction::find(conn, &interaction_hash, &session_hash, now)?
+            else {
                 return Ok(None);
             };
             let Some(client) = Client::find(conn, &interaction.client_id)? else {
@@ -175,7 +196,12 @@ async fn load(
                 Some(id) => User::find(conn, id)?.filter(User::is_active),
                 None => None,
             };
-            Ok(Some(Context { session, interaction, client, user }))
+            Ok(Some(Context {
+                session,
+                interaction,
+                client,
+                user,
+            }))
         })
         .await?;
     Ok(found.map(|c| (c, interaction.to_owned())))
@@ -186,7 +212,13 @@ fn view(state: &AppState, ctx: &Context, interaction: &str) -> PageView {
         interaction: interaction.to_owned(),
         csrf: csrf_token(state, &ctx.session.id_hash, &ctx.interaction.id_hash),
         client_name: ctx.client.name.clone(),
-        scopes: ctx.interaction.scope.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        scopes: ctx
+            .interaction
+            .scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         audience: ctx.interaction.audience.clone(),
         username: ctx.user.as_ref().map(|u| u.username.clone()),
     }
@@ -194,7 +226,8 @@ fn view(state: &AppState, ctx: &Context, interaction: &str) -> PageView {
 
 fn csrf_ok(state: &AppState, ctx: &Context, form: &Params) -> bool {
     let expected = csrf_token(state, &ctx.session.id_hash, &ctx.interaction.id_hash);
-    form.get("csrf").is_some_and(|c| constant_time_eq(c, &expected))
+    form.get("csrf")
+        .is_some_and(|c| constant_time_eq(c, &expected))
 }
 
 /// `GET /login`: the page, or `None` when the interaction is gone.
@@ -211,12 +244,18 @@ pub async fn login_page(
 
 /// `POST /login`: checks the password; on success a new session id and 303 to consent.
 #[tracing::instrument(skip_all)]
-pub async fn login_submit(state: &AppState, form: Params, session_cookie: Option<&str>) -> Result<Outcome, AppError> {
+pub async fn login_submit(
+    state: &AppState,
+    form: Params,
+    session_cookie: Option<&str>,
+) -> Result<Outcome, AppError> {
     let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
         return Ok(Outcome::BadRequest(EXPIRED));
     };
     if !csrf_ok(state, &ctx, &form) {
-        return Ok(Outcome::BadRequest("The form has expired. Go back to the application and start again."));
+        return Ok(Outcome::BadRequest(
+            "The form has expired. Go back to the application and start again.",
+        ));
     }
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
@@ -232,7 +271,10 @@ pub async fn login_submit(state: &AppState, form: Params, session_cookie: Option
         .await?;
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!("login failed");
-        return Ok(Outcome::Retry(view(state, &ctx, &id), "Invalid username or password."));
+        return Ok(Outcome::Retry(
+            view(state, &ctx, &id),
+            "Invalid username or password.",
+        ));
     };
     let now = now();
     let cookie = PlainToken::generate();
@@ -272,12 +314,18 @@ pub async fn consent_page(
 
 /// `POST /consent`: approve issues a code, deny answers `access_denied`; both 303 to the client.
 #[tracing::instrument(skip_all)]
-pub async fn consent_submit(state: &AppState, form: Params, session_cookie: Option<&str>) -> Result<Outcome, AppError> {
+pub async fn consent_submit(
+    state: &AppState,
+    form: Params,
+    session_cookie: Option<&str>,
+) -> Result<Outcome, AppError> {
     let Some((ctx, _)) = load(state, form.get("interaction"), session_cookie).await? else {
         return Ok(Outcome::BadRequest(EXPIRED));
     };
     if !csrf_ok(state, &ctx, &form) {
-        return Ok(Outcome::BadRequest("The form has expired. Go back to the application and start again."));
+        return Ok(Outcome::BadRequest(
+            "The form has expired. Go back to the application and start again.",
+        ));
     }
     let Some(user) = ctx.user else {
         return Ok(Outcome::BadRequest(EXPIRED));

@@ -61,7 +61,6 @@ pub async fn introspect(
             if let Some(rt) = RefreshToken::find(conn, TokenHash::of(&token).as_str())? {
                 let t = &rt.token;
                 let live = t.rotated_at.is_none()
-                    && t.revoked_at.is_none()
                     && rt.grant_revoked_at.is_none()
                     && t.expires_at > now
                     && rt.grant_expires_at > now

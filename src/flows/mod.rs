@@ -33,7 +33,10 @@ pub struct Answer<T> {
 }
 
 impl<T> Answer<T> {
-    pub fn of(client: &crate::store::clients::Client, result: Result<T, EndpointError>) -> Answer<T> {
+    pub fn of(
+        client: &crate::store::clients::Client,
+        result: Result<T, EndpointError>,
+    ) -> Answer<T> {
         Answer {
             allowed_origins: client.allowed_origins.clone(),
             result,

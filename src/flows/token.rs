@@ -39,9 +39,9 @@ struct Ctx {
 
 impl Ctx {
     fn signer(&self) -> Result<&Signer, EndpointError> {
-        self.keys
-            .signer()
-            .ok_or_else(|| EndpointError::Internal(anyhow::anyhow!("no signing key is active").into()))
+        self.keys.signer().ok_or_else(|| {
+            EndpointError::Internal(anyhow::anyhow!("no signing key is active").into())
+        })
     }
 }
 
@@ -97,7 +97,14 @@ pub async fn token(
                     refresh_token,
                     scope,
                     resource,
-                } => refresh(conn, &ctx, &client, &refresh_token, scope.as_deref(), resource.as_deref()),
+                } => refresh(
+                    conn,
+                    &ctx,
+                    &client,
+                    &refresh_token,
+                    scope.as_deref(),
+                    resource.as_deref(),
+                ),
             };
             Ok(Answer::of(&client, result))
         })
@@ -123,10 +130,11 @@ fn exchange_code(
         let Some((stored, user)) = AuthCode::find(conn, hash.as_str())? else {
             return Ok(Err(OAuthError::invalid_grant("the code is not valid")));
         };
-        let decision = match code_grant::decide(&stored, client, redirect_uri, code_verifier, ctx.now) {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
-        };
+        let decision =
+            match code_grant::decide(&stored, client, redirect_uri, code_verifier, ctx.now) {
+                Ok(d) => d,
+                Err(e) => return Ok(Err(e)),
+            };
         if decision == CodeDecision::Replay || !AuthCode::consume(conn, hash.as_str(), ctx.now)? {
             Grant::revoke(conn, &stored.grant_id, ctx.now)?;
             tracing::warn!(client_id = %client.id, code = %hash.log_prefix(), "authorization code replayed: grant revoked");
@@ -159,7 +167,16 @@ fn exchange_code(
         } else {
             None
         };
-        let response = respond(ctx, client, &stored.user_id, &stored.audience, &stored.scope, &user, &stored.grant_id, refresh)?;
+        let response = respond(
+            ctx,
+            client,
+            &stored.user_id,
+            &stored.audience,
+            &stored.scope,
+            &user,
+            &stored.grant_id,
+            refresh,
+        )?;
         Ok::<_, EndpointError>(Ok(response))
     })?;
     Ok(outcome?)
@@ -176,7 +193,9 @@ fn refresh(
     let hash = TokenHash::of(presented);
     let outcome: Committed<TokenResponse> = write_tx(conn, |conn| {
         let Some(stored) = RefreshToken::find(conn, hash.as_str())? else {
-            return Ok(Err(OAuthError::invalid_grant("the refresh token is not valid")));
+            return Ok(Err(OAuthError::invalid_grant(
+                "the refresh token is not valid",
+            )));
         };
         let decision = match refresh_grant::decide(&stored, client, scope, ctx.now) {
             Ok(d) => d,
@@ -184,21 +203,32 @@ fn refresh(
         };
         let token = &stored.token;
         let scope = match decision {
-            RefreshDecision::Rotate { scope } if RefreshToken::rotate(conn, hash.as_str(), ctx.now)? => scope,
+            RefreshDecision::Rotate { scope }
+                if RefreshToken::rotate(conn, hash.as_str(), ctx.now)? =>
+            {
+                scope
+            }
             // Rotated before, or by a concurrent request a moment ago: either way a second copy
             // of the token is in use, so the whole family goes (RFC 9700 §4.14.2).
             _ => {
                 Grant::revoke(conn, &token.grant_id, ctx.now)?;
                 tracing::warn!(client_id = %client.id, token = %hash.log_prefix(), "refresh token reuse: family revoked");
-                return Ok(Err(OAuthError::invalid_grant("the refresh token was already used")));
+                return Ok(Err(OAuthError::invalid_grant(
+                    "the refresh token was already used",
+                )));
             }
         };
         if let Some(r) = resource {
             if r != token.audience {
-                return Err(OAuthError::invalid_target("resource differs from the one authorized").into());
+                return Err(
+                    OAuthError::invalid_target("resource differs from the one authorized").into(),
+                );
             }
         }
-        let user = stored.user.clone().unwrap_or(UserState { roles: Vec::new(), active: true });
+        let user = stored.user.clone().unwrap_or(UserState {
+            roles: Vec::new(),
+            active: true,
+        });
         let subject = token.user_id.clone().unwrap_or_else(|| client.id.clone());
         let successor = insert_refresh(
             conn,
@@ -210,7 +240,16 @@ fn refresh(
             &token.audience,
             stored.grant_expires_at,
         )?;
-        let response = respond(ctx, client, &subject, &token.audience, &scope, &user, &token.grant_id, Some(successor))?;
+        let response = respond(
+            ctx,
+            client,
+            &subject,
+            &token.audience,
+            &scope,
+            &user,
+            &token.grant_id,
+            Some(successor),
+        )?;
         Ok::<_, EndpointError>(Ok(response))
     })?;
     Ok(outcome?)
@@ -238,7 +277,6 @@ fn insert_refresh(
         created_at: ctx.now,
         expires_at: (ctx.now + ctx.refresh_idle).min(family_end),
         rotated_at: None,
-        revoked_at: None,
     }
     .insert(conn)?;
     Ok(token)
@@ -279,4 +317,3 @@ fn respond(
         scope: scope.to_owned(),
     })
 }
-

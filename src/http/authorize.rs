@@ -21,7 +21,8 @@ pub fn session_cookie_name(state: &AppState) -> &'static str {
 }
 
 fn session_cookie(state: &AppState, req: &HttpRequest) -> Option<String> {
-    req.cookie(session_cookie_name(state)).map(|c| c.value().to_owned())
+    req.cookie(session_cookie_name(state))
+        .map(|c| c.value().to_owned())
 }
 
 fn set_session(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, token: &PlainToken) {
@@ -47,18 +48,29 @@ fn see_other(state: &AppState, location: &str, new_session: Option<&PlainToken>)
 fn outcome(state: &AppState, outcome: Outcome, username: &str) -> HttpResponse {
     match outcome {
         Outcome::Retry(view, message) => pages::login(&view, username, Some(message)),
-        Outcome::SeeOther { location, new_session } => see_other(state, &location, new_session.as_ref()),
+        Outcome::SeeOther {
+            location,
+            new_session,
+        } => see_other(state, &location, new_session.as_ref()),
         Outcome::BadRequest(message) => pages::bad_request(message),
     }
 }
 
 fn page_params(req: &HttpRequest) -> Result<Params, Box<HttpResponse>> {
-    Params::parse(req.query_string().as_bytes()).map_err(|e| Box::new(pages::bad_request(&e.description)))
+    Params::parse(req.query_string().as_bytes())
+        .map_err(|e| Box::new(pages::bad_request(&e.description)))
 }
 
 /// Reads a browser form POST: form-encoded, from our own origin.
-fn browser_form(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Params, Box<HttpResponse>> {
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+fn browser_form(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<Params, Box<HttpResponse>> {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
     if !flow::origin_allowed(state.issuer(), origin) {
         return Err(Box::new(pages::error(
             actix_web::http::StatusCode::FORBIDDEN,
@@ -72,18 +84,32 @@ fn browser_form(state: &AppState, req: &HttpRequest, body: &[u8]) -> Result<Para
     Params::parse(body).map_err(|e| Box::new(pages::bad_request(&e.description)))
 }
 
-pub async fn authorize(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, crate::error::AppError> {
-    let start = flow::start(&state, req.query_string().as_bytes(), session_cookie(&state, &req)).await?;
+pub async fn authorize(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let start = flow::start(
+        &state,
+        req.query_string().as_bytes(),
+        session_cookie(&state, &req),
+    )
+    .await?;
     Ok(match start {
         Start::BadRequest(message) => pages::bad_request(&message),
         Start::Redirect(location) => HttpResponse::Found()
             .insert_header((header::LOCATION, location))
             .finish(),
-        Start::Continue { location, new_session } => see_other(&state, &location, new_session.as_ref()),
+        Start::Continue {
+            location,
+            new_session,
+        } => see_other(&state, &location, new_session.as_ref()),
     })
 }
 
-pub async fn login_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, crate::error::AppError> {
+pub async fn login_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, crate::error::AppError> {
     let params = match page_params(&req) {
         Ok(p) => p,
         Err(resp) => return Ok(*resp),
@@ -112,7 +138,10 @@ pub async fn login_submit(
     Ok(outcome(&state, result, &username))
 }
 
-pub async fn consent_page(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, crate::error::AppError> {
+pub async fn consent_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, crate::error::AppError> {
     let params = match page_params(&req) {
         Ok(p) => p,
         Err(resp) => return Ok(*resp),

@@ -24,7 +24,10 @@ pub fn oauth_form(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return Err(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
@@ -76,10 +79,14 @@ pub fn no_store_json(body: &impl serde::Serialize) -> HttpResponse {
 
 /// Adds `Access-Control-Allow-Origin` when the request's `Origin` is one the client registered.
 pub fn with_cors(req: &HttpRequest, allowed: &[String], mut resp: HttpResponse) -> HttpResponse {
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok());
     if let Some(origin) = origin.filter(|o| allowed.iter().any(|a| a == o)) {
         if let Ok(value) = HeaderValue::from_str(origin) {
-            resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            resp.headers_mut()
+                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
             resp.headers_mut()
                 .insert(header::VARY, HeaderValue::from_static("Origin"));
         }

@@ -12,7 +12,8 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state
         .db(|conn| {
-            diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1").map_err(AppError::from)
+            diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1")
+                .map_err(AppError::from)
         })
         .await
         .is_ok();

@@ -6,7 +6,11 @@ use super::forms::{authorization, endpoint_error, no_store_json, oauth_error, oa
 use crate::flows;
 use crate::state::AppState;
 
-pub async fn introspect(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let params = match oauth_form(&req, &body) {
         Ok(p) => p,
         Err(e) => return oauth_error(&e),

@@ -25,7 +25,8 @@ fn cached(req: &HttpRequest, body: &Body, max_age: u32) -> HttpResponse {
     if not_modified {
         resp.finish()
     } else {
-        resp.content_type("application/json").body(body.bytes.clone())
+        resp.content_type("application/json")
+            .body(body.bytes.clone())
     }
 }
 

@@ -6,7 +6,8 @@ use actix_web::middleware::DefaultHeaders;
 /// The Content-Security-Policy of every response: no script at all, styles from our origin,
 /// no framing. (`form-action` is left out: browsers apply it to the redirect that follows the
 /// consent form, which goes to the client's origin.)
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                        frame-ancestors 'none'; base-uri 'none'";
 
 /// Headers added to every response that does not set its own. `Cache-Control: no-store` is the
@@ -23,7 +24,10 @@ pub fn security_headers(https: bool) -> DefaultHeaders {
             HeaderValue::from_static("same-origin"),
         ));
     if https {
-        headers = headers.add((header::STRICT_TRANSPORT_SECURITY, "max-age=31536000; includeSubDomains"));
+        headers = headers.add((
+            header::STRICT_TRANSPORT_SECURITY,
+            "max-age=31536000; includeSubDomains",
+        ));
     }
     headers
 }

@@ -86,11 +86,19 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
 }
 
 pub fn bad_request(message: &str) -> HttpResponse {
-    error(StatusCode::BAD_REQUEST, "This request cannot be completed", message)
+    error(
+        StatusCode::BAD_REQUEST,
+        "This request cannot be completed",
+        message,
+    )
 }
 
 pub async fn not_found() -> HttpResponse {
-    error(StatusCode::NOT_FOUND, "Not found", "There is nothing at this address.")
+    error(
+        StatusCode::NOT_FOUND,
+        "Not found",
+        "There is nothing at this address.",
+    )
 }
 
 pub async fn stylesheet() -> HttpResponse {

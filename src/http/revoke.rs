@@ -6,7 +6,11 @@ use super::forms::{authorization, endpoint_error, oauth_error, oauth_form, with_
 use crate::flows;
 use crate::state::AppState;
 
-pub async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+pub async fn revoke(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
     let params = match oauth_form(&req, &body) {
         Ok(p) => p,
         Err(e) => return oauth_error(&e),

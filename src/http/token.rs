@@ -2,7 +2,9 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::forms::{authorization, endpoint_error, no_store_json, oauth_error, oauth_form, with_cors};
+use super::forms::{
+    authorization, endpoint_error, no_store_json, oauth_error, oauth_form, with_cors,
+};
 use crate::flows;
 use crate::state::AppState;
 

@@ -11,7 +11,7 @@ use anyhow::Context;
 use aws_lc_rs::digest;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use josekit::jwe::{JweHeader, Dir};
+use josekit::jwe::{Dir, JweHeader};
 
 use crate::secret::{hex, random_bytes};
 
@@ -136,7 +136,11 @@ impl MasterKey {
             )
         })?;
         if header.key_id() != Some(self.id.as_str()) {
-            anyhow::bail!("a secret names master key {:?}, not {}", header.key_id(), self.id);
+            anyhow::bail!(
+                "a secret names master key {:?}, not {}",
+                header.key_id(),
+                self.id
+            );
         }
         Ok(plain)
     }
@@ -184,7 +188,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join("master.key")).unwrap().permissions().mode();
+            let mode = std::fs::metadata(dir.path().join("master.key"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -96,7 +96,11 @@ impl KeySet {
     }
 
     /// Parses the stored keys: those published at `now` go in the JWKS; the newest active one signs.
-    pub fn from_rows(rows: &[SigningKeyRow], master: &MasterKey, now: i64) -> anyhow::Result<KeySet> {
+    pub fn from_rows(
+        rows: &[SigningKeyRow],
+        master: &MasterKey,
+        now: i64,
+    ) -> anyhow::Result<KeySet> {
         let mut signer: Option<(i64, Signer)> = None;
         let mut verifiers = HashMap::new();
         let mut published = Vec::new();
@@ -167,10 +171,16 @@ fn encoding_key(alg: Algorithm, pkcs8_der: &[u8]) -> EncodingKey {
 
 /// Generates a key pair, returning the row to store: private part sealed, public JWK with its
 /// RFC 7638 thumbprint as `kid`.
-pub fn generate(master: &MasterKey, algorithm: &str, now: i64, activate_at: i64) -> anyhow::Result<SigningKeyRow> {
+pub fn generate(
+    master: &MasterKey,
+    algorithm: &str,
+    now: i64,
+    activate_at: i64,
+) -> anyhow::Result<SigningKeyRow> {
     let alg = parse_alg(algorithm)?;
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-        .map_err(|_| anyhow::anyhow!("generating an ES256 key failed"))?;
+    let pkcs8 =
+        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+            .map_err(|_| anyhow::anyhow!("generating an ES256 key failed"))?;
     let der = pkcs8.as_ref().to_vec();
     let mut jwk = Jwk::from_encoding_key(&encoding_key(alg, &der), alg)?;
     let kid = jwk.thumbprint(ThumbprintHash::SHA256)?;

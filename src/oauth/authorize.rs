@@ -46,7 +46,9 @@ pub fn bind(params: &Params, client: Option<&Client>) -> Result<BoundRedirect, P
         return Err(PageError("The request has no client_id.".into()));
     };
     let Some(client) = client.filter(|c| c.id == client_id) else {
-        return Err(PageError("The application (client_id) is not registered here.".into()));
+        return Err(PageError(
+            "The application (client_id) is not registered here.".into(),
+        ));
     };
     let Some(redirect_uri) = params.get("redirect_uri") else {
         return Err(PageError("The request has no redirect_uri.".into()));
@@ -59,7 +61,9 @@ pub fn bind(params: &Params, client: Option<&Client>) -> Result<BoundRedirect, P
             client_id: Cow::Borrowed(client_id),
             redirect_uri: Some(Cow::Owned(url)),
         })
-        .map_err(|_| PageError("The redirect_uri is not registered for this application.".into()))?;
+        .map_err(|_| {
+            PageError("The redirect_uri is not registered for this application.".into())
+        })?;
     Ok(BoundRedirect {
         client_id: client.id.clone(),
         redirect_uri: redirect_uri.to_owned(),
@@ -85,7 +89,12 @@ pub fn validate(
                 ),
             ))
         }
-        None => return Err(fail(&bound, OAuthError::invalid_request("missing response_type"))),
+        None => {
+            return Err(fail(
+                &bound,
+                OAuthError::invalid_request("missing response_type"),
+            ))
+        }
     }
     if !client.allows_grant("authorization_code") {
         return Err(fail(
@@ -93,7 +102,10 @@ pub fn validate(
             OAuthError::unauthorized_client("this client may not use the authorization code flow"),
         ));
     }
-    if params.get("response_mode").is_some_and(|m| !super::metadata::RESPONSE_MODES.contains(&m)) {
+    if params
+        .get("response_mode")
+        .is_some_and(|m| !super::metadata::RESPONSE_MODES.contains(&m))
+    {
         return Err(fail(
             &bound,
             OAuthError::invalid_request("response_mode must be query"),
@@ -110,7 +122,8 @@ pub fn validate(
         params.get("code_challenge_method"),
     )
     .map_err(|e| fail(&bound, e))?;
-    let granted = scope::negotiate(params.get("scope"), &client.scopes).map_err(|e| fail(&bound, e))?;
+    let granted =
+        scope::negotiate(params.get("scope"), &client.scopes).map_err(|e| fail(&bound, e))?;
     let audience = select_audience(params.get("resource"), client).map_err(|e| fail(&bound, e))?;
     Ok(AuthorizationParams {
         bound,
@@ -128,7 +141,9 @@ pub fn select_audience(resource: Option<&str>, client: &Client) -> Result<String
             let parsed = url::Url::parse(r)
                 .map_err(|_| OAuthError::invalid_target("resource must be an absolute URI"))?;
             if parsed.fragment().is_some() {
-                return Err(OAuthError::invalid_target("resource must not have a fragment"));
+                return Err(OAuthError::invalid_target(
+                    "resource must not have a fragment",
+                ));
             }
             if client.audiences.iter().any(|a| a == r) {
                 Ok(r.to_owned())
@@ -138,9 +153,10 @@ pub fn select_audience(resource: Option<&str>, client: &Client) -> Result<String
                 ))
             }
         }
-        None => client.default_audience().map(str::to_owned).ok_or_else(|| {
-            OAuthError::invalid_target("the client has no registered audience")
-        }),
+        None => client
+            .default_audience()
+            .map(str::to_owned)
+            .ok_or_else(|| OAuthError::invalid_target("the client has no registered audience")),
     }
 }
 
@@ -220,9 +236,11 @@ mod tests {
     #[test]
     fn bad_client_or_redirect_is_a_page_error() {
         let c = client();
-        let p = Params::parse(b"client_id=nope&redirect_uri=https%3A%2F%2Fapp.example%2Fcb").unwrap();
+        let p =
+            Params::parse(b"client_id=nope&redirect_uri=https%3A%2F%2Fapp.example%2Fcb").unwrap();
         assert!(bind(&p, None).is_err());
-        let p = Params::parse(b"client_id=cl_spa&redirect_uri=https%3A%2F%2Fevil.example%2Fcb").unwrap();
+        let p = Params::parse(b"client_id=cl_spa&redirect_uri=https%3A%2F%2Fevil.example%2Fcb")
+            .unwrap();
         assert!(bind(&p, Some(&c)).is_err());
         let p = Params::parse(b"client_id=cl_spa").unwrap();
         assert!(bind(&p, Some(&c)).is_err());
@@ -238,7 +256,10 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        assert_eq!(run(&p).unwrap_err().code, ErrorCode::UnsupportedResponseType);
+        assert_eq!(
+            run(&p).unwrap_err().code,
+            ErrorCode::UnsupportedResponseType
+        );
     }
 
     #[test]
@@ -254,7 +275,11 @@ mod tests {
             redirect_uri: "https://app.example/cb?keep=1".into(),
             state: Some("s t".into()),
         };
-        let url = error_redirect(&bound, "https://issuer.example", &OAuthError::invalid_scope("x"));
+        let url = error_redirect(
+            &bound,
+            "https://issuer.example",
+            &OAuthError::invalid_scope("x"),
+        );
         assert!(url.starts_with("https://app.example/cb?keep=1&error=invalid_scope"));
         assert!(url.contains("state=s+t"));
         assert!(url.contains("iss=https%3A%2F%2Fissuer.example"));

@@ -23,7 +23,9 @@ pub fn decide(
     now: i64,
 ) -> Result<CodeDecision, OAuthError> {
     if code.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if code.consumed_at.is_some() {
         return Ok(CodeDecision::Replay);
@@ -78,7 +80,13 @@ mod tests {
         }
     }
 
-    fn run(c: &AuthCode, client_id: &str, uri: Option<&str>, v: Option<&str>, now: i64) -> Result<CodeDecision, OAuthError> {
+    fn run(
+        c: &AuthCode,
+        client_id: &str,
+        uri: Option<&str>,
+        v: Option<&str>,
+        now: i64,
+    ) -> Result<CodeDecision, OAuthError> {
         decide(c, &client(client_id), uri, v, now)
     }
 
@@ -86,13 +94,23 @@ mod tests {
 
     #[test]
     fn valid_code_is_redeemed() {
-        assert_eq!(run(&code(), "cl_a", URI, Some(VERIFIER), NOW), Ok(CodeDecision::Redeem));
+        assert_eq!(
+            run(&code(), "cl_a", URI, Some(VERIFIER), NOW),
+            Ok(CodeDecision::Redeem)
+        );
     }
 
     #[test]
     fn code_bound_to_client_and_redirect_uri() {
         assert!(run(&code(), "cl_b", URI, Some(VERIFIER), NOW).is_err());
-        assert!(run(&code(), "cl_a", Some("https://app.example/cb/"), Some(VERIFIER), NOW).is_err());
+        assert!(run(
+            &code(),
+            "cl_a",
+            Some("https://app.example/cb/"),
+            Some(VERIFIER),
+            NOW
+        )
+        .is_err());
         assert!(run(&code(), "cl_a", None, Some(VERIFIER), NOW).is_err());
     }
 
@@ -104,8 +122,14 @@ mod tests {
 
     #[test]
     fn used_code_is_a_replay() {
-        let used = AuthCode { consumed_at: Some(NOW - 1), ..code() };
-        assert_eq!(run(&used, "cl_a", URI, Some(VERIFIER), NOW), Ok(CodeDecision::Replay));
+        let used = AuthCode {
+            consumed_at: Some(NOW - 1),
+            ..code()
+        };
+        assert_eq!(
+            run(&used, "cl_a", URI, Some(VERIFIER), NOW),
+            Ok(CodeDecision::Replay)
+        );
     }
 
     #[test]

@@ -11,7 +11,10 @@ use crate::secret::constant_time_eq;
 pub const METHOD: &str = "S256";
 
 /// Checks the authorization request's challenge: method S256, 43 base64url characters.
-pub fn check_challenge(challenge: Option<&str>, method: Option<&str>) -> Result<String, OAuthError> {
+pub fn check_challenge(
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<String, OAuthError> {
     let challenge = challenge.ok_or_else(|| {
         OAuthError::invalid_request("code_challenge is required (PKCE with S256)")
     })?;
@@ -64,7 +67,9 @@ pub fn verify(verifier: Option<&str>, challenge: &str) -> Result<(), OAuthError>
         ));
     }
     if !constant_time_eq(&s256(verifier), challenge) {
-        return Err(OAuthError::invalid_grant("code_verifier does not match the challenge"));
+        return Err(OAuthError::invalid_grant(
+            "code_verifier does not match the challenge",
+        ));
     }
     Ok(())
 }
@@ -105,7 +110,13 @@ mod tests {
     #[test]
     fn wrong_or_missing_verifier_is_invalid_grant() {
         let wrong = "x".repeat(43);
-        assert_eq!(verify(Some(&wrong), CHALLENGE).unwrap_err().code.as_str(), "invalid_grant");
-        assert_eq!(verify(None, CHALLENGE).unwrap_err().code.as_str(), "invalid_grant");
+        assert_eq!(
+            verify(Some(&wrong), CHALLENGE).unwrap_err().code.as_str(),
+            "invalid_grant"
+        );
+        assert_eq!(
+            verify(None, CHALLENGE).unwrap_err().code.as_str(),
+            "invalid_grant"
+        );
     }
 }

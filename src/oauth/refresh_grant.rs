@@ -22,14 +22,18 @@ pub fn decide(
     now: i64,
 ) -> Result<RefreshDecision, OAuthError> {
     let token = &stored.token;
-    if token.rotated_at.is_some() && token.revoked_at.is_none() && stored.grant_revoked_at.is_none() {
+    if token.rotated_at.is_some() && stored.grant_revoked_at.is_none() {
         return Ok(RefreshDecision::Reuse);
     }
     if token.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the refresh token was issued to another client",
+        ));
     }
-    if token.revoked_at.is_some() || stored.grant_revoked_at.is_some() || token.rotated_at.is_some() {
-        return Err(OAuthError::invalid_grant("the refresh token has been revoked"));
+    if stored.grant_revoked_at.is_some() || token.rotated_at.is_some() {
+        return Err(OAuthError::invalid_grant(
+            "the refresh token has been revoked",
+        ));
     }
     if token.expires_at <= now || stored.grant_expires_at <= now {
         return Err(OAuthError::invalid_grant("the refresh token has expired"));
@@ -38,7 +42,9 @@ pub fn decide(
         return Err(OAuthError::invalid_grant("the user is disabled"));
     }
     if !client.allows_grant("refresh_token") {
-        return Err(OAuthError::unauthorized_client("this client may not use refresh tokens"));
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use refresh tokens",
+        ));
     }
     let granted = scope::parse_stored(&token.scope)?;
     let scope = match requested_scope {
@@ -89,11 +95,13 @@ mod tests {
                 created_at: NOW - 100,
                 expires_at: NOW + 100,
                 rotated_at: None,
-                revoked_at: None,
             },
             grant_expires_at: NOW + 1000,
             grant_revoked_at: None,
-            user: Some(crate::store::codes::UserState { roles: vec![], active: true }),
+            user: Some(crate::store::codes::UserState {
+                roles: vec![],
+                active: true,
+            }),
         }
     }
 
@@ -101,7 +109,9 @@ mod tests {
     fn fresh_token_rotates_with_same_scope() {
         assert_eq!(
             decide(&stored(), &client(), None, NOW),
-            Ok(RefreshDecision::Rotate { scope: "api:read api:write".into() })
+            Ok(RefreshDecision::Rotate {
+                scope: "api:read api:write".into()
+            })
         );
     }
 
@@ -116,7 +126,9 @@ mod tests {
     fn refresh_scope_narrows_never_widens() {
         assert_eq!(
             decide(&stored(), &client(), Some("api:read"), NOW),
-            Ok(RefreshDecision::Rotate { scope: "api:read".into() })
+            Ok(RefreshDecision::Rotate {
+                scope: "api:read".into()
+            })
         );
         let mut s = stored();
         s.token.scope = "api:read".into();
@@ -138,20 +150,35 @@ mod tests {
     fn refresh_token_bound_to_client() {
         let mut other = client();
         other.id = "cl_b".into();
-        assert_eq!(decide(&stored(), &other, None, NOW).unwrap_err().code.as_str(), "invalid_grant");
+        assert_eq!(
+            decide(&stored(), &other, None, NOW)
+                .unwrap_err()
+                .code
+                .as_str(),
+            "invalid_grant"
+        );
     }
 
     #[test]
     fn disabled_user_cannot_refresh() {
         let mut s = stored();
-        s.user = Some(crate::store::codes::UserState { roles: vec![], active: false });
-        assert_eq!(decide(&s, &client(), None, NOW).unwrap_err().code.as_str(), "invalid_grant");
+        s.user = Some(crate::store::codes::UserState {
+            roles: vec![],
+            active: false,
+        });
+        assert_eq!(
+            decide(&s, &client(), None, NOW).unwrap_err().code.as_str(),
+            "invalid_grant"
+        );
     }
 
     #[test]
     fn revoked_family_is_invalid_grant() {
         let mut s = stored();
         s.grant_revoked_at = Some(NOW - 5);
-        assert_eq!(decide(&s, &client(), None, NOW).unwrap_err().code.as_str(), "invalid_grant");
+        assert_eq!(
+            decide(&s, &client(), None, NOW).unwrap_err().code.as_str(),
+            "invalid_grant"
+        );
     }
 }

@@ -38,8 +38,13 @@ impl Registrar for ClientRegistrar<'_> {
         })
     }
 
-    fn negotiate(&self, client: BoundClient, scope: Option<Scope>) -> Result<PreGrant, RegistrarError> {
-        let allowed = super::scope::allowed_scope(&self.0.scopes).map_err(|_| RegistrarError::PrimitiveError)?;
+    fn negotiate(
+        &self,
+        client: BoundClient,
+        scope: Option<Scope>,
+    ) -> Result<PreGrant, RegistrarError> {
+        let allowed = super::scope::allowed_scope(&self.0.scopes)
+            .map_err(|_| RegistrarError::PrimitiveError)?;
         let scope = match scope {
             None => allowed,
             Some(s) if s.allow_access(&allowed) => s,
@@ -96,7 +101,9 @@ mod tests {
     fn bind(uri: &str) -> bool {
         let c = client();
         let reg = ClientRegistrar(&c);
-        let Some(url) = exact_url(uri) else { return false };
+        let Some(url) = exact_url(uri) else {
+            return false;
+        };
         reg.bound_redirect(ClientUrl {
             client_id: Cow::Borrowed("cl_x"),
             redirect_uri: Some(Cow::Owned(url)),

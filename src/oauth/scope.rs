@@ -18,7 +18,9 @@ pub fn parse(text: &str) -> Result<Scope, OAuthError> {
             .bytes()
             .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b))
         {
-            return Err(OAuthError::invalid_scope("scope contains a character RFC 6749 §3.3 forbids"));
+            return Err(OAuthError::invalid_scope(
+                "scope contains a character RFC 6749 §3.3 forbids",
+            ));
         }
         if seen.contains(&token) {
             return Err(OAuthError::invalid_scope("scope names a value twice"));

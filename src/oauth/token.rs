@@ -100,7 +100,9 @@ pub fn client_credentials(
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(OAuthError::invalid_client)?;
-        let (id, secret) = decoded.split_once(':').ok_or_else(OAuthError::invalid_client)?;
+        let (id, secret) = decoded
+            .split_once(':')
+            .ok_or_else(OAuthError::invalid_client)?;
         // RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
         let id = form_decode(id).ok_or_else(OAuthError::invalid_client)?;
         let secret = form_decode(secret).ok_or_else(OAuthError::invalid_client)?;
@@ -140,7 +142,10 @@ const DUMMY_HASH: &str = "000000000000000000000000000000000000000000000000000000
 
 /// Authenticates the client: confidential clients by secret, public clients by id alone.
 /// Unknown client, missing secret and wrong secret all give the same `invalid_client`.
-pub fn authenticate(client: Option<Client>, creds: &ClientCredentials) -> Result<Client, OAuthError> {
+pub fn authenticate(
+    client: Option<Client>,
+    creds: &ClientCredentials,
+) -> Result<Client, OAuthError> {
     let presented = creds.secret.as_ref().map(PlainToken::hash);
     let stored = client.as_ref().and_then(|c| c.secret_hash.as_deref());
     let secret_ok = constant_time_eq(
@@ -198,8 +203,14 @@ mod tests {
         let wrong = authenticate(Some(confidential()), &creds).unwrap_err();
         let unknown = authenticate(None, &creds).unwrap_err();
         assert_eq!(wrong, unknown);
-        let missing = ClientCredentials { secret: None, ..creds.clone() };
-        assert_eq!(authenticate(Some(confidential()), &missing).unwrap_err(), unknown);
+        let missing = ClientCredentials {
+            secret: None,
+            ..creds.clone()
+        };
+        assert_eq!(
+            authenticate(Some(confidential()), &missing).unwrap_err(),
+            unknown
+        );
         let right = ClientCredentials {
             secret: Some(PlainToken::from_presented("s3cret")),
             ..creds

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{auth_codes, grants, refresh_tokens, users};
+use super::schema::{auth_codes, grants, users};
 use super::{decode_list, AnyConnection};
 
 /// What a grant needs to know of its user when tokens are issued.
@@ -43,19 +43,13 @@ impl Grant {
             .map(|_| ())
     }
 
-    /// Revokes the grant and every refresh token of its family.
+    /// Revokes the grant: every refresh token of its family, and every access token carrying its
+    /// id (for introspection), is dead from now on. One statement, one row lock.
     pub fn revoke(conn: &mut AnyConnection, id: &str, now: i64) -> QueryResult<()> {
         diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
             .set(grants::revoked_at.eq(now))
-            .execute(conn)?;
-        diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::grant_id.eq(id))
-                .filter(refresh_tokens::revoked_at.is_null()),
-        )
-        .set(refresh_tokens::revoked_at.eq(now))
-        .execute(conn)?;
-        Ok(())
+            .execute(conn)
+            .map(|_| ())
     }
 
     /// When the grant was revoked, if it was (`None` also for an unknown id).
@@ -94,14 +88,19 @@ impl AuthCode {
     }
 
     /// The code with the state of its user (one statement).
-    pub fn find(conn: &mut AnyConnection, code_hash: &str) -> QueryResult<Option<(AuthCode, UserState)>> {
+    pub fn find(
+        conn: &mut AnyConnection,
+        code_hash: &str,
+    ) -> QueryResult<Option<(AuthCode, UserState)>> {
         auth_codes::table
             .inner_join(users::table.on(users::id.eq(auth_codes::user_id)))
             .filter(auth_codes::code_hash.eq(code_hash))
             .select((AuthCode::as_select(), users::roles, users::disabled_at))
             .first::<(AuthCode, String, Option<i64>)>(conn)
             .optional()
-            .map(|r| r.map(|(code, roles, disabled_at)| (code, UserState::new(&roles, disabled_at))))
+            .map(|r| {
+                r.map(|(code, roles, disabled_at)| (code, UserState::new(&roles, disabled_at)))
+            })
     }
 
     /// Marks the code used. True for exactly one caller, even under concurrency.

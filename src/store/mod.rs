@@ -81,7 +81,9 @@ impl ConnectionManager {
     /// Opens one connection directly (CLI commands and migrations).
     pub fn connect(&self) -> Result<AnyConnection, ConnectError> {
         match Backend::of(&self.url) {
-            Backend::Postgres => Ok(AnyConnection::Postgresql(PgConnection::establish(&self.url)?)),
+            Backend::Postgres => Ok(AnyConnection::Postgresql(PgConnection::establish(
+                &self.url,
+            )?)),
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(sqlite_path(&self.url))?;
                 // WAL lets readers run beside the one writer; busy_timeout makes writers queue
@@ -154,7 +156,9 @@ where
     E: From<diesel::result::Error>,
 {
     match conn {
-        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        AnyConnection::Sqlite(c) => {
+            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+        }
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
     let result = f(conn);

@@ -1,4 +1,8 @@
 //! Refresh tokens: rotating, one family per grant.
+//!
+//! A token is live while it is not rotated and its grant is not revoked. Rotation locks only the
+//! token's row and revocation only the grant's row, so concurrent refreshes and revocations on
+//! PostgreSQL never wait on each other in a cycle.
 
 use diesel::prelude::*;
 
@@ -19,7 +23,6 @@ pub struct RefreshToken {
     /// min(created + idle timeout, the grant's absolute end).
     pub expires_at: i64,
     pub rotated_at: Option<i64>,
-    pub revoked_at: Option<i64>,
 }
 
 /// A refresh token with the state of its grant.
@@ -40,7 +43,10 @@ impl RefreshToken {
             .map(|_| ())
     }
 
-    pub fn find(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<RefreshWithGrant>> {
+    pub fn find(
+        conn: &mut AnyConnection,
+        token_hash: &str,
+    ) -> QueryResult<Option<RefreshWithGrant>> {
         refresh_tokens::table
             .inner_join(grants::table)
             .left_join(users::table.on(users::id.nullable().eq(refresh_tokens::user_id)))
@@ -55,12 +61,16 @@ impl RefreshToken {
             .first::<(RefreshToken, i64, Option<i64>, Option<String>, Option<i64>)>(conn)
             .optional()
             .map(|r| {
-                r.map(|(token, grant_expires_at, grant_revoked_at, roles, disabled_at)| RefreshWithGrant {
-                    token,
-                    grant_expires_at,
-                    grant_revoked_at,
-                    user: roles.map(|roles| UserState::new(&roles, disabled_at)),
-                })
+                r.map(
+                    |(token, grant_expires_at, grant_revoked_at, roles, disabled_at)| {
+                        RefreshWithGrant {
+                            token,
+                            grant_expires_at,
+                            grant_revoked_at,
+                            user: roles.map(|roles| UserState::new(&roles, disabled_at)),
+                        }
+                    },
+                )
             })
     }
 
@@ -70,8 +80,7 @@ impl RefreshToken {
         diesel::update(
             refresh_tokens::table
                 .find(token_hash)
-                .filter(refresh_tokens::rotated_at.is_null())
-                .filter(refresh_tokens::revoked_at.is_null()),
+                .filter(refresh_tokens::rotated_at.is_null()),
         )
         .set(refresh_tokens::rotated_at.eq(now))
         .execute(conn)

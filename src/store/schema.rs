@@ -88,7 +88,6 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         rotated_at -> Nullable<BigInt>,
-        revoked_at -> Nullable<BigInt>,
     }
 }
 

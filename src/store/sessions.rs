@@ -25,7 +25,11 @@ impl Session {
     }
 
     /// The session with this id hash, if it has not expired.
-    pub fn find_live(conn: &mut AnyConnection, id_hash: &str, now: i64) -> QueryResult<Option<Session>> {
+    pub fn find_live(
+        conn: &mut AnyConnection,
+        id_hash: &str,
+        now: i64,
+    ) -> QueryResult<Option<Session>> {
         sessions::table
             .find(id_hash)
             .filter(sessions::expires_at.gt(now))

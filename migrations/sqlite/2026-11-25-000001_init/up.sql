@@ -76,8 +76,7 @@ CREATE TABLE refresh_tokens (
     audience TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
-    rotated_at BIGINT,
-    revoked_at BIGINT
+    rotated_at BIGINT
 );
 CREATE INDEX refresh_tokens_grant_id ON refresh_tokens(grant_id);
 
