@@ -1,4 +1,5 @@
 #![allow(dead_code)]
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 //! `spawn_app()`: a Gatehouse on port 0 with a fresh database, and helpers to drive it.
 //!
 //! Every storage test runs on SQLite; when `GATEHOUSE_TEST_POSTGRES_URL` is set it also runs on a
@@ -80,7 +81,10 @@ struct PgDrop {
 impl Drop for PgDrop {
     fn drop(&mut self) {
         if let Ok(mut conn) = diesel::pg::PgConnection::establish(&self.admin_url) {
-            let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+            let _ = conn.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
         }
     }
 }
@@ -90,8 +94,14 @@ pub fn test_settings(database_url: &str, issuer: &str, keys_dir: &std::path::Pat
     let env = vec![
         ("GATEHOUSE_DATABASE_URL".to_owned(), database_url.to_owned()),
         ("GATEHOUSE_ISSUER".to_owned(), issuer.to_owned()),
-        ("GATEHOUSE_KEYS_DIR".to_owned(), keys_dir.display().to_string()),
-        ("GATEHOUSE_PASSWORDS__MEMORY_KIB".to_owned(), "256".to_owned()),
+        (
+            "GATEHOUSE_KEYS_DIR".to_owned(),
+            keys_dir.display().to_string(),
+        ),
+        (
+            "GATEHOUSE_PASSWORDS__MEMORY_KIB".to_owned(),
+            "256".to_owned(),
+        ),
         ("GATEHOUSE_PASSWORDS__ITERATIONS".to_owned(), "1".to_owned()),
         ("GATEHOUSE_DATABASE__POOL_SIZE".to_owned(), "6".to_owned()),
         ("GATEHOUSE_SERVER__WORKERS".to_owned(), "2".to_owned()),
@@ -102,33 +112,54 @@ pub fn test_settings(database_url: &str, issuer: &str, keys_dir: &std::path::Pat
 pub async fn spawn_app(db: Db) -> TestApp {
     match db {
         Db::Sqlite => spawn_with(Db::Sqlite, None, |_| {}).await,
-        Db::Postgres => spawn_app_pg().await.expect("GATEHOUSE_TEST_POSTGRES_URL must be set"),
+        Db::Postgres => spawn_app_pg()
+            .await
+            .expect("GATEHOUSE_TEST_POSTGRES_URL must be set"),
     }
 }
 
 /// A server on a fresh PostgreSQL database, or `None` when no PostgreSQL is configured.
 pub async fn spawn_app_pg() -> Option<TestApp> {
-    let base = std::env::var("GATEHOUSE_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())?;
+    let base = std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
     Some(spawn_with(Db::Postgres, Some(base), |_| {}).await)
 }
 
 /// Creates a fresh PostgreSQL database; returns its URL and the guard that drops it.
 fn fresh_pg_database(base: &str) -> (String, PgDrop) {
-    let name = format!("gatehouse_test_{}", gatehouse::secret::hex(&gatehouse::secret::random_bytes::<8>()));
-    let mut admin = diesel::pg::PgConnection::establish(base).expect("connect to GATEHOUSE_TEST_POSTGRES_URL");
+    let name = format!(
+        "gatehouse_test_{}",
+        gatehouse::secret::hex(&gatehouse::secret::random_bytes::<8>())
+    );
+    let mut admin =
+        diesel::pg::PgConnection::establish(base).expect("connect to GATEHOUSE_TEST_POSTGRES_URL");
     admin
         .batch_execute(&format!("CREATE DATABASE \"{name}\""))
         .expect("create test database");
     let mut url = url::Url::parse(base).expect("postgres URL");
     url.set_path(&format!("/{name}"));
-    (url.to_string(), PgDrop { admin_url: base.to_owned(), name })
+    (
+        url.to_string(),
+        PgDrop {
+            admin_url: base.to_owned(),
+            name,
+        },
+    )
 }
 
 /// Spawns a server; `tweak` may change the settings first.
-pub async fn spawn_with(db: Db, pg_base: Option<String>, tweak: impl FnOnce(&mut Settings)) -> TestApp {
+pub async fn spawn_with(
+    db: Db,
+    pg_base: Option<String>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, pg_drop) = match db {
-        Db::Sqlite => (format!("sqlite://{}", dir.path().join("gatehouse.db").display()), None),
+        Db::Sqlite => (
+            format!("sqlite://{}", dir.path().join("gatehouse.db").display()),
+            None,
+        ),
         Db::Postgres => {
             let (url, guard) = fresh_pg_database(&pg_base.expect("postgres base URL"));
             (url, Some(guard))
@@ -185,7 +216,10 @@ pub struct Pkce {
 pub fn pkce() -> Pkce {
     let verifier = URL_SAFE_NO_PAD.encode(gatehouse::secret::random_bytes::<32>());
     let challenge = gatehouse::oauth::pkce::s256(&verifier);
-    Pkce { verifier, challenge }
+    Pkce {
+        verifier,
+        challenge,
+    }
 }
 
 /// The query parameters of a URL.
@@ -197,7 +231,10 @@ pub fn query_of(location: &str) -> std::collections::HashMap<String, String> {
 /// A hidden form field's value in a page.
 pub fn hidden(page: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
-    let start = page.find(&marker).unwrap_or_else(|| panic!("no field {name} in page:\n{page}")) + marker.len();
+    let start = page
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in page:\n{page}"))
+        + marker.len();
     let end = page[start..].find('"').expect("closing quote") + start;
     page[start..end].to_owned()
 }
@@ -205,8 +242,12 @@ pub fn hidden(page: &str, name: &str) -> String {
 /// Decodes a JWT's header and claims without checking anything.
 pub fn jwt_parts(jwt: &str) -> (Value, Value) {
     let mut parts = jwt.split('.');
-    let header = URL_SAFE_NO_PAD.decode(parts.next().expect("header")).expect("b64");
-    let claims = URL_SAFE_NO_PAD.decode(parts.next().expect("claims")).expect("b64");
+    let header = URL_SAFE_NO_PAD
+        .decode(parts.next().expect("header"))
+        .expect("b64");
+    let claims = URL_SAFE_NO_PAD
+        .decode(parts.next().expect("claims"))
+        .expect("b64");
     (
         serde_json::from_slice(&header).expect("header json"),
         serde_json::from_slice(&claims).expect("claims json"),
@@ -224,7 +265,9 @@ impl TestApp {
 
     /// A direct database connection (what the CLI uses).
     pub fn conn(&self) -> AnyConnection {
-        ConnectionManager::new(self.database_url.clone()).connect().expect("connect")
+        ConnectionManager::new(self.database_url.clone())
+            .connect()
+            .expect("connect")
     }
 
     pub fn backend(&self) -> Backend {
@@ -234,7 +277,8 @@ impl TestApp {
     /// Registers a client through the same code as `gatehouse client create`.
     pub fn register(&self, req: NewClient) -> TestClient {
         let mut conn = self.conn();
-        let r = registry::create_client(&mut conn, &req, gatehouse::state::now()).expect("register client");
+        let r = registry::create_client(&mut conn, &req, gatehouse::state::now())
+            .expect("register client");
         TestClient {
             id: r.client.id,
             secret: r.secret.map(|s| s.expose().to_owned()),
@@ -270,13 +314,25 @@ impl TestApp {
         let mut conn = self.conn();
         let passwords = Passwords::new(&self.settings.passwords).expect("passwords");
         let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-        registry::create_user(&mut conn, &passwords, username, PASSWORD, &roles, gatehouse::state::now())
-            .expect("create user")
-            .id
+        registry::create_user(
+            &mut conn,
+            &passwords,
+            username,
+            PASSWORD,
+            &roles,
+            gatehouse::state::now(),
+        )
+        .expect("create user")
+        .id
     }
 
     /// The standard authorize query for a client.
-    pub fn authorize_query(&self, client: &TestClient, challenge: &str, extra: &[(&str, &str)]) -> String {
+    pub fn authorize_query(
+        &self,
+        client: &TestClient,
+        challenge: &str,
+        extra: &[(&str, &str)],
+    ) -> String {
         let mut q = form_urlencoded::Serializer::new(String::new());
         q.append_pair("client_id", &client.id)
             .append_pair("redirect_uri", REDIRECT)
@@ -320,8 +376,18 @@ impl TestApp {
     }
 
     /// Logs in on the login page reached from `/authorize`; returns the consent page location.
-    pub async fn login(&self, login_location: &str, username: &str, password: &str) -> reqwest::Response {
-        let page = self.browse(login_location).await.text().await.expect("login page");
+    pub async fn login(
+        &self,
+        login_location: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        let page = self
+            .browse(login_location)
+            .await
+            .text()
+            .await
+            .expect("login page");
         let interaction = hidden(&page, "interaction");
         let csrf = hidden(&page, "csrf");
         self.browser_post(
@@ -344,15 +410,24 @@ impl TestApp {
         pkce: &Pkce,
         extra: &[(&str, &str)],
     ) -> std::collections::HashMap<String, String> {
-        let resp = self.get_authorize(&self.authorize_query(client, &pkce.challenge, extra)).await;
-        assert_eq!(resp.status().as_u16(), 303, "authorize should continue to login or consent");
+        let resp = self
+            .get_authorize(&self.authorize_query(client, &pkce.challenge, extra))
+            .await;
+        assert_eq!(
+            resp.status().as_u16(),
+            303,
+            "authorize should continue to login or consent"
+        );
         let mut location = location(&resp);
         if location.starts_with("/login") {
             let resp = self.login(&location, username, PASSWORD).await;
             assert_eq!(resp.status().as_u16(), 303, "login should answer 303");
             location = self::location(&resp);
         }
-        assert!(location.starts_with("/consent"), "expected consent, got {location}");
+        assert!(
+            location.starts_with("/consent"),
+            "expected consent, got {location}"
+        );
         let resp = self.consent(&location, "approve").await;
         assert_eq!(resp.status().as_u16(), 303);
         query_of(&self::location(&resp))
@@ -360,18 +435,32 @@ impl TestApp {
 
     /// Submits the consent form at `location` with `decision`.
     pub async fn consent(&self, location: &str, decision: &str) -> reqwest::Response {
-        let page = self.browse(location).await.text().await.expect("consent page");
+        let page = self
+            .browse(location)
+            .await
+            .text()
+            .await
+            .expect("consent page");
         let interaction = hidden(&page, "interaction");
         let csrf = hidden(&page, "csrf");
         self.browser_post(
             "/consent",
-            &[("interaction", &interaction), ("csrf", &csrf), ("decision", decision)],
+            &[
+                ("interaction", &interaction),
+                ("csrf", &csrf),
+                ("decision", decision),
+            ],
         )
         .await
     }
 
     /// POST a form to an OAuth endpoint, optionally with an Authorization header.
-    pub async fn post_form(&self, path: &str, form: &[(&str, &str)], authorization: Option<&str>) -> reqwest::Response {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        form: &[(&str, &str)],
+        authorization: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self.api.post(self.url(path)).form(form);
         if let Some(a) = authorization {
             req = req.header("Authorization", a);
@@ -380,7 +469,12 @@ impl TestApp {
     }
 
     /// Exchanges a code for tokens as a public client.
-    pub async fn exchange(&self, client: &TestClient, code: &str, verifier: &str) -> reqwest::Response {
+    pub async fn exchange(
+        &self,
+        client: &TestClient,
+        code: &str,
+        verifier: &str,
+    ) -> reqwest::Response {
         self.post_form(
             "/token",
             &[
@@ -421,7 +515,9 @@ impl TestApp {
     /// Introspects with a confidential client's credentials.
     pub async fn introspect(&self, caller: &TestClient, token: &str) -> Value {
         let auth = basic(&caller.id, caller.secret.as_deref().expect("confidential"));
-        let resp = self.post_form("/introspect", &[("token", token)], Some(&auth)).await;
+        let resp = self
+            .post_form("/introspect", &[("token", token)], Some(&auth))
+            .await;
         assert_eq!(resp.status().as_u16(), 200);
         resp.json().await.expect("introspection json")
     }

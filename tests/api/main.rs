@@ -1,5 +1,12 @@
 //! Gatehouse's integration tests: one binary, a fresh server and database per test.
 
+// Test helpers outside #[test] functions may panic on a broken fixture.
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
 mod helpers;
 
+mod authorize;
+mod cli;
+mod endpoints;
 mod smoke;
+mod token;

@@ -1,0 +1,688 @@
+//! The `gatehouse` command line (DESIGN.md "Command line") and the migrations, on SQLite and,
+//! when `GATEHOUSE_TEST_POSTGRES_URL` is set, on a fresh PostgreSQL database.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection;
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+const GOOD_PASSWORD: &str = "correct horse battery staple";
+
+/// A database for one CLI test: a SQLite file in a temp dir, or a fresh PostgreSQL database
+/// dropped at the end.
+struct TestDb {
+    label: &'static str,
+    url: String,
+    dir: tempfile::TempDir,
+    _pg: Option<PgGuard>,
+}
+
+struct PgGuard {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgGuard {
+    fn drop(&mut self) {
+        if let Ok(mut conn) = diesel::pg::PgConnection::establish(&self.admin_url) {
+            let _ = conn.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+impl TestDb {
+    fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("g.db").display());
+        TestDb {
+            label: "sqlite",
+            url,
+            dir,
+            _pg: None,
+        }
+    }
+
+    fn postgres(base: &str) -> TestDb {
+        let name = format!(
+            "gatehouse_cli_{}",
+            gatehouse::secret::hex(&gatehouse::secret::random_bytes::<8>())
+        );
+        let mut admin = diesel::pg::PgConnection::establish(base)
+            .expect("connect to GATEHOUSE_TEST_POSTGRES_URL");
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .expect("create test database");
+        let mut url = url::Url::parse(base).expect("postgres URL");
+        url.set_path(&format!("/{name}"));
+        TestDb {
+            label: "postgres",
+            url: url.to_string(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            _pg: Some(PgGuard {
+                admin_url: base.to_owned(),
+                name,
+            }),
+        }
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+}
+
+/// SQLite always; PostgreSQL too when GATEHOUSE_TEST_POSTGRES_URL is set.
+fn backends() -> Vec<TestDb> {
+    let mut out = vec![TestDb::sqlite()];
+    match std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    {
+        Some(base) => out.push(TestDb::postgres(&base)),
+        None => eprintln!("GATEHOUSE_TEST_POSTGRES_URL not set: PostgreSQL variant skipped"),
+    }
+    out
+}
+
+/// A `gatehouse` command with a clean environment: no inherited GATEHOUSE_* settings.
+fn command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("GATEHOUSE_") || k == "RUST_BACKTRACE" || k == "RUST_LOG" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(cwd)
+        .env("GATEHOUSE_PASSWORDS__MEMORY_KIB", "256")
+        .env("GATEHOUSE_PASSWORDS__ITERATIONS", "1");
+    cmd
+}
+
+/// Runs `gatehouse ARGS` against the test database, with `stdin` as standard input.
+fn run(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = command(db.dir.path());
+    cmd.env("GATEHOUSE_DATABASE_URL", &db.url)
+        .env("GATEHOUSE_KEYS_DIR", db.keys_dir())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = cmd.spawn().expect("spawn gatehouse");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for gatehouse")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(o: &Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what}: exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+    stdout(o)
+}
+
+/// Asserts a readable failure: non-zero exit, one line on stderr starting with "gatehouse:",
+/// no panic. Returns that line.
+fn fails_readably(o: &Output, what: &str) -> String {
+    let err = stderr(o);
+    assert!(
+        !o.status.success(),
+        "{what}: should fail\nstdout: {}\nstderr: {err}",
+        stdout(o)
+    );
+    assert!(!err.contains("panicked"), "{what}: panic: {err}");
+    assert!(!err.contains("stack backtrace"), "{what}: backtrace: {err}");
+    let trimmed = err.trim();
+    assert!(trimmed.starts_with("gatehouse:"), "{what}: stderr {err:?}");
+    assert_eq!(
+        trimmed.lines().count(),
+        1,
+        "{what}: stderr is not one line: {err:?}"
+    );
+    assert!(
+        trimmed.len() > "gatehouse: ".len() + 5,
+        "{what}: no reason given: {err:?}"
+    );
+    trimmed.to_owned()
+}
+
+fn json_out(o: &Output, what: &str) -> Value {
+    let out = ok(o, what);
+    serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}): {out}"))
+}
+
+fn sha256_hex(text: &str) -> String {
+    gatehouse::secret::hex(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref(),
+    )
+}
+
+const CLIENT_ARGS: [&str; 10] = [
+    "--redirect-uri",
+    "http://127.0.0.1:5173/cb",
+    "--scope",
+    "api:read",
+    "--audience",
+    "https://api.example.com",
+    "--allowed-origin",
+    "http://127.0.0.1:5173",
+    "--grant-type",
+    "authorization_code",
+];
+
+fn create_client(db: &TestDb, name: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["client", "create", "--name", name];
+    args.extend_from_slice(&CLIENT_ARGS);
+    args.extend_from_slice(extra);
+    run(db, &args, None)
+}
+
+fn list_clients(db: &TestDb) -> Vec<Value> {
+    let list = json_out(
+        &run(db, &["client", "list", "--json"], None),
+        "client list --json",
+    );
+    list.as_array().expect("client list is an array").clone()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn cli_migrate_client_user_keys() {
+    for db in backends() {
+        let b = db.label;
+
+        // migrate: applies, then reports up to date.
+        let first = ok(&run(&db, &["migrate"], None), "migrate");
+        assert!(first.contains("applied"), "[{b}] first migrate: {first}");
+        let second = ok(&run(&db, &["migrate"], None), "migrate again");
+        assert!(
+            !second.contains("applied"),
+            "[{b}] second migrate applied again: {second}"
+        );
+
+        // keys list before any server start.
+        let keys = json_out(
+            &run(&db, &["keys", "list", "--json"], None),
+            "keys list --json",
+        );
+        assert_eq!(keys, serde_json::json!([]), "[{b}] keys before serve");
+
+        // Public client: id only.
+        let public = json_out(
+            &create_client(&db, "X", &["--json"]),
+            "client create (public)",
+        );
+        let public_id = public["client_id"].as_str().expect("client_id").to_owned();
+        assert!(!public_id.is_empty());
+        assert!(
+            public.get("client_secret").is_none(),
+            "[{b}] public client got a secret: {public}"
+        );
+        assert_eq!(public.as_object().unwrap().len(), 1, "[{b}] {public}");
+
+        // Confidential client: id and a 43-character secret.
+        let conf = json_out(
+            &create_client(&db, "Backend", &["--confidential", "--json"]),
+            "client create --confidential",
+        );
+        let conf_id = conf["client_id"].as_str().expect("client_id").to_owned();
+        let secret = conf["client_secret"]
+            .as_str()
+            .expect("client_secret")
+            .to_owned();
+        assert_eq!(secret.len(), 43, "[{b}] secret {secret:?}");
+        assert!(
+            secret
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'),
+            "[{b}] secret is not base64url: {secret:?}"
+        );
+        assert_ne!(conf_id, public_id);
+
+        // list: both, never a secret or its hash.
+        let raw = ok(
+            &run(&db, &["client", "list", "--json"], None),
+            "client list --json",
+        );
+        assert!(!raw.contains(&secret), "[{b}] list shows the secret");
+        assert!(
+            !raw.contains(&sha256_hex(&secret)),
+            "[{b}] list shows the secret's hash"
+        );
+        let list: Vec<Value> = serde_json::from_str::<Value>(raw.trim())
+            .expect("list json")
+            .as_array()
+            .expect("array")
+            .clone();
+        assert_eq!(list.len(), 2, "[{b}] {raw}");
+        let ids: Vec<&str> = list
+            .iter()
+            .map(|c| c["id"].as_str().or(c["client_id"].as_str()).expect("id"))
+            .collect();
+        assert!(
+            ids.contains(&public_id.as_str()) && ids.contains(&conf_id.as_str()),
+            "[{b}] {raw}"
+        );
+        for c in &list {
+            for key in c.as_object().unwrap().keys() {
+                assert!(
+                    !key.contains("secret"),
+                    "[{b}] list has a {key} member: {c}"
+                );
+            }
+        }
+        let text = ok(&run(&db, &["client", "list"], None), "client list");
+        assert!(
+            text.contains(&public_id) && text.contains(&conf_id),
+            "[{b}] {text}"
+        );
+        assert!(
+            !text.contains(&secret) && !text.contains(&sha256_hex(&secret)),
+            "[{b}] {text}"
+        );
+
+        // delete, then delete again.
+        ok(
+            &run(&db, &["client", "delete", &public_id], None),
+            "client delete",
+        );
+        let list = list_clients(&db);
+        assert_eq!(list.len(), 1, "[{b}] after delete: {list:?}");
+        assert!(!serde_json::to_string(&list).unwrap().contains(&public_id));
+        let line = fails_readably(
+            &run(&db, &["client", "delete", &public_id], None),
+            "delete again",
+        );
+        assert!(
+            line.contains(&public_id),
+            "[{b}] message should name the client: {line}"
+        );
+
+        // users: password on stdin.
+        let user = json_out(
+            &run(
+                &db,
+                &[
+                    "user",
+                    "create",
+                    "--username",
+                    "alice",
+                    "--role",
+                    "admin",
+                    "--json",
+                ],
+                Some(&format!("{GOOD_PASSWORD}\n")),
+            ),
+            "user create",
+        );
+        assert_eq!(user["username"], "alice", "[{b}] {user}");
+        assert!(
+            user["user_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "[{b}] {user}"
+        );
+        assert_eq!(user["roles"], serde_json::json!(["admin"]), "[{b}] {user}");
+        assert!(
+            !user.to_string().contains(GOOD_PASSWORD),
+            "[{b}] password echoed"
+        );
+        let line = fails_readably(
+            &run(
+                &db,
+                &["user", "create", "--username", "alice", "--json"],
+                Some(&format!("{GOOD_PASSWORD}\n")),
+            ),
+            "duplicate user",
+        );
+        assert!(line.contains("alice"), "[{b}] {line}");
+        let line = fails_readably(
+            &run(
+                &db,
+                &["user", "create", "--username", "bob"],
+                Some("short\n"),
+            ),
+            "short password",
+        );
+        assert!(
+            line.contains('8'),
+            "[{b}] message should give the minimum: {line}"
+        );
+        assert!(
+            !line.contains("short\n") && !line.contains("\"short\""),
+            "[{b}] password echoed: {line}"
+        );
+        // The refused attempt created nothing: bob can still be created.
+        ok(
+            &run(
+                &db,
+                &["user", "create", "--username", "bob"],
+                Some(&format!("{GOOD_PASSWORD}\n")),
+            ),
+            "user create bob",
+        );
+
+        // keys list still empty: the CLI does not create keys, the server does.
+        let keys = json_out(
+            &run(&db, &["keys", "list", "--json"], None),
+            "keys list --json",
+        );
+        assert_eq!(keys, serde_json::json!([]), "[{b}] keys");
+    }
+}
+
+#[test]
+fn cli_rejects_bad_input_readably() {
+    for db in backends() {
+        let b = db.label;
+        let cases: Vec<(&str, Vec<&str>)> = vec![
+            (
+                "http redirect URI on a public host",
+                vec![
+                    "--redirect-uri",
+                    "http://evil.example/cb",
+                    "--audience",
+                    "https://api.example.com",
+                ],
+            ),
+            (
+                "redirect URI with a fragment",
+                vec![
+                    "--redirect-uri",
+                    "https://app.example/cb#frag",
+                    "--audience",
+                    "https://api.example.com",
+                ],
+            ),
+            (
+                "redirect URI with a wildcard",
+                vec![
+                    "--redirect-uri",
+                    "https://*.example.com/cb",
+                    "--audience",
+                    "https://api.example.com",
+                ],
+            ),
+            (
+                "unknown grant type",
+                vec![
+                    "--redirect-uri",
+                    "http://127.0.0.1:5173/cb",
+                    "--audience",
+                    "https://api.example.com",
+                    "--grant-type",
+                    "implicit",
+                ],
+            ),
+            (
+                "missing --audience",
+                vec!["--redirect-uri", "http://127.0.0.1:5173/cb"],
+            ),
+        ];
+        for (what, extra) in cases {
+            let mut args = vec!["client", "create", "--name", "Bad", "--json"];
+            args.extend(extra);
+            fails_readably(&run(&db, &args, None), &format!("[{b}] {what}"));
+        }
+        for args in [
+            vec!["--config", "/nonexistent.toml", "client", "list"],
+            vec!["--config", "/nonexistent.toml", "migrate"],
+        ] {
+            let line = fails_readably(&run(&db, &args, None), &format!("[{b}] bad config path"));
+            assert!(
+                line.contains("/nonexistent.toml"),
+                "[{b}] should name the file: {line}"
+            );
+        }
+        // Nothing was registered by the refused commands.
+        assert!(
+            list_clients(&db).is_empty(),
+            "[{b}] a refused client was stored"
+        );
+    }
+}
+
+#[test]
+fn cli_help_describes_gatehouse() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = command(dir.path())
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    let text = ok(&out, "--help");
+    assert!(text.contains("Gatehouse"), "{text}");
+    for sub in ["serve", "migrate", "client", "user", "keys"] {
+        assert!(text.contains(sub), "--help does not list {sub}: {text}");
+    }
+    let out = command(dir.path())
+        .args(["client", "create", "--help"])
+        .output()
+        .expect("run client create --help");
+    let text = ok(&out, "client create --help");
+    for flag in [
+        "--name",
+        "--redirect-uri",
+        "--confidential",
+        "--grant-type",
+        "--scope",
+        "--audience",
+        "--allowed-origin",
+        "--json",
+    ] {
+        assert!(
+            text.contains(flag),
+            "client create --help does not document {flag}: {text}"
+        );
+    }
+    let out = command(dir.path())
+        .args(["user", "create", "--help"])
+        .output()
+        .expect("run user create --help");
+    let text = ok(&out, "user create --help");
+    assert!(
+        text.contains("--username") && text.contains("--role"),
+        "{text}"
+    );
+    // An unknown subcommand is an error, not a server start.
+    let out = command(dir.path())
+        .arg("no-such-command")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("panicked"));
+}
+
+#[test]
+fn migrations_run_up_and_down() {
+    use gatehouse::store::keys::SigningKeyRow;
+    use gatehouse::store::ConnectionManager;
+    for db in backends() {
+        let b = db.label;
+        let mut conn = ConnectionManager::new(db.url.clone())
+            .connect()
+            .expect("connect");
+        let applied = gatehouse::store::migrate(&mut conn).expect("migrate up");
+        assert!(
+            !applied.is_empty(),
+            "[{b}] no migration applied on an empty database"
+        );
+        SigningKeyRow::all(&mut conn).expect("tables exist after migrate");
+        // Some data, so that the down migrations run over foreign keys.
+        gatehouse::registry::create_client(
+            &mut conn,
+            &gatehouse::registry::NewClient {
+                name: "SPA".into(),
+                redirect_uris: vec!["http://127.0.0.1:5173/cb".into()],
+                audiences: vec!["https://api.example.com".into()],
+                ..Default::default()
+            },
+            gatehouse::state::now(),
+        )
+        .expect("client");
+        gatehouse::store::revert_all(&mut conn).expect("revert all");
+        assert!(
+            SigningKeyRow::all(&mut conn).is_err(),
+            "[{b}] signing_keys still exists after revert_all"
+        );
+        assert!(
+            gatehouse::store::clients::Client::list(&mut conn).is_err(),
+            "[{b}] clients still exists after revert_all"
+        );
+        let again = gatehouse::store::migrate(&mut conn).expect("migrate up again");
+        assert_eq!(again, applied, "[{b}] second up applied a different set");
+        assert!(
+            gatehouse::store::clients::Client::list(&mut conn)
+                .expect("clients")
+                .is_empty(),
+            "[{b}] data survived the down migration"
+        );
+        assert!(
+            gatehouse::store::migrate(&mut conn)
+                .expect("migrate noop")
+                .is_empty(),
+            "[{b}] migrations are not idempotent"
+        );
+    }
+}
+
+/// Kills the server when the test ends, whatever happens.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_on_fresh_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    // The defaults: sqlite://gatehouse.db and keys/ relative to the working directory.
+    let child = command(dir.path())
+        .env("GATEHOUSE_BIND", format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_ISSUER", &issuer)
+        .env("GATEHOUSE_SERVER__WORKERS", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gatehouse serve");
+    let mut server = KillOnDrop(child);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.0.try_wait().expect("try_wait") {
+            panic!("server exited with {status}:\n{}", log());
+        }
+        if let Ok(resp) = http.get(format!("{issuer}/healthz")).send().await {
+            if resp.status().as_u16() == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no /healthz within 10 s:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let master = dir.path().join("keys").join("master.key");
+    assert!(
+        master.exists(),
+        "keys/master.key was not created:\n{}",
+        log()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&master)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "master.key mode {:o}", mode & 0o777);
+    }
+    assert!(
+        dir.path().join("gatehouse.db").exists(),
+        "no SQLite database in the working directory"
+    );
+
+    let jwks: Value = http
+        .get(format!("{issuer}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("GET jwks")
+        .json()
+        .await
+        .expect("jwks json");
+    let keys = jwks["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1, "{jwks}");
+    let metadata: Value = http
+        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .expect("GET metadata")
+        .json()
+        .await
+        .expect("metadata json");
+    assert_eq!(metadata["issuer"], Value::String(issuer.clone()));
+    let ready = http
+        .get(format!("{issuer}/readyz"))
+        .send()
+        .await
+        .expect("GET readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+
+    // The CLI sees the key the server created, as the one that signs.
+    let out = command(dir.path())
+        .args(["keys", "list", "--json"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("keys list");
+    let listed = json_out(&out, "keys list --json");
+    let listed = listed.as_array().expect("array");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["kid"], keys[0]["kid"]);
+    assert_eq!(listed[0]["state"], "signing");
+    // The key file never leaks into the log.
+    let key_text = std::fs::read_to_string(&master).expect("read master.key");
+    assert!(!log().contains(key_text.trim()), "master key logged");
+    drop(server);
+}
