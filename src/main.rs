@@ -36,7 +36,7 @@ enum Command {
     /// Register, list and delete clients.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Create users.
+    /// Create, disable and re-password users.
     #[command(subcommand)]
     User(UserCommand),
     /// Inspect signing keys.
@@ -102,6 +102,18 @@ enum UserCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Disable a user: no more logins or refreshes; every grant and session ends now.
+    Disable {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a new password (read from standard input); every grant and session ends now.
+    SetPassword {
+        /// The login name.
+        #[arg(long)]
+        username: String,
     },
 }
 
@@ -290,24 +302,53 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
-    let UserCommand::Create {
-        username,
-        roles,
-        json,
-    } = command;
+/// The password on standard input, without one trailing newline (from `echo` or a terminal).
+fn read_password() -> anyhow::Result<String> {
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
         .map_err(|e| anyhow::anyhow!("reading the password from standard input: {e}"))?;
-    // One trailing newline (from `echo` or a terminal) is not part of the password.
-    let password = password
-        .strip_suffix('\n')
-        .map(|p| p.strip_suffix('\r').unwrap_or(p))
-        .unwrap_or(&password);
+    if password.ends_with('\n') {
+        password.pop();
+        if password.ends_with('\r') {
+            password.pop();
+        }
+    }
+    Ok(password)
+}
+
+fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
+    let (username, roles, json) = match command {
+        UserCommand::Create {
+            username,
+            roles,
+            json,
+        } => (username, roles, json),
+        UserCommand::Disable { username } => {
+            let mut conn = connect(settings)?;
+            let user = registry::disable_user(&mut conn, &username, now())?;
+            println!(
+                "disabled {} ({}); its sessions and tokens are revoked",
+                user.username, user.id
+            );
+            return Ok(());
+        }
+        UserCommand::SetPassword { username } => {
+            let password = read_password()?;
+            let passwords = Passwords::new(&settings.passwords)?;
+            let mut conn = connect(settings)?;
+            let user = registry::set_password(&mut conn, &passwords, &username, &password, now())?;
+            println!(
+                "password changed for {}; its sessions and tokens are revoked",
+                user.username
+            );
+            return Ok(());
+        }
+    };
+    let password = read_password()?;
     let passwords = Passwords::new(&settings.passwords)?;
     let mut conn = connect(settings)?;
-    let user = registry::create_user(&mut conn, &passwords, &username, password, &roles, now())?;
+    let user = registry::create_user(&mut conn, &passwords, &username, &password, &roles, now())?;
     if json {
         println!(
             "{}",

@@ -3,8 +3,10 @@
 use crate::passwords::{self, Passwords};
 use crate::secret::{new_id, PlainToken};
 use crate::store::clients::Client;
+use crate::store::codes::Grant;
+use crate::store::sessions::Session;
 use crate::store::users::User;
-use crate::store::AnyConnection;
+use crate::store::{write_tx, AnyConnection};
 
 /// Grant types a client may be registered with.
 pub const SUPPORTED_GRANTS: [&str; 2] = crate::oauth::token::GRANT_TYPES;
@@ -239,6 +241,51 @@ pub fn create_user(
     };
     user.insert(conn)?;
     Ok(user)
+}
+
+/// Ends everything a user holds: refresh-token families (and so, for introspection, their
+/// access tokens) and browser sessions (checklist 21).
+fn end_user_grants(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<(), RegistryError> {
+    Grant::revoke_all_for_user(conn, user_id, now)?;
+    Session::delete_for_user(conn, user_id)?;
+    Ok(())
+}
+
+fn find_user(conn: &mut AnyConnection, username: &str) -> Result<User, RegistryError> {
+    User::find_by_username(conn, username)?
+        .ok_or_else(|| invalid(format!("no user named {username:?}")))
+}
+
+/// Disables a user: no more logins or refreshes, every grant and session ended.
+pub fn disable_user(
+    conn: &mut AnyConnection,
+    username: &str,
+    now: i64,
+) -> Result<User, RegistryError> {
+    write_tx(conn, |conn| {
+        let user = find_user(conn, username)?;
+        User::set_disabled(conn, &user.id, now)?;
+        end_user_grants(conn, &user.id, now)?;
+        Ok(user)
+    })
+}
+
+/// Sets a new password (hashed before the transaction) and ends every grant and session.
+pub fn set_password(
+    conn: &mut AnyConnection,
+    passwords: &Passwords,
+    username: &str,
+    password: &str,
+    now: i64,
+) -> Result<User, RegistryError> {
+    passwords::check_new(password).map_err(RegistryError::Invalid)?;
+    let hash = passwords.hash(password)?;
+    write_tx(conn, |conn| {
+        let user = find_user(conn, username)?;
+        User::set_password_hash(conn, &user.id, &hash)?;
+        end_user_grants(conn, &user.id, now)?;
+        Ok(user)
+    })
 }
 
 #[cfg(test)]

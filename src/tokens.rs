@@ -67,7 +67,14 @@ pub fn mint(
 /// not expired at `now`. Any failure is `None`: to the caller the token is simply inactive.
 pub fn verify_own(keys: &KeySet, issuer: &str, token: &str, now: i64) -> Option<AccessClaims> {
     let header = jsonwebtoken::decode_header(token).ok()?;
-    if header.typ.as_deref() != Some("at+jwt") || header.jwk.is_some() || header.jku.is_some() {
+    // Keys come only from our own key set: a header that names or embeds a key is refused
+    // (RFC 8725 §3.10), and so is any type but at+jwt (RFC 9068 §4).
+    if header.typ.as_deref() != Some("at+jwt")
+        || header.jwk.is_some()
+        || header.jku.is_some()
+        || header.x5u.is_some()
+        || header.x5c.is_some()
+    {
         return None;
     }
     let (alg, key) = keys.verifier(header.kid.as_deref()?)?;
@@ -79,7 +86,127 @@ pub fn verify_own(keys: &KeySet, issuer: &str, token: &str, now: i64) -> Option<
     validation.validate_aud = false;
     // Expiry is checked below against the `now` we were given, not the wall clock.
     validation.validate_exp = false;
+    validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
     let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).ok()?;
     (data.claims.exp > now).then_some(data.claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use jsonwebtoken::{Algorithm, EncodingKey};
+
+    use super::*;
+    use crate::keys::{generate, MasterKey};
+
+    const NOW: i64 = 1_800_000_000;
+    const ISS: &str = "https://auth.example";
+
+    fn keyset() -> KeySet {
+        let master = MasterKey::generate();
+        let row = generate(&master, "ES256", 0, 0).unwrap();
+        KeySet::from_rows(&[row], &master, NOW).unwrap()
+    }
+
+    fn grant() -> AccessGrant<'static> {
+        AccessGrant {
+            subject: "usr_1",
+            client_id: "cl_1",
+            audience: "https://api.example",
+            scope: "api:read",
+            roles: &[],
+            grant_id: Some("gr_1"),
+        }
+    }
+
+    fn claims_b64(claims: &AccessClaims) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).unwrap())
+    }
+
+    #[test]
+    fn own_tokens_verify_until_they_expire() {
+        let keys = keyset();
+        let (jwt, claims) = mint(keys.signer().unwrap(), ISS, &grant(), NOW, 900).unwrap();
+        assert_eq!(verify_own(&keys, ISS, &jwt, NOW + 899), Some(claims));
+        assert_eq!(verify_own(&keys, ISS, &jwt, NOW + 900), None, "expired");
+        assert_eq!(
+            verify_own(&keys, "https://other.example", &jwt, NOW),
+            None,
+            "wrong iss"
+        );
+        assert_eq!(
+            verify_own(&keyset(), ISS, &jwt, NOW),
+            None,
+            "another key set"
+        );
+    }
+
+    #[test]
+    fn verifier_rejects_forged_tokens() {
+        let keys = keyset();
+        let signer = keys.signer().unwrap();
+        let (jwt, claims) = mint(signer, ISS, &grant(), NOW, 900).unwrap();
+        let payload = claims_b64(&claims);
+        let signature = jwt.rsplit('.').next().unwrap();
+
+        // alg: none, with and without a signature.
+        let none = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#,
+            signer.kid
+        ));
+        assert_eq!(
+            verify_own(&keys, ISS, &format!("{none}.{payload}."), NOW),
+            None
+        );
+        assert_eq!(
+            verify_own(&keys, ISS, &format!("{none}.{payload}.{signature}"), NOW),
+            None
+        );
+
+        // HS256 "signed" with the public key as the HMAC secret (key confusion).
+        let public = keys.jwks().bytes.clone();
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(signer.kid.clone());
+        let hs =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&public)).unwrap();
+        assert_eq!(verify_own(&keys, ISS, &hs, NOW), None);
+
+        // Unknown kid, wrong typ, embedded jwk / jku.
+        let mut forged = Header::new(Algorithm::ES256);
+        forged.typ = Some("at+jwt".into());
+        forged.kid = Some("not-a-published-kid".into());
+        let unknown_kid = jsonwebtoken::encode(&forged, &claims, &signer.key).unwrap();
+        assert_eq!(verify_own(&keys, ISS, &unknown_kid, NOW), None);
+
+        let mut jwt_typ = Header::new(Algorithm::ES256);
+        jwt_typ.typ = Some("JWT".into());
+        jwt_typ.kid = Some(signer.kid.clone());
+        let wrong_typ = jsonwebtoken::encode(&jwt_typ, &claims, &signer.key).unwrap();
+        assert_eq!(verify_own(&keys, ISS, &wrong_typ, NOW), None);
+
+        let mut jku = Header::new(Algorithm::ES256);
+        jku.typ = Some("at+jwt".into());
+        jku.kid = Some(signer.kid.clone());
+        jku.jku = Some("https://evil.example/jwks.json".into());
+        let with_jku = jsonwebtoken::encode(&jku, &claims, &signer.key).unwrap();
+        assert_eq!(verify_own(&keys, ISS, &with_jku, NOW), None);
+
+        // A payload changed after signing.
+        let mut altered = claims.clone();
+        altered.scope = "admin".into();
+        let tampered = format!(
+            "{}.{}.{}",
+            jwt.split('.').next().unwrap(),
+            claims_b64(&altered),
+            signature
+        );
+        assert_eq!(verify_own(&keys, ISS, &tampered, NOW), None);
+
+        // Garbage.
+        assert_eq!(verify_own(&keys, ISS, "not.a.jwt", NOW), None);
+        assert_eq!(verify_own(&keys, ISS, "", NOW), None);
+    }
 }

@@ -52,6 +52,21 @@ impl Grant {
             .map(|_| ())
     }
 
+    /// Revokes every live grant of a user (disabled account, new password).
+    pub fn revoke_all_for_user(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        now: i64,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            grants::table
+                .filter(grants::user_id.eq(user_id))
+                .filter(grants::revoked_at.is_null()),
+        )
+        .set(grants::revoked_at.eq(now))
+        .execute(conn)
+    }
+
     /// When the grant was revoked, if it was (`None` also for an unknown id).
     pub fn revoked_at(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Option<i64>>> {
         grants::table

@@ -70,6 +70,22 @@ impl User {
             .map(|r| r.map(User::from))
     }
 
+    /// Marks the user disabled from `now` on.
+    pub fn set_disabled(conn: &mut AnyConnection, id: &str, now: i64) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set(users::disabled_at.eq(Some(now)))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// Replaces the password hash.
+    pub fn set_password_hash(conn: &mut AnyConnection, id: &str, hash: &str) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set(users::password_hash.eq(hash))
+            .execute(conn)
+            .map(|_| ())
+    }
+
     pub fn is_active(&self) -> bool {
         self.disabled_at.is_none()
     }

@@ -5,6 +5,7 @@
 
 mod helpers;
 
+mod accounts;
 mod authorize;
 mod cli;
 mod endpoints;

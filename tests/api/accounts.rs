@@ -1,0 +1,189 @@
+//! Account changes end what the account held (checklist 21), and forged access tokens are never
+//! active (checklist 32, through introspection).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use gatehouse::passwords::Passwords;
+use gatehouse::registry;
+use serde_json::{json, Value};
+
+use crate::both_backends;
+use crate::helpers::*;
+
+fn inactive() -> Value {
+    json!({"active": false})
+}
+
+/// A second browser-like client: /authorize in it starts at login unless its session lives.
+async fn starts_at_login(app: &TestApp, client: &TestClient) -> bool {
+    let pkce = pkce();
+    let resp = app
+        .get_authorize(&app.authorize_query(client, &pkce.challenge, &[]))
+        .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    location(&resp).starts_with("/login")
+}
+
+both_backends!(
+    disable_user_or_password_change_revokes_tokens_and_sessions,
+    |app: TestApp| async move {
+        let spa = app.spa();
+        let rs = app.confidential();
+        app.user("alice", &[]);
+        let tokens = app.tokens_for(&spa, "alice").await;
+        let access = tokens["access_token"].as_str().unwrap().to_owned();
+        let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+        assert_eq!(app.introspect(&rs, &access).await["active"], true);
+        assert!(
+            !starts_at_login(&app, &spa).await,
+            "the browser session is live"
+        );
+
+        // Password change: old tokens and the browser session end; the new password works.
+        let passwords = Passwords::new(&app.settings.passwords).unwrap();
+        let new_password = "a brand new passphrase";
+        registry::set_password(
+            &mut app.conn(),
+            &passwords,
+            "alice",
+            new_password,
+            gatehouse::state::now(),
+        )
+        .unwrap();
+        assert_oauth_error(app.refresh(&spa, &refresh).await, 400, "invalid_grant").await;
+        assert_eq!(app.introspect(&rs, &access).await, inactive());
+        assert!(
+            starts_at_login(&app, &spa).await,
+            "the session ended with the password change"
+        );
+        let pkce = pkce();
+        let resp = app
+            .get_authorize(&app.authorize_query(&spa, &pkce.challenge, &[]))
+            .await;
+        let login = location(&resp);
+        let old = app.login(&login, "alice", PASSWORD).await;
+        assert_eq!(
+            old.status().as_u16(),
+            200,
+            "the old password no longer logs in"
+        );
+        let new = app.login(&login, "alice", new_password).await;
+        assert_eq!(new.status().as_u16(), 303, "the new password logs in");
+
+        // Disabling: tokens issued after the password change die too, and login is refused.
+        let consent = location(&new);
+        let code = query_of(&location(&app.consent(&consent, "approve").await))["code"].clone();
+        let fresh: Value = app
+            .exchange(&spa, &code, &pkce.verifier)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let fresh_refresh = fresh["refresh_token"].as_str().unwrap();
+        registry::disable_user(&mut app.conn(), "alice", gatehouse::state::now()).unwrap();
+        assert_oauth_error(app.refresh(&spa, fresh_refresh).await, 400, "invalid_grant").await;
+        assert_eq!(
+            app.introspect(&rs, fresh["access_token"].as_str().unwrap())
+                .await,
+            inactive()
+        );
+        assert!(starts_at_login(&app, &spa).await);
+        let resp = app
+            .get_authorize(&app.authorize_query(&spa, &pkce.challenge, &[]))
+            .await;
+        let again = app.login(&location(&resp), "alice", new_password).await;
+        assert_eq!(
+            again.status().as_u16(),
+            200,
+            "a disabled user cannot log in"
+        );
+        assert!(again
+            .text()
+            .await
+            .unwrap()
+            .contains("Invalid username or password"));
+
+        // Unknown users get a readable error.
+        let err =
+            registry::disable_user(&mut app.conn(), "nobody", gatehouse::state::now()).unwrap_err();
+        assert!(err.to_string().contains("no user named"));
+    }
+);
+
+fn b64(v: &Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+}
+
+both_backends!(
+    introspection_rejects_forged_tokens,
+    |app: TestApp| async move {
+        let spa = app.spa();
+        let rs = app.confidential();
+        app.user("bob", &[]);
+        let tokens = app.tokens_for(&spa, "bob").await;
+        let real = tokens["access_token"].as_str().unwrap();
+        assert_eq!(app.introspect(&rs, real).await["active"], true);
+        let (header, claims) = jwt_parts(real);
+        let kid = header["kid"].as_str().unwrap();
+        let signature = real.rsplit('.').next().unwrap();
+
+        // alg none, signed or not.
+        let none = b64(&json!({"alg": "none", "typ": "at+jwt", "kid": kid}));
+        for forged in [
+            format!("{none}.{}.", b64(&claims)),
+            format!("{none}.{}.{signature}", b64(&claims)),
+        ] {
+            assert_eq!(app.introspect(&rs, &forged).await, inactive(), "alg none");
+        }
+
+        // HS256 with the published JWKS as the HMAC key (key confusion).
+        let jwks = app
+            .api
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut hs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        hs.typ = Some("at+jwt".into());
+        hs.kid = Some(kid.to_owned());
+        let forged =
+            jsonwebtoken::encode(&hs, &claims, &jsonwebtoken::EncodingKey::from_secret(&jwks))
+                .unwrap();
+        assert_eq!(
+            app.introspect(&rs, &forged).await,
+            inactive(),
+            "HS256 key confusion"
+        );
+
+        // The real signature under an altered header or payload.
+        let parts: Vec<&str> = real.split('.').collect();
+        let mut wide = claims.clone();
+        wide["scope"] = json!("api:read api:write admin");
+        let variants = [
+            (
+                b64(&json!({"alg": "ES256", "typ": "at+jwt", "kid": "unknown-kid"})),
+                parts[1].to_owned(),
+            ),
+            (
+                b64(&json!({"alg": "ES256", "typ": "JWT", "kid": kid})),
+                parts[1].to_owned(),
+            ),
+            (
+                b64(
+                    &json!({"alg": "ES256", "typ": "at+jwt", "kid": kid, "jku": "https://evil.example/jwks"}),
+                ),
+                parts[1].to_owned(),
+            ),
+            (parts[0].to_owned(), b64(&wide)),
+        ];
+        for (h, p) in variants {
+            assert_eq!(
+                app.introspect(&rs, &format!("{h}.{p}.{signature}")).await,
+                inactive()
+            );
+        }
+    }
+);
