@@ -17,6 +17,7 @@ pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             .wrap(security_headers(https))
+            .wrap(http::middleware::body_too_large())
             .configure(http::routes)
     })
     .listen(listener)?;

@@ -1814,3 +1814,32 @@ both_backends!(secrets_never_logged, |app: TestApp| async move {
         }
     }
 });
+
+both_backends!(
+    oversized_body_gets_invalid_request,
+    |app: TestApp| async move {
+        let client = app.spa();
+        let big = "a".repeat(64 * 1024);
+        for path in ["/token", "/revoke", "/introspect"] {
+            let resp = app
+                .post_form(
+                    path,
+                    &[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", &client.id),
+                        ("token", &big),
+                    ],
+                    None,
+                )
+                .await;
+            let body = assert_oauth_error(resp, 400, "invalid_request").await;
+            assert!(
+                body["error_description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("too large"),
+                "{path}: {body}"
+            );
+        }
+    }
+);
