@@ -44,13 +44,14 @@ impl<T> Answer<T> {
     }
 
     pub fn anonymous(e: impl Into<EndpointError>) -> Answer<T> {
-        Answer {
-            allowed_origins: Vec::new(),
-            result: Err(e.into()),
-        }
+        Answer::failed(e.into())
     }
 
+    /// A failure before any client was authenticated (no CORS origins).
     pub fn failed(e: EndpointError) -> Answer<T> {
-        Answer::anonymous(e)
+        Answer {
+            allowed_origins: Vec::new(),
+            result: Err(e),
+        }
     }
 }

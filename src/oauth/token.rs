@@ -2,9 +2,11 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use oxide_auth::primitives::registrar::Registrar as _;
 
 use super::errors::{ErrorCode, OAuthError};
 use super::params::Params;
+use super::registrar::ClientRegistrar;
 use crate::secret::{constant_time_eq, PlainToken, TokenHash};
 use crate::store::clients::Client;
 
@@ -140,22 +142,32 @@ fn form_decode(text: &str) -> Option<String> {
 /// and a wrong secret cost the same (checklist 25).
 const DUMMY_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Authenticates the client: confidential clients by secret, public clients by id alone.
-/// Unknown client, missing secret and wrong secret all give the same `invalid_client`.
+/// Authenticates the client through its registrar (`ClientRegistrar::check`): confidential
+/// clients by secret, public clients by id alone. Unknown client, missing secret and wrong secret
+/// all give the same `invalid_client` after the same work (checklist 25).
 pub fn authenticate(
     client: Option<Client>,
     creds: &ClientCredentials,
 ) -> Result<Client, OAuthError> {
-    let presented = creds.secret.as_ref().map(PlainToken::hash);
-    let stored = client.as_ref().and_then(|c| c.secret_hash.as_deref());
-    let secret_ok = constant_time_eq(
-        presented.as_ref().map_or(DUMMY_HASH, TokenHash::as_str),
-        stored.unwrap_or(DUMMY_HASH),
-    );
+    let passphrase = creds.secret.as_ref().map(|s| s.expose().as_bytes());
     match client {
-        Some(c) if c.is_confidential() && presented.is_some() && secret_ok => Ok(c),
-        Some(c) if !c.is_confidential() && presented.is_none() => Ok(c),
-        _ => Err(OAuthError::invalid_client()),
+        Some(c)
+            if ClientRegistrar(&c)
+                .check(&creds.client_id, passphrase)
+                .is_ok() =>
+        {
+            Ok(c)
+        }
+        Some(_) => Err(OAuthError::invalid_client()),
+        None => {
+            // The hash and comparison a known client's check would have cost.
+            let presented = creds.secret.as_ref().map(PlainToken::hash);
+            let _ = constant_time_eq(
+                presented.as_ref().map_or(DUMMY_HASH, TokenHash::as_str),
+                DUMMY_HASH,
+            );
+            Err(OAuthError::invalid_client())
+        }
     }
 }
 
