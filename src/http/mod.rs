@@ -15,7 +15,7 @@ use actix_web::web;
 use crate::oauth::metadata::paths;
 
 /// Registers every route. The app also needs `web::Data<AppState>` and the security-header
-/// middleware (see [`crate::server::app`]).
+/// middleware (see [`crate::server::build`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route(paths::METADATA, web::get().to(metadata::metadata))
         .route(paths::JWKS, web::get().to(metadata::jwks))
