@@ -67,11 +67,10 @@ fn browser_form(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<Params, Box<HttpResponse>> {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    if !flow::origin_allowed(state.issuer(), origin) {
+    let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let origin = header_str(header::ORIGIN);
+    let fetch_site = header_str(header::HeaderName::from_static("sec-fetch-site"));
+    if !flow::origin_allowed(state.issuer(), origin, fetch_site) {
         return Err(Box::new(pages::error(
             actix_web::http::StatusCode::FORBIDDEN,
             "Request refused",
