@@ -127,6 +127,11 @@ enum KeysCommand {
     },
 }
 
+/// jemalloc returns the 19 MiB argon2 buffers to the operating system after each login; glibc's
+/// per-thread arenas kept them, and resident memory grew by that much per blocking thread.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
