@@ -131,6 +131,7 @@ fn seed_code(conn: &mut AnyConnection, client: &str, user: &str, ts: i64) -> Str
         id: new_id("gr"),
         client_id: client.to_owned(),
         user_id: Some(user.to_owned()),
+        session_hash: None,
         created_at: ts,
         expires_at: ts + 3600,
         revoked_at: None,

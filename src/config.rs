@@ -159,6 +159,12 @@ impl Settings {
         if issuer.query().is_some() || issuer.fragment().is_some() {
             anyhow::bail!("server.issuer must not have a query or fragment (RFC 8414 §2)");
         }
+        if issuer.path() != "/" || self.server.issuer.ends_with('/') {
+            anyhow::bail!(
+                "server.issuer must be scheme://host[:port] without a path or trailing '/': \
+                 Gatehouse serves its endpoints at the root and tokens compare the issuer exactly"
+            );
+        }
         if self.server.issuer.ends_with('/') {
             anyhow::bail!("server.issuer must not end with '/': tokens compare it exactly");
         }
@@ -179,6 +185,6 @@ impl Settings {
 
     /// True when the issuer is https: cookies get `Secure` and the `__Host-` prefix, responses HSTS.
     pub fn is_https(&self) -> bool {
-        self.server.issuer.starts_with("https://")
+        url::Url::parse(&self.server.issuer).is_ok_and(|u| u.scheme() == "https")
     }
 }

@@ -200,7 +200,7 @@ fn connect(settings: &Settings) -> anyhow::Result<AnyConnection> {
     let mut conn = ConnectionManager::new(url.clone())
         .connect()
         .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact(url)))?;
-    store::migrate(&mut conn)?;
+    store::with_startup_lock(&mut conn, store::migrate)?;
     Ok(conn)
 }
 
@@ -224,7 +224,7 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
                 redact(&settings.database.url)
             )
         })?;
-    let applied = store::migrate(&mut conn)?;
+    let applied = store::with_startup_lock(&mut conn, store::migrate)?;
     if applied.is_empty() {
         println!("database is up to date");
     } else {

@@ -8,8 +8,7 @@ use crate::store::sessions::Session;
 use crate::store::users::User;
 use crate::store::{write_tx, AnyConnection};
 
-/// Grant types a client may be registered with.
-pub const SUPPORTED_GRANTS: [&str; 2] = crate::oauth::token::GRANT_TYPES;
+use crate::oauth::token::{GRANT_TYPES, PUBLIC_CLIENT_GRANT_TYPES};
 
 /// What an admin asks for when registering a client.
 #[derive(Debug, Clone, Default)]
@@ -60,6 +59,11 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
             "redirect URI {uri:?} must not contain a wildcard"
         )));
     }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(format!(
+            "redirect URI {uri:?} must not contain user information"
+        )));
+    }
     let loopback = match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -72,7 +76,6 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
         "http" => Err(invalid(format!(
             "redirect URI {uri:?} must use https (http only on 127.0.0.1, [::1] or localhost)"
         ))),
-        _ if url.scheme().contains('.') => Ok(()), // private-use scheme of a native app (RFC 8252 §7.1)
         other => Err(invalid(format!(
             "redirect URI scheme {other:?} is not allowed"
         ))),
@@ -125,10 +128,16 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
         dedup(&req.grant_types)
     };
     for g in &grant_types {
-        if !SUPPORTED_GRANTS.contains(&g.as_str()) {
+        if !GRANT_TYPES.contains(&g.as_str()) {
             return Err(invalid(format!(
                 "grant type {g:?} is not supported; use one of: {}",
-                SUPPORTED_GRANTS.join(", ")
+                GRANT_TYPES.join(", ")
+            )));
+        }
+        // Public clients get the browser flow only (checklist 27, 28).
+        if !req.confidential && !PUBLIC_CLIENT_GRANT_TYPES.contains(&g.as_str()) {
+            return Err(invalid(format!(
+                "grant type {g} needs a confidential client (--confidential)"
             )));
         }
     }
@@ -302,6 +311,8 @@ mod tests {
         assert!(check_redirect_uri("https://*.example/cb").is_err());
         assert!(check_redirect_uri("/cb").is_err());
         assert!(check_redirect_uri("javascript:alert(1)").is_err());
+        assert!(check_redirect_uri("https://user@app.example/cb").is_err());
+        assert!(check_redirect_uri("com.example.app:/cb").is_err());
     }
 
     #[test]

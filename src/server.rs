@@ -16,8 +16,10 @@ pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
         App::new()
             .app_data(state.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
-            .wrap(security_headers(https))
+            // The last wrap is the outermost: security headers reach every response, including
+            // the ones the body-size handler builds.
             .wrap(http::middleware::body_too_large())
+            .wrap(security_headers(https))
             .configure(http::routes)
     })
     .listen(listener)?;

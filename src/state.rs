@@ -38,8 +38,10 @@ impl AppState {
     pub fn init(settings: Settings, master: MasterKey) -> anyhow::Result<AppState> {
         let pool = store::pool(&settings.database.url, settings.database.pool_size)?;
         let mut conn = pool.get()?;
-        store::migrate(&mut conn)?;
-        let keyset = KeySet::load_or_init(&mut conn, &master, &settings.keys.algorithm, now())?;
+        let keyset = store::with_startup_lock(&mut conn, |conn| {
+            store::migrate(conn)?;
+            KeySet::load_or_init(conn, &master, &settings.keys.algorithm, now())
+        })?;
         drop(conn);
         let metadata = Body::new(serde_json::to_vec(&Metadata::new(&settings.server.issuer))?);
         Ok(AppState {

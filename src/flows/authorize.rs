@@ -286,9 +286,12 @@ pub async fn login_submit(
         expires_at: now + state.settings.session.ttl_secs,
     };
     let old = ctx.session.id_hash.clone();
-    state
+    let replaced = state
         .db(move |conn| Session::replace(conn, &old, &new).map_err(AppError::from))
         .await?;
+    if !replaced {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    }
     tracing::info!(user_id = %user.id, "login succeeded");
     Ok(Outcome::SeeOther {
         location: with_interaction(paths::CONSENT, &id),
@@ -365,6 +368,7 @@ pub async fn consent_submit(
                     id: crate::secret::new_id("gr"),
                     client_id: interaction.client_id.clone(),
                     user_id: Some(user.id.clone()),
+                    session_hash: Some(session_hash.clone()),
                     created_at: now,
                     expires_at: now + family_ttl,
                     revoked_at: None,

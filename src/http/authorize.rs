@@ -20,7 +20,7 @@ pub fn session_cookie_name(state: &AppState) -> &'static str {
     }
 }
 
-fn session_cookie(state: &AppState, req: &HttpRequest) -> Option<String> {
+pub fn session_cookie(state: &AppState, req: &HttpRequest) -> Option<String> {
     req.cookie(session_cookie_name(state))
         .map(|c| c.value().to_owned())
 }
@@ -62,7 +62,7 @@ fn page_params(req: &HttpRequest) -> Result<Params, Box<HttpResponse>> {
 }
 
 /// Reads a browser form POST: form-encoded, from our own origin.
-fn browser_form(
+pub fn browser_form(
     state: &AppState,
     req: &HttpRequest,
     body: &[u8],

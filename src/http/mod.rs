@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod forms;
 pub mod health;
 pub mod introspect;
+pub mod logout;
 pub mod metadata;
 pub mod middleware;
 pub mod pages;
@@ -24,6 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(paths::LOGIN, web::post().to(authorize::login_submit))
         .route(paths::CONSENT, web::get().to(authorize::consent_page))
         .route(paths::CONSENT, web::post().to(authorize::consent_submit))
+        .route(paths::LOGOUT, web::get().to(logout::page))
+        .route(paths::LOGOUT, web::post().to(logout::submit))
         .route(paths::TOKEN, web::post().to(token::token))
         .route(paths::REVOKE, web::post().to(revoke::revoke))
         .route(paths::INTROSPECT, web::post().to(introspect::introspect))

@@ -31,6 +31,27 @@ struct ConsentPage<'a> {
 }
 
 #[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage<'a> {
+    title: &'a str,
+    message: &'a str,
+    csrf: Option<&'a str>,
+}
+
+/// The sign-out page: a confirmation form when `csrf` is given, else a message.
+pub fn logout(status: StatusCode, title: &str, message: &str, csrf: Option<&str>) -> HttpResponse {
+    html(
+        status,
+        LogoutPage {
+            title,
+            message,
+            csrf,
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
     title: &'a str,

@@ -47,11 +47,10 @@ impl MasterKey {
     /// A longer value is hashed down to 256 bits.
     pub fn parse(text: &str) -> anyhow::Result<MasterKey> {
         let text = text.trim();
-        let raw = URL_SAFE_NO_PAD
-            .decode(text.trim_end_matches('='))
-            .ok()
+        // 64 hex digits are also valid base64url: read hex first so both spellings agree.
+        let raw = decode_hex(text)
+            .or_else(|| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok())
             .or_else(|| STANDARD.decode(text).ok())
-            .or_else(|| decode_hex(text))
             .filter(|b| b.len() >= 32)
             .ok_or_else(|| {
                 anyhow::anyhow!(
@@ -147,7 +146,7 @@ impl MasterKey {
 }
 
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -173,10 +172,15 @@ mod tests {
     #[test]
     fn master_key_must_have_256_bits() {
         assert!(MasterKey::parse("c2hvcnQ").is_err());
-        let hex_key = "00".repeat(32);
-        assert!(MasterKey::parse(&hex_key).is_ok());
+        let hex_key = "07".repeat(32);
         let b64 = URL_SAFE_NO_PAD.encode([7u8; 32]);
-        assert!(MasterKey::parse(&b64).is_ok());
+        let std64 = STANDARD.encode([7u8; 32]);
+        let ids: Vec<String> = [hex_key, b64, std64]
+            .iter()
+            .map(|t| MasterKey::parse(t).unwrap().id().to_owned())
+            .collect();
+        assert_eq!(ids[0], ids[1], "hex and base64url spell the same key");
+        assert_eq!(ids[1], ids[2]);
     }
 
     #[test]

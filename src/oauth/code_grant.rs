@@ -15,8 +15,11 @@ pub enum CodeDecision {
     Replay,
 }
 
+/// `grant_revoked`: the grant the code starts was revoked (password change, disabled user,
+/// logout) before the code was redeemed.
 pub fn decide(
     code: &AuthCode,
+    grant_revoked: bool,
     client: &Client,
     redirect_uri: Option<&str>,
     code_verifier: Option<&str>,
@@ -29,6 +32,9 @@ pub fn decide(
     }
     if code.consumed_at.is_some() {
         return Ok(CodeDecision::Replay);
+    }
+    if grant_revoked {
+        return Err(OAuthError::invalid_grant("the authorization was revoked"));
     }
     if code.expires_at <= now {
         return Err(OAuthError::invalid_grant("the code has expired"));
@@ -87,7 +93,7 @@ mod tests {
         v: Option<&str>,
         now: i64,
     ) -> Result<CodeDecision, OAuthError> {
-        decide(c, &client(client_id), uri, v, now)
+        decide(c, false, &client(client_id), uri, v, now)
     }
 
     const URI: Option<&str> = Some("https://app.example/cb");
@@ -130,6 +136,12 @@ mod tests {
             run(&used, "cl_a", URI, Some(VERIFIER), NOW),
             Ok(CodeDecision::Replay)
         );
+    }
+
+    #[test]
+    fn code_of_a_revoked_grant_is_invalid_grant() {
+        let err = decide(&code(), true, &client("cl_a"), URI, Some(VERIFIER), NOW).unwrap_err();
+        assert_eq!(err.code.as_str(), "invalid_grant");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod paths {
     pub const AUTHORIZE: &str = "/authorize";
     pub const LOGIN: &str = "/login";
     pub const CONSENT: &str = "/consent";
+    pub const LOGOUT: &str = "/logout";
     pub const TOKEN: &str = "/token";
     pub const REVOKE: &str = "/revoke";
     pub const INTROSPECT: &str = "/introspect";

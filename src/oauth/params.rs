@@ -28,6 +28,12 @@ impl Params {
                     printable(&key)
                 )));
             }
+            // No backend stores a NUL in text (PostgreSQL refuses it): refuse it here, for all.
+            if key.contains('\0') || value.contains('\0') {
+                return Err(OAuthError::invalid_request(
+                    "parameters must not contain NUL characters",
+                ));
+            }
             if map.contains_key(key.as_ref()) {
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {} is given more than once",
@@ -89,6 +95,12 @@ mod tests {
         let p = Params::parse(b"scope=&state=x").unwrap();
         assert!(p.get("scope").is_none());
         assert_eq!(p.get("state"), Some("x"));
+    }
+
+    #[test]
+    fn nul_characters_rejected() {
+        assert!(Params::parse(b"client_id=a%00b").is_err());
+        assert!(Params::parse(b"a%00=b").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::store::refresh::RefreshWithGrant;
 /// What the service must do with a presented refresh token.
 #[derive(Debug, PartialEq, Eq)]
 pub enum RefreshDecision {
-    /// Rotate it and issue a successor with this scope.
+    /// Rotate it; the access token gets this scope (the successor keeps the token's own).
     Rotate { scope: String },
     /// It was rotated before: someone holds a copy. Revoke the family, answer `invalid_grant`.
     Reuse,
@@ -40,11 +40,6 @@ pub fn decide(
     }
     if token.user_id.is_some() && !stored.user.as_ref().is_some_and(|u| u.active) {
         return Err(OAuthError::invalid_grant("the user is disabled"));
-    }
-    if !client.allows_grant("refresh_token") {
-        return Err(OAuthError::unauthorized_client(
-            "this client may not use refresh tokens",
-        ));
     }
     let granted = scope::parse_stored(&token.scope)?;
     let scope = match requested_scope {

@@ -11,7 +11,7 @@ use crate::secret::{constant_time_eq, PlainToken, TokenHash};
 use crate::store::clients::Client;
 
 /// A token request, one variant per grant type.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum TokenRequest {
     AuthorizationCode {
         code: String,
@@ -24,10 +24,35 @@ pub enum TokenRequest {
         scope: Option<String>,
         resource: Option<String>,
     },
+    Password {
+        username: String,
+        password: String,
+        scope: Option<String>,
+        resource: Option<String>,
+    },
+    ClientCredentials {
+        scope: Option<String>,
+        resource: Option<String>,
+    },
+}
+
+/// Names the grant only: a request carries codes, tokens and passwords that are never printed.
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenRequest({})", self.grant_type())
+    }
 }
 
 /// The grant types Gatehouse's token endpoint implements (the metadata lists exactly these).
-pub const GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
+pub const GRANT_TYPES: [&str; 4] = [
+    "authorization_code",
+    "refresh_token",
+    "password",
+    "client_credentials",
+];
+
+/// The grant types a public client (no secret) may be registered with.
+pub const PUBLIC_CLIENT_GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
 
 impl TokenRequest {
     /// Reads the grant-specific parameters.
@@ -46,6 +71,16 @@ impl TokenRequest {
                 scope: owned("scope"),
                 resource: owned("resource"),
             }),
+            "password" => Ok(TokenRequest::Password {
+                username: params.require("username")?.to_owned(),
+                password: params.require("password")?.to_owned(),
+                scope: owned("scope"),
+                resource: owned("resource"),
+            }),
+            "client_credentials" => Ok(TokenRequest::ClientCredentials {
+                scope: owned("scope"),
+                resource: owned("resource"),
+            }),
             _ => Err(OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 "grant_type is not supported",
@@ -57,6 +92,8 @@ impl TokenRequest {
         match self {
             TokenRequest::AuthorizationCode { .. } => "authorization_code",
             TokenRequest::RefreshToken { .. } => "refresh_token",
+            TokenRequest::Password { .. } => "password",
+            TokenRequest::ClientCredentials { .. } => "client_credentials",
         }
     }
 }
@@ -131,11 +168,15 @@ pub fn client_credentials(
     })
 }
 
+/// Undoes the form-urlencoding RFC 6749 §2.3.1 applies to Basic credentials: `+` is a space,
+/// `%XX` a byte. Everything else, `&` and `=` included, is taken literally.
 fn form_decode(text: &str) -> Option<String> {
-    let decoded: String = form_urlencoded::parse(format!("v={text}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())?;
-    Some(decoded)
+    let plus_as_space = text.replace('+', " ");
+    let decoded = percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    (!decoded.contains('\0')).then_some(decoded)
 }
 
 /// A hash no secret has, compared against when the client is unknown so that an unknown client
@@ -196,6 +237,15 @@ mod tests {
         assert_eq!(creds.client_id, "cl:conf");
         assert_eq!(creds.secret.unwrap().expose(), "s+3");
         assert_eq!(creds.method, AuthMethod::Basic);
+    }
+
+    #[test]
+    fn basic_credentials_keep_ampersands_and_refuse_nul() {
+        let header = format!("Basic {}", STANDARD.encode("cl_x:SECRET&junk=1"));
+        let creds = client_credentials(Some(&header), &Params::default()).unwrap();
+        assert_eq!(creds.secret.unwrap().expose(), "SECRET&junk=1");
+        let header = format!("Basic {}", STANDARD.encode("cl_x%00:s"));
+        assert!(client_credentials(Some(&header), &Params::default()).is_err());
     }
 
     #[test]

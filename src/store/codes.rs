@@ -29,6 +29,9 @@ pub struct Grant {
     pub id: String,
     pub client_id: String,
     pub user_id: Option<String>,
+    /// The browser session whose login produced it (none for the password grant); logging that
+    /// session out revokes the grant.
+    pub session_hash: Option<String>,
     pub created_at: i64,
     /// Absolute end of the family: no refresh token from it lives longer.
     pub expires_at: i64,
@@ -67,6 +70,21 @@ impl Grant {
         .execute(conn)
     }
 
+    /// Revokes the grants a browser session produced (logout).
+    pub fn revoke_all_for_session(
+        conn: &mut AnyConnection,
+        session_hash: &str,
+        now: i64,
+    ) -> QueryResult<usize> {
+        diesel::update(
+            grants::table
+                .filter(grants::session_hash.eq(session_hash))
+                .filter(grants::revoked_at.is_null()),
+        )
+        .set(grants::revoked_at.eq(now))
+        .execute(conn)
+    }
+
     /// When the grant was revoked, if it was (`None` also for an unknown id).
     pub fn revoked_at(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Option<i64>>> {
         grants::table
@@ -75,6 +93,15 @@ impl Grant {
             .first(conn)
             .optional()
     }
+}
+
+/// A code with what its redemption depends on.
+#[derive(Debug, Clone)]
+pub struct CodeWithGrant {
+    pub code: AuthCode,
+    pub user: UserState,
+    pub grant_expires_at: i64,
+    pub grant_revoked_at: Option<i64>,
 }
 
 /// An authorization code as stored (only its hash).
@@ -102,19 +129,32 @@ impl AuthCode {
             .map(|_| ())
     }
 
-    /// The code with the state of its user (one statement).
-    pub fn find(
-        conn: &mut AnyConnection,
-        code_hash: &str,
-    ) -> QueryResult<Option<(AuthCode, UserState)>> {
+    /// The code with the state of its grant and user (one statement).
+    pub fn find(conn: &mut AnyConnection, code_hash: &str) -> QueryResult<Option<CodeWithGrant>> {
         auth_codes::table
             .inner_join(users::table.on(users::id.eq(auth_codes::user_id)))
+            .inner_join(grants::table)
             .filter(auth_codes::code_hash.eq(code_hash))
-            .select((AuthCode::as_select(), users::roles, users::disabled_at))
-            .first::<(AuthCode, String, Option<i64>)>(conn)
+            .select((
+                AuthCode::as_select(),
+                users::roles,
+                users::disabled_at,
+                grants::expires_at,
+                grants::revoked_at,
+            ))
+            .first::<(AuthCode, String, Option<i64>, i64, Option<i64>)>(conn)
             .optional()
             .map(|r| {
-                r.map(|(code, roles, disabled_at)| (code, UserState::new(&roles, disabled_at)))
+                r.map(
+                    |(code, roles, disabled_at, grant_expires_at, grant_revoked_at)| {
+                        CodeWithGrant {
+                            code,
+                            user: UserState::new(&roles, disabled_at),
+                            grant_expires_at,
+                            grant_revoked_at,
+                        }
+                    },
+                )
             })
     }
 

@@ -111,8 +111,10 @@ impl diesel::r2d2::ManageConnection for ConnectionManager {
         Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        // Like Diesel's own manager: a connection given back while panicking, or left inside a
+        // transaction, is not reused.
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
     }
 }
 
@@ -136,6 +138,26 @@ pub fn migrate(conn: &mut AnyConnection) -> anyhow::Result<Vec<String>> {
     }
     .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
     Ok(applied.iter().map(|v| v.to_string()).collect())
+}
+
+/// Runs `f` while holding the start-up lock: on PostgreSQL a session advisory lock, so that
+/// instances starting together on one database migrate once and agree on the first signing key.
+/// (SQLite serves one node; its writers are serialised by the database file.)
+pub fn with_startup_lock<T>(
+    conn: &mut AnyConnection,
+    f: impl FnOnce(&mut AnyConnection) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    use diesel::RunQueryDsl;
+    const KEY: i64 = 0x6761_7465_686f; // "gateho"
+    let is_pg = matches!(conn, AnyConnection::Postgresql(_));
+    if is_pg {
+        diesel::sql_query(format!("SELECT pg_advisory_lock({KEY})")).execute(conn)?;
+    }
+    let result = f(conn);
+    if is_pg {
+        diesel::sql_query(format!("SELECT pg_advisory_unlock({KEY})")).execute(conn)?;
+    }
+    result
 }
 
 /// Reverts every applied migration (tests check that each `down.sql` works).

@@ -55,6 +55,7 @@ diesel::table! {
         id -> Text,
         client_id -> Text,
         user_id -> Nullable<Text>,
+        session_hash -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,

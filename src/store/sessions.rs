@@ -39,16 +39,31 @@ impl Session {
     }
 
     /// Replaces a session by a new one (a new id on login, ASVS 3.2.1) and moves its pending
-    /// authorization requests to it, in one transaction.
-    pub fn replace(conn: &mut AnyConnection, old_hash: &str, new: &Session) -> QueryResult<()> {
+    /// authorization requests to it, in one transaction. False (and nothing changed) when the old
+    /// session is already gone, e.g. a login form submitted twice.
+    pub fn replace(conn: &mut AnyConnection, old_hash: &str, new: &Session) -> QueryResult<bool> {
         super::write_tx(conn, |conn| {
-            diesel::delete(sessions::table.find(old_hash)).execute(conn)?;
             new.insert(conn)?;
             diesel::update(interactions::table.filter(interactions::session_hash.eq(old_hash)))
                 .set(interactions::session_hash.eq(&new.id_hash))
                 .execute(conn)?;
+            if diesel::delete(sessions::table.find(old_hash)).execute(conn)? != 1 {
+                return Err(diesel::result::Error::RollbackTransaction);
+            }
             Ok(())
         })
+        .map(|()| true)
+        .or_else(|e| match e {
+            diesel::result::Error::RollbackTransaction => Ok(false),
+            other => Err(other),
+        })
+    }
+
+    /// Ends one session; its pending authorization requests go with it (foreign key).
+    pub fn delete(conn: &mut AnyConnection, id_hash: &str) -> QueryResult<bool> {
+        diesel::delete(sessions::table.find(id_hash))
+            .execute(conn)
+            .map(|n| n == 1)
     }
 
     /// Ends every session of a user.

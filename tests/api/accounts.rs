@@ -187,3 +187,159 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    code_issued_before_password_change_is_refused,
+    |app: TestApp| async move {
+        let spa = app.spa();
+        app.user("carol", &[]);
+        let pkce = pkce();
+        let q = app.authorize_code(&spa, "carol", &pkce, &[]).await;
+        let passwords = Passwords::new(&app.settings.passwords).unwrap();
+        registry::set_password(
+            &mut app.conn(),
+            &passwords,
+            "carol",
+            "another long password",
+            gatehouse::state::now(),
+        )
+        .unwrap();
+        let resp = app.exchange(&spa, &q["code"], &pkce.verifier).await;
+        assert_oauth_error(resp, 400, "invalid_grant").await;
+    }
+);
+
+/// The session cookie value a response sets, if any.
+fn session_cookie_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("gatehouse_session="))
+        .map(str::to_owned)
+}
+
+both_backends!(
+    logout_ends_session_and_its_grants,
+    |app: TestApp| async move {
+        let spa = app.spa();
+        let rs = app.confidential();
+        app.user("dave", &[]);
+        let tokens = app.tokens_for(&spa, "dave").await;
+        assert!(!starts_at_login(&app, &spa).await);
+
+        // The sign-out page carries a CSRF token bound to the session; a forged form is refused.
+        let page = app.browse("/logout").await;
+        assert_eq!(page.status().as_u16(), 200);
+        assert_eq!(page.headers()["x-frame-options"], "DENY");
+        let page = page.text().await.unwrap();
+        assert!(page.contains("dave"));
+        let csrf = hidden(&page, "csrf");
+        let forged = app.browser_post("/logout", &[("csrf", "forged")]).await;
+        assert_eq!(forged.status().as_u16(), 400);
+        assert!(
+            !starts_at_login(&app, &spa).await,
+            "a forged form ends nothing"
+        );
+
+        let resp = app.browser_post("/logout", &[("csrf", &csrf)]).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let cleared = session_cookie_of(&resp).expect("the cookie is cleared");
+        assert!(
+            cleared.contains("Max-Age=0")
+                || cleared.contains("max-age=0")
+                || cleared.contains("1970"),
+            "{cleared}"
+        );
+        assert!(starts_at_login(&app, &spa).await, "logged out");
+        assert_oauth_error(
+            app.refresh(&spa, tokens["refresh_token"].as_str().unwrap())
+                .await,
+            400,
+            "invalid_grant",
+        )
+        .await;
+        assert_eq!(
+            app.introspect(&rs, tokens["access_token"].as_str().unwrap())
+                .await,
+            inactive()
+        );
+
+        // Without a session there is nothing to sign out of.
+        let page = app
+            .api
+            .get(app.url("/logout"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("not signed in"));
+        assert!(!page.contains("name=\"csrf\""));
+    }
+);
+
+both_backends!(
+    nul_characters_get_rfc_errors_not_500,
+    |app: TestApp| async move {
+        let spa = app.spa();
+        let resp = app.get_authorize("client_id=cl_a%00b&redirect_uri=x").await;
+        assert_eq!(resp.status().as_u16(), 400);
+        let resp = app
+            .post_form(
+                "/token",
+                &[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", "x"),
+                    ("client_id", "a\0b"),
+                ],
+                None,
+            )
+            .await;
+        assert_oauth_error(resp, 400, "invalid_request").await;
+        let resp = app
+            .post_form(
+                "/token",
+                &[("grant_type", "refresh_token"), ("refresh_token", "x")],
+                Some(&basic("a%00b", "s")),
+            )
+            .await;
+        assert_oauth_error(resp, 401, "invalid_client").await;
+        let resp = app
+            .post_form(
+                "/revoke",
+                &[("token", "x"), ("client_id", &spa.id)],
+                Some(&basic("a\0b", "s")),
+            )
+            .await;
+        assert!(resp.status().as_u16() == 400 || resp.status().as_u16() == 401);
+        let resp = app
+            .browser_post(
+                "/login",
+                &[
+                    ("interaction", "x"),
+                    ("csrf", "y"),
+                    ("username", "a\0b"),
+                    ("password", "p"),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status().as_u16(), 400);
+    }
+);
+
+both_backends!(
+    oversized_body_keeps_security_headers,
+    |app: TestApp| async move {
+        let big = "a".repeat(64 * 1024);
+        let resp = app.post_form("/token", &[("token", &big)], None).await;
+        assert_eq!(resp.status().as_u16(), 400);
+        assert_eq!(resp.headers()["x-frame-options"], "DENY");
+        assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
+        assert!(resp.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'"));
+    }
+);

@@ -443,16 +443,28 @@ both_backends!(
                     let resp = confidential_refresh(&app, &conf, &conf_rt).await;
                     assert_eq!(resp.status().as_u16(), 200, "refresh_token grant");
                 }
+                "password" | "client_credentials" => {
+                    let first_party = app.register(gatehouse::registry::NewClient {
+                        name: "First-party app".into(),
+                        confidential: true,
+                        grant_types: vec![g.clone(), "refresh_token".into()],
+                        scopes: vec!["api:read".into()],
+                        audiences: vec![AUDIENCE.into()],
+                        ..Default::default()
+                    });
+                    let auth = basic(&first_party.id, first_party.secret.as_deref().unwrap());
+                    let mut form = vec![("grant_type", g.as_str()), ("scope", "api:read")];
+                    if g == "password" {
+                        form.extend([("username", "alice"), ("password", PASSWORD)]);
+                    }
+                    let resp = app.post_form("/token", &form, Some(&auth)).await;
+                    assert_eq!(resp.status().as_u16(), 200, "{g} grant");
+                }
                 other => panic!("grant type {other:?} is advertised: exercise it here"),
             }
         }
         let auth = basic(&conf.id, conf.secret.as_deref().unwrap());
         for (g, extra) in [
-            (
-                "password",
-                vec![("username", "alice"), ("password", PASSWORD)],
-            ),
-            ("client_credentials", vec![("scope", "api:read")]),
             ("implicit", vec![]),
             (
                 "urn:ietf:params:oauth:grant-type:device_code",

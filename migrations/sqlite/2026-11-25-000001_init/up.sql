@@ -32,7 +32,7 @@ CREATE INDEX sessions_expires_at ON sessions(expires_at);
 
 CREATE TABLE interactions (
     id_hash TEXT PRIMARY KEY NOT NULL,
-    session_hash TEXT NOT NULL,
+    session_hash TEXT NOT NULL REFERENCES sessions(id_hash) ON DELETE CASCADE,
     client_id TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
     redirect_uri TEXT NOT NULL,
     scope TEXT NOT NULL,
@@ -48,10 +48,14 @@ CREATE TABLE grants (
     id TEXT PRIMARY KEY NOT NULL,
     client_id TEXT NOT NULL REFERENCES clients(id) ON DELETE CASCADE,
     user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    session_hash TEXT,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     revoked_at BIGINT
 );
+CREATE INDEX grants_user_id ON grants(user_id);
+CREATE INDEX grants_session_hash ON grants(session_hash);
+CREATE INDEX interactions_session_hash ON interactions(session_hash);
 
 CREATE TABLE auth_codes (
     code_hash TEXT PRIMARY KEY NOT NULL,

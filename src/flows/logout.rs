@@ -1,0 +1,83 @@
+//! Signing out of Gatehouse in a browser: the session ends, and so do the grants (refresh-token
+//! families, and for introspection their access tokens) that the session's logins produced
+//! (checklist 21, 46). Tokens from other browsers and from the password grant stay.
+
+use crate::error::AppError;
+use crate::oauth::params::Params;
+use crate::secret::{constant_time_eq, hmac_b64, TokenHash};
+use crate::state::{now, AppState};
+use crate::store::codes::Grant;
+use crate::store::sessions::Session;
+use crate::store::users::User;
+use crate::store::write_tx;
+
+/// What `/logout` shows.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogoutView {
+    /// Signed in: the form, with its CSRF token, and the user's name.
+    Confirm { csrf: String, username: String },
+    /// No live session in this browser.
+    NotSignedIn,
+}
+
+fn csrf_token(state: &AppState, session_hash: &str) -> String {
+    hmac_b64(&state.csrf_key, &["logout", session_hash])
+}
+
+/// `GET /logout`.
+pub async fn page(state: &AppState, session_cookie: Option<&str>) -> Result<LogoutView, AppError> {
+    let Some(cookie) = session_cookie else {
+        return Ok(LogoutView::NotSignedIn);
+    };
+    let hash = TokenHash::of(cookie).0;
+    let now = now();
+    let lookup = hash.clone();
+    let user = state
+        .db(move |conn| {
+            let Some(session) = Session::find_live(conn, &lookup, now)? else {
+                return Ok::<_, AppError>(None);
+            };
+            match session.user_id {
+                Some(id) => Ok(User::find(conn, &id)?),
+                None => Ok(None),
+            }
+        })
+        .await?;
+    Ok(match user {
+        Some(user) => LogoutView::Confirm {
+            csrf: csrf_token(state, &hash),
+            username: user.username,
+        },
+        None => LogoutView::NotSignedIn,
+    })
+}
+
+/// `POST /logout`: true when a session was ended, false when the form was stale or forged.
+pub async fn submit(
+    state: &AppState,
+    form: &Params,
+    session_cookie: Option<&str>,
+) -> Result<bool, AppError> {
+    let Some(cookie) = session_cookie else {
+        return Ok(false);
+    };
+    let hash = TokenHash::of(cookie).0;
+    let expected = csrf_token(state, &hash);
+    if !form
+        .get("csrf")
+        .is_some_and(|c| constant_time_eq(c, &expected))
+    {
+        return Ok(false);
+    }
+    let now = now();
+    state
+        .db(move |conn| {
+            write_tx(conn, |conn| {
+                let revoked = Grant::revoke_all_for_session(conn, &hash, now)?;
+                let ended = Session::delete(conn, &hash)?;
+                tracing::info!(grants = revoked, "signed out");
+                Ok::<_, AppError>(ended)
+            })
+        })
+        .await
+}
