@@ -56,6 +56,8 @@ pub struct TokenSettings {
     pub refresh_token_idle_secs: i64,
     /// Authorization code lifetime.
     pub code_ttl_secs: i64,
+    /// Seconds a just-rotated refresh token may be presented again (0 = off).
+    pub refresh_retry_window_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -170,6 +172,9 @@ impl Settings {
         }
         if !(1..=600).contains(&self.tokens.code_ttl_secs) {
             anyhow::bail!("tokens.code_ttl_secs must be between 1 and 600");
+        }
+        if !(0..=60).contains(&self.tokens.refresh_retry_window_secs) {
+            anyhow::bail!("tokens.refresh_retry_window_secs must be between 0 (off) and 60");
         }
         if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
             anyhow::bail!("token lifetimes must be positive");

@@ -11,18 +11,25 @@ use crate::store::refresh::RefreshWithGrant;
 pub enum RefreshDecision {
     /// Rotate it; the access token gets this scope (the successor keeps the token's own).
     Rotate { scope: String },
+    /// It was rotated a moment ago and its successor is still unused: answer again with the same
+    /// successor and a fresh access token with this scope (the opt-in retry window).
+    Resend { scope: String },
     /// It was rotated before: someone holds a copy. Revoke the family, answer `invalid_grant`.
     Reuse,
 }
 
+/// `successor_unused`: the service found, within the retry window, that this token's successor
+/// exists for the same client and is not yet rotated itself. Always false when the window is off.
 pub fn decide(
     stored: &RefreshWithGrant,
     client: &Client,
     requested_scope: Option<&str>,
     now: i64,
+    successor_unused: bool,
 ) -> Result<RefreshDecision, OAuthError> {
     let token = &stored.token;
-    if token.rotated_at.is_some() && stored.grant_revoked_at.is_none() {
+    let rotated = token.rotated_at.is_some();
+    if rotated && !successor_unused && stored.grant_revoked_at.is_none() {
         return Ok(RefreshDecision::Reuse);
     }
     if token.client_id != client.id {
@@ -30,7 +37,7 @@ pub fn decide(
             "the refresh token was issued to another client",
         ));
     }
-    if stored.grant_revoked_at.is_some() || token.rotated_at.is_some() {
+    if stored.grant_revoked_at.is_some() {
         return Err(OAuthError::invalid_grant(
             "the refresh token has been revoked",
         ));
@@ -54,7 +61,11 @@ pub fn decide(
             scope::to_string(&requested)
         }
     };
-    Ok(RefreshDecision::Rotate { scope })
+    Ok(if rotated {
+        RefreshDecision::Resend { scope }
+    } else {
+        RefreshDecision::Rotate { scope }
+    })
 }
 
 #[cfg(test)]
@@ -103,7 +114,7 @@ mod tests {
     #[test]
     fn fresh_token_rotates_with_same_scope() {
         assert_eq!(
-            decide(&stored(), &client(), None, NOW),
+            decide(&stored(), &client(), None, NOW, false),
             Ok(RefreshDecision::Rotate {
                 scope: "api:read api:write".into()
             })
@@ -114,20 +125,40 @@ mod tests {
     fn rotated_token_is_reuse() {
         let mut s = stored();
         s.token.rotated_at = Some(NOW - 1);
-        assert_eq!(decide(&s, &client(), None, NOW), Ok(RefreshDecision::Reuse));
+        assert_eq!(
+            decide(&s, &client(), None, NOW, false),
+            Ok(RefreshDecision::Reuse)
+        );
+    }
+
+    #[test]
+    fn rotated_token_with_unused_successor_is_resent_within_window() {
+        let mut s = stored();
+        s.token.rotated_at = Some(NOW - 1);
+        assert_eq!(
+            decide(&s, &client(), None, NOW, true),
+            Ok(RefreshDecision::Resend {
+                scope: "api:read api:write".into()
+            })
+        );
+        // Another client presenting it is still reuse, whatever the window says: the service
+        // only reports an unused successor for the same client, and the client check follows.
+        let mut other = client();
+        other.id = "cl_b".into();
+        assert!(decide(&s, &other, None, NOW, true).is_err());
     }
 
     #[test]
     fn refresh_scope_narrows_never_widens() {
         assert_eq!(
-            decide(&stored(), &client(), Some("api:read"), NOW),
+            decide(&stored(), &client(), Some("api:read"), NOW, false),
             Ok(RefreshDecision::Rotate {
                 scope: "api:read".into()
             })
         );
         let mut s = stored();
         s.token.scope = "api:read".into();
-        let err = decide(&s, &client(), Some("api:read api:write"), NOW).unwrap_err();
+        let err = decide(&s, &client(), Some("api:read api:write"), NOW, false).unwrap_err();
         assert_eq!(err.code.as_str(), "invalid_scope");
     }
 
@@ -135,10 +166,10 @@ mod tests {
     fn refresh_absolute_and_idle_expiry() {
         let mut idle = stored();
         idle.token.expires_at = NOW;
-        assert!(decide(&idle, &client(), None, NOW).is_err());
+        assert!(decide(&idle, &client(), None, NOW, false).is_err());
         let mut absolute = stored();
         absolute.grant_expires_at = NOW;
-        assert!(decide(&absolute, &client(), None, NOW).is_err());
+        assert!(decide(&absolute, &client(), None, NOW, false).is_err());
     }
 
     #[test]
@@ -146,7 +177,7 @@ mod tests {
         let mut other = client();
         other.id = "cl_b".into();
         assert_eq!(
-            decide(&stored(), &other, None, NOW)
+            decide(&stored(), &other, None, NOW, false)
                 .unwrap_err()
                 .code
                 .as_str(),
@@ -162,7 +193,10 @@ mod tests {
             active: false,
         });
         assert_eq!(
-            decide(&s, &client(), None, NOW).unwrap_err().code.as_str(),
+            decide(&s, &client(), None, NOW, false)
+                .unwrap_err()
+                .code
+                .as_str(),
             "invalid_grant"
         );
     }
@@ -172,7 +206,10 @@ mod tests {
         let mut s = stored();
         s.grant_revoked_at = Some(NOW - 5);
         assert_eq!(
-            decide(&s, &client(), None, NOW).unwrap_err().code.as_str(),
+            decide(&s, &client(), None, NOW, false)
+                .unwrap_err()
+                .code
+                .as_str(),
             "invalid_grant"
         );
     }

@@ -9,5 +9,7 @@ mod accounts;
 mod authorize;
 mod cli;
 mod endpoints;
+mod grants;
+mod refresh_window;
 mod smoke;
 mod token;

@@ -3,7 +3,7 @@
 
 use crate::oauth::code_grant::{self, CodeDecision};
 use crate::oauth::OAuthError;
-use crate::secret::TokenHash;
+use crate::secret::{PlainToken, TokenHash};
 use crate::store::clients::Client;
 use crate::store::codes::{AuthCode, Grant};
 use crate::store::{write_tx, AnyConnection};
@@ -65,6 +65,7 @@ pub(super) fn exchange(
                 &stored.scope,
                 &stored.audience,
                 family_end,
+                PlainToken::generate(),
             )?)
         } else {
             None

@@ -36,6 +36,10 @@ struct Ctx {
     access_ttl: i64,
     refresh_ttl: i64,
     refresh_idle: i64,
+    /// Seconds during which a just-rotated refresh token may be presented again (0 = off).
+    retry_window: i64,
+    /// Derives a refresh token's successor from it (HMAC), so a retry gets the same one back.
+    successor_key: [u8; 32],
     now: i64,
     keys: std::sync::Arc<crate::keys::KeySet>,
 }
@@ -47,6 +51,9 @@ impl Ctx {
         })
     }
 }
+
+/// Names the master-key derivation of refresh-token successors.
+const SUCCESSOR_KEY_PURPOSE: &str = "gatehouse refresh successor v1";
 
 /// A rejection that must still commit what it wrote (revocations), kept apart from the errors
 /// that roll the transaction back.
@@ -72,6 +79,8 @@ pub async fn token(
         access_ttl: state.settings.tokens.access_token_ttl_secs,
         refresh_ttl: state.settings.tokens.refresh_token_ttl_secs,
         refresh_idle: state.settings.tokens.refresh_token_idle_secs,
+        retry_window: state.settings.tokens.refresh_retry_window_secs,
+        successor_key: state.master.derive(SUCCESSOR_KEY_PURPOSE),
         now: now(),
         keys: state.keys.current(),
     };
@@ -163,8 +172,8 @@ fn insert_refresh(
     scope: &str,
     audience: &str,
     family_end: i64,
+    token: PlainToken,
 ) -> Result<PlainToken, EndpointError> {
-    let token = PlainToken::generate();
     RefreshToken {
         token_hash: token.hash().0,
         grant_id: grant_id.to_owned(),

@@ -4,7 +4,7 @@
 
 use crate::error::AppError;
 use crate::oauth::{authorize, scope, OAuthError};
-use crate::secret::new_id;
+use crate::secret::{new_id, PlainToken};
 use crate::state::AppState;
 use crate::store::clients::Client;
 use crate::store::codes::Grant;
@@ -61,6 +61,7 @@ pub(super) async fn grant(
                         &scope,
                         &audience,
                         grant.expires_at,
+                        PlainToken::generate(),
                     )?)
                 } else {
                     None
