@@ -36,7 +36,7 @@ enum Command {
     /// Register, list and delete clients.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Create, disable and re-password users.
+    /// Create users, change their roles and passwords, disable them.
     #[command(subcommand)]
     User(UserCommand),
     /// Inspect signing keys.
@@ -102,6 +102,15 @@ enum UserCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Replace a user's roles (access tokens issued from now on carry them; none clears them).
+    SetRoles {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// A role (repeatable).
+        #[arg(long = "role", value_name = "ROLE")]
+        roles: Vec<String>,
     },
     /// Disable a user: no more logins or refreshes; every grant and session ends now.
     Disable {
@@ -329,6 +338,16 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             roles,
             json,
         } => (username, roles, json),
+        UserCommand::SetRoles { username, roles } => {
+            let mut conn = connect(settings)?;
+            let user = registry::set_roles(&mut conn, &username, &roles)?;
+            println!(
+                "{} now has roles: [{}]",
+                user.username,
+                user.roles.join(", ")
+            );
+            return Ok(());
+        }
         UserCommand::Disable { username } => {
             let mut conn = connect(settings)?;
             let user = registry::disable_user(&mut conn, &username, now())?;

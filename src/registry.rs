@@ -265,6 +265,24 @@ fn find_user(conn: &mut AnyConnection, username: &str) -> Result<User, RegistryE
         .ok_or_else(|| invalid(format!("no user named {username:?}")))
 }
 
+/// Replaces a user's roles. Access tokens issued from now on, refreshes included, carry them.
+pub fn set_roles(
+    conn: &mut AnyConnection,
+    username: &str,
+    roles: &[String],
+) -> Result<User, RegistryError> {
+    for r in roles {
+        check_role(r)?;
+    }
+    let roles = dedup(roles);
+    write_tx(conn, |conn| {
+        let mut user = find_user(conn, username)?;
+        User::set_roles(conn, &user.id, &roles)?;
+        user.roles = roles;
+        Ok(user)
+    })
+}
+
 /// Disables a user: no more logins or refreshes, every grant and session ended.
 pub fn disable_user(
     conn: &mut AnyConnection,

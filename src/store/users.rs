@@ -78,6 +78,14 @@ impl User {
             .map(|_| ())
     }
 
+    /// Replaces the roles.
+    pub fn set_roles(conn: &mut AnyConnection, id: &str, roles: &[String]) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set(users::roles.eq(encode_list(roles)))
+            .execute(conn)
+            .map(|_| ())
+    }
+
     /// Replaces the password hash.
     pub fn set_password_hash(conn: &mut AnyConnection, id: &str, hash: &str) -> QueryResult<()> {
         diesel::update(users::table.find(id))

@@ -343,3 +343,42 @@ both_backends!(
             .contains("frame-ancestors 'none'"));
     }
 );
+
+both_backends!(
+    role_change_applies_to_the_next_access_token,
+    |app: TestApp| async move {
+        let spa = app.spa();
+        app.user("hank", &["admin"]);
+        let t0 = app.tokens_for(&spa, "hank").await;
+        let (_, claims) = jwt_parts(t0["access_token"].as_str().unwrap());
+        assert_eq!(claims["roles"], json!(["admin"]));
+
+        registry::set_roles(
+            &mut app.conn(),
+            "hank",
+            &["ops".into(), "ops".into(), "audit".into()],
+        )
+        .unwrap();
+        let t1: Value = app
+            .refresh(&spa, t0["refresh_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        let (_, claims) = jwt_parts(t1["access_token"].as_str().unwrap());
+        assert_eq!(claims["roles"], json!(["ops", "audit"]));
+
+        registry::set_roles(&mut app.conn(), "hank", &[]).unwrap();
+        let t2: Value = app
+            .refresh(&spa, t1["refresh_token"].as_str().unwrap())
+            .await
+            .json()
+            .await
+            .unwrap();
+        let (_, claims) = jwt_parts(t2["access_token"].as_str().unwrap());
+        assert!(claims.get("roles").is_none(), "{claims}");
+
+        let err = registry::set_roles(&mut app.conn(), "hank", &["bad role".into()]).unwrap_err();
+        assert!(err.to_string().contains("role"), "{err}");
+    }
+);
