@@ -11,5 +11,6 @@ mod cli;
 mod endpoints;
 mod grants;
 mod refresh_window;
+mod resource_server;
 mod smoke;
 mod token;

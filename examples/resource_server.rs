@@ -1,0 +1,175 @@
+//! A resource server that validates Gatehouse access tokens on its own with `gatehouse::verify`.
+//!
+//! Configuration: `RS_BIND` (default 127.0.0.1:9090), `RS_ISSUER` (the Gatehouse issuer) and
+//! `RS_AUDIENCE` (this API's URI, as registered with `client create --audience`).
+//!
+//! - `GET /public`: no token needed.
+//! - `GET /read`: needs scope `api:read`.
+//! - `GET /admin`: needs role `admin`.
+//!
+//! Failures answer per RFC 6750 §3: 401 with `WWW-Authenticate: Bearer …` when the token is
+//! missing or invalid, 403 `insufficient_scope` when it lacks the scope or role. Tokens are read
+//! from the `Authorization` header only, never from the URL (RFC 6750 §5.3).
+//!
+//! Run: `RS_ISSUER=http://127.0.0.1:8080 RS_AUDIENCE=https://api.example.com cargo run --example resource_server`
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use gatehouse::verify::{Claims, Config, Verifier, VerifyError};
+
+const REALM: &str = "resource-server";
+
+/// What a request needs beyond a valid token.
+enum Need {
+    Scope(&'static str),
+    Role(&'static str),
+}
+
+fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn quoted(text: &str) -> String {
+    text.replace(['"', '\\'], "'")
+}
+
+fn unauthorized(error: Option<&VerifyError>) -> HttpResponse {
+    let challenge = match error {
+        // RFC 6750 §3.1: no error code when the request carried no token at all.
+        None => format!("Bearer realm=\"{REALM}\""),
+        Some(e) => format!(
+            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+            quoted(&e.to_string())
+        ),
+    };
+    let body = serde_json::json!({
+        "error": if error.is_some() { "invalid_token" } else { "unauthorized" },
+        "error_description": error.map_or("a bearer token is required".to_owned(), |e| e.to_string()),
+    });
+    HttpResponse::Unauthorized()
+        .insert_header((header::WWW_AUTHENTICATE, challenge))
+        .json(body)
+}
+
+fn forbidden(need: &Need) -> HttpResponse {
+    let (challenge, description) = match need {
+        Need::Scope(s) => (
+            format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{s}\""),
+            format!("the token lacks scope {s}"),
+        ),
+        Need::Role(r) => (
+            format!(
+                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", error_description=\"requires role {r}\""
+            ),
+            format!("the token's user lacks role {r}"),
+        ),
+    };
+    HttpResponse::Forbidden()
+        .insert_header((header::WWW_AUTHENTICATE, challenge))
+        .json(serde_json::json!({"error": "insufficient_scope", "error_description": description}))
+}
+
+fn echo(claims: &Claims) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "sub": claims.sub,
+        "scope": claims.scope,
+        "roles": claims.roles,
+    }))
+}
+
+async fn protected(verifier: &Verifier, req: &HttpRequest, need: Need) -> HttpResponse {
+    if req.query_string().contains("access_token=") {
+        return HttpResponse::BadRequest().json(serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "send the token in the Authorization header, not the URL",
+        }));
+    }
+    let Some(token) = bearer(req) else {
+        return unauthorized(None);
+    };
+    let claims = match verifier.verify(token).await {
+        Ok(c) => c,
+        Err(e) if e.is_unavailable() => {
+            eprintln!("resource server: {e}");
+            return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the signing keys could not be fetched",
+            }));
+        }
+        Err(e) => return unauthorized(Some(&e)),
+    };
+    let allowed = match &need {
+        Need::Scope(s) => claims.has_scope(s),
+        Need::Role(r) => claims.has_role(r),
+    };
+    if allowed {
+        echo(&claims)
+    } else {
+        forbidden(&need)
+    }
+}
+
+async fn public() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"message": "public: no token needed"}))
+}
+
+async fn read(verifier: web::Data<Arc<Verifier>>, req: HttpRequest) -> HttpResponse {
+    protected(&verifier, &req, Need::Scope("api:read")).await
+}
+
+async fn admin(verifier: web::Data<Arc<Verifier>>, req: HttpRequest) -> HttpResponse {
+    protected(&verifier, &req, Need::Role("admin")).await
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} must be set"))
+}
+
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    let settings = (|| -> Result<(String, String, String), String> {
+        let bind = std::env::var("RS_BIND").unwrap_or_else(|_| "127.0.0.1:9090".to_owned());
+        Ok((bind, env("RS_ISSUER")?, env("RS_AUDIENCE")?))
+    })();
+    let (bind, issuer, audience) = match settings {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("resource server: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let verifier = match Verifier::new(Config::new(issuer, audience)) {
+        Ok(v) => Arc::new(v),
+        Err(e) => {
+            eprintln!("resource server: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(verifier.clone()))
+            .route("/public", web::get().to(public))
+            .route("/read", web::get().to(read))
+            .route("/admin", web::get().to(admin))
+    })
+    .bind(&bind);
+    let server = match server {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("resource server: cannot listen on {bind}: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    eprintln!("resource server listening on {bind}");
+    match server.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("resource server: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,603 @@
+//! Resource-server validation of Gatehouse access tokens (RFC 9068 §4, RFC 8725).
+//!
+//! A resource server never calls Gatehouse per request: [`Verifier`] fetches the JWKS once,
+//! caches it, refetches when a token names an unknown `kid` (at most once per
+//! [`Config::min_refetch_interval`]), and checks each token itself: an asymmetric algorithm from
+//! the allow-list, `typ: at+jwt`, no key embedded in or pointed to by the header, a published
+//! `kid`, the signature, `iss`, `aud`, and `exp`/`nbf` with a small leeway.
+//!
+//! With `default-features = false, features = ["verify"]` this module comes without the
+//! authorization server (no Diesel, askama or oxide-auth).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+/// What a verifier accepts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The issuer, compared exactly with `iss`.
+    pub issuer: String,
+    /// This resource server's URI: `aud` must equal it.
+    pub audience: String,
+    /// Where the keys are published (default: `{issuer}/.well-known/jwks.json`).
+    pub jwks_uri: String,
+    /// Accepted algorithms. Only asymmetric ones are ever accepted, whatever this lists.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// The JWKS is refetched at most this often when a token names an unknown `kid`.
+    pub min_refetch_interval: Duration,
+    /// A cached JWKS older than this is refetched before use.
+    pub max_cache_age: Duration,
+}
+
+impl Config {
+    /// Defaults for a Gatehouse issuer: ES256, RS256 and EdDSA, 30 s leeway, refetch at most every
+    /// 30 s, cache for 5 min.
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Config {
+        let issuer = issuer.into();
+        Config {
+            jwks_uri: format!("{issuer}/.well-known/jwks.json"),
+            issuer,
+            audience: audience.into(),
+            algorithms: vec![Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA],
+            leeway_secs: 30,
+            min_refetch_interval: Duration::from_secs(30),
+            max_cache_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The claims of a verified Gatehouse access token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default)]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Claims {
+    /// The granted scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// Why a token was refused. `Display` is a short description fit for `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    #[error("algorithm {0} is not accepted")]
+    AlgorithmNotAllowed(String),
+    #[error("the token header embeds or points to a key (jwk, jku, x5u, x5c)")]
+    EmbeddedKey,
+    #[error("the token type must be at+jwt")]
+    WrongType,
+    #[error("no published key has this kid")]
+    UnknownKey,
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("the token was issued by another issuer")]
+    WrongIssuer,
+    #[error("the token is meant for another audience")]
+    WrongAudience,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the signing keys could not be fetched: {0}")]
+    JwksUnavailable(String),
+}
+
+impl VerifyError {
+    /// True when the failure is the server side's (keys unavailable), not the token's.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, VerifyError::JwksUnavailable(_))
+    }
+}
+
+/// Published keys by `kid`, with the algorithm each is for.
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<String, (Algorithm, DecodingKey)>,
+    fetched: Option<Instant>,
+    last_attempt: Option<Instant>,
+}
+
+/// Verifies Gatehouse access tokens. Share one per process (it holds the JWKS cache).
+pub struct Verifier {
+    config: Config,
+    http: reqwest::Client,
+    cache: tokio::sync::RwLock<KeyCache>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// Parses a JWKS document into verification keys: signature keys of an allowed asymmetric
+/// algorithm with a `kid`; anything else (symmetric `oct` keys above all) is ignored.
+pub fn keys_from_jwks(
+    jwks: &JwkSet,
+    allowed: &[Algorithm],
+) -> HashMap<String, (Algorithm, DecodingKey)> {
+    let mut keys = HashMap::new();
+    for jwk in &jwks.keys {
+        if matches!(jwk.algorithm, AlgorithmParameters::OctetKey(_)) {
+            continue;
+        }
+        if jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
+            continue;
+        }
+        let (Some(kid), Some(alg)) = (&jwk.common.key_id, jwk.common.key_algorithm) else {
+            continue;
+        };
+        let Ok(alg) = Algorithm::try_from(alg) else {
+            continue;
+        };
+        if !is_asymmetric(alg) || !allowed.contains(&alg) {
+            continue;
+        }
+        if let Ok(key) = DecodingKey::from_jwk(jwk) {
+            keys.insert(kid.clone(), (alg, key));
+        }
+    }
+    keys
+}
+
+fn is_asymmetric(alg: Algorithm) -> bool {
+    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+}
+
+/// The header members the checks need, read before any key is looked up.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    typ: Option<String>,
+    kid: Option<String>,
+    jwk: Option<serde_json::Value>,
+    jku: Option<serde_json::Value>,
+    x5u: Option<serde_json::Value>,
+    x5c: Option<serde_json::Value>,
+}
+
+/// Checks the header: allowed algorithm, no embedded key, `typ: at+jwt`. Returns (alg, kid).
+fn check_header(token: &str, allowed: &[Algorithm]) -> Result<(Algorithm, String), VerifyError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::Malformed);
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| VerifyError::Malformed)?;
+    let raw: RawHeader = serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
+    let alg_name = raw.alg.ok_or(VerifyError::Malformed)?;
+    let alg = alg_name
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|a| is_asymmetric(*a) && allowed.contains(a))
+        .ok_or(VerifyError::AlgorithmNotAllowed(alg_name))?;
+    if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
+        return Err(VerifyError::EmbeddedKey);
+    }
+    let typ = raw.typ.unwrap_or_default().to_ascii_lowercase();
+    if typ != "at+jwt" && typ != "application/at+jwt" {
+        return Err(VerifyError::WrongType);
+    }
+    let kid = raw.kid.ok_or(VerifyError::UnknownKey)?;
+    Ok((alg, kid))
+}
+
+/// Checks signature and claims with one key, at `now` (unix seconds).
+fn check_claims(
+    token: &str,
+    alg: Algorithm,
+    key: &DecodingKey,
+    config: &Config,
+    now: u64,
+) -> Result<Claims, VerifyError> {
+    use jsonwebtoken::errors::ErrorKind;
+    let mut validation = Validation::new(alg);
+    validation.set_issuer(&[&config.issuer]);
+    validation.set_audience(&[&config.audience]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    // Time is checked below against the `now` we were given.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => VerifyError::BadSignature,
+            ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
+            ErrorKind::InvalidAudience => VerifyError::WrongAudience,
+            ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmNotAllowed(format!("{alg:?}")),
+            _ => VerifyError::Malformed,
+        })?
+        .claims;
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let leeway = i64::try_from(config.leeway_secs).unwrap_or(0);
+    if claims.exp + leeway <= now {
+        return Err(VerifyError::Expired);
+    }
+    if claims.nbf.is_some_and(|nbf| nbf - leeway > now) {
+        return Err(VerifyError::NotYetValid);
+    }
+    Ok(claims)
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "Verifier::verify is the resource server's clock; verify_at takes `now`"
+)]
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Verifier {
+    /// A verifier that fetches keys from `config.jwks_uri` when it first needs them.
+    pub fn new(config: Config) -> Result<Verifier, VerifyError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| VerifyError::JwksUnavailable(format!("HTTP client: {e}")))?;
+        Ok(Verifier {
+            config,
+            http,
+            cache: tokio::sync::RwLock::new(KeyCache::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// A verifier with the given keys already cached (tests, or keys obtained another way).
+    pub fn with_jwks(config: Config, jwks: &JwkSet) -> Result<Verifier, VerifyError> {
+        let verifier = Verifier::new(config)?;
+        let keys = keys_from_jwks(jwks, &verifier.config.algorithms);
+        if let Ok(mut cache) = verifier.cache.try_write() {
+            cache.keys = keys;
+            cache.fetched = Some(Instant::now());
+            cache.last_attempt = Some(Instant::now());
+        }
+        Ok(verifier)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Verifies a token now.
+    pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
+        self.verify_at(token, unix_now()).await
+    }
+
+    /// Verifies a token at `now` (unix seconds).
+    pub async fn verify_at(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
+        let (alg, kid) = check_header(token, &self.config.algorithms)?;
+        if let Some(claims) = self
+            .with_key(&kid, alg, |key_alg, key| {
+                check_claims(token, key_alg, key, &self.config, now)
+            })
+            .await?
+        {
+            return claims;
+        }
+        // Unknown kid: the keys may have been rotated since the last fetch.
+        self.refresh(false).await?;
+        match self
+            .with_key(&kid, alg, |key_alg, key| {
+                check_claims(token, key_alg, key, &self.config, now)
+            })
+            .await?
+        {
+            Some(claims) => claims,
+            None => Err(VerifyError::UnknownKey),
+        }
+    }
+
+    /// Runs `f` with the cached key for `kid`; `None` when there is no such key. Fetches first
+    /// when nothing is cached yet or the cache is too old.
+    async fn with_key<T>(
+        &self,
+        kid: &str,
+        alg: Algorithm,
+        f: impl FnOnce(Algorithm, &DecodingKey) -> Result<T, VerifyError>,
+    ) -> Result<Option<Result<T, VerifyError>>, VerifyError> {
+        let stale = {
+            let cache = self.cache.read().await;
+            cache
+                .fetched
+                .is_none_or(|t| t.elapsed() > self.config.max_cache_age)
+        };
+        if stale {
+            // A failed refetch keeps serving the keys already cached.
+            if let Err(e) = self.refresh(true).await {
+                if self.cache.read().await.keys.is_empty() {
+                    return Err(e);
+                }
+            }
+        }
+        let cache = self.cache.read().await;
+        Ok(cache.keys.get(kid).map(|(key_alg, key)| {
+            if *key_alg != alg {
+                return Err(VerifyError::AlgorithmNotAllowed(format!("{alg:?}")));
+            }
+            f(*key_alg, key)
+        }))
+    }
+
+    /// Fetches the JWKS, unless another task just did or (for unknown kids) the last attempt was
+    /// less than `min_refetch_interval` ago.
+    async fn refresh(&self, because_stale: bool) -> Result<(), VerifyError> {
+        let _one_at_a_time = self.fetching.lock().await;
+        {
+            let cache = self.cache.read().await;
+            let recent = cache
+                .last_attempt
+                .is_some_and(|t| t.elapsed() < self.config.min_refetch_interval);
+            let fresh = cache
+                .fetched
+                .is_some_and(|t| t.elapsed() <= self.config.max_cache_age);
+            if recent && (!because_stale || fresh) {
+                return Ok(());
+            }
+        }
+        self.cache.write().await.last_attempt = Some(Instant::now());
+        let jwks = self.fetch().await?;
+        let keys = keys_from_jwks(&jwks, &self.config.algorithms);
+        let mut cache = self.cache.write().await;
+        cache.keys = keys;
+        cache.fetched = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn fetch(&self) -> Result<JwkSet, VerifyError> {
+        let unavailable = |what: String| VerifyError::JwksUnavailable(what);
+        let resp = self
+            .http
+            .get(&self.config.jwks_uri)
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("GET {}: {e}", self.config.jwks_uri)))?;
+        if !resp.status().is_success() {
+            return Err(unavailable(format!(
+                "GET {} answered {}",
+                self.config.jwks_uri,
+                resp.status()
+            )));
+        }
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("reading {}: {e}", self.config.jwks_uri)))?;
+        serde_json::from_slice(&body)
+            .map_err(|e| unavailable(format!("{} is not a JWKS: {e}", self.config.jwks_uri)))
+    }
+}
+
+#[cfg(test)]
+#[cfg(feature = "server")]
+mod tests {
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::*;
+    use crate::keys::{generate, KeySet, MasterKey};
+
+    const NOW: u64 = 1_800_000_000;
+    const ISS: &str = "https://auth.example";
+    const AUD: &str = "https://api.example";
+
+    struct Fixture {
+        keys: KeySet,
+        verifier: Verifier,
+    }
+
+    fn fixture() -> Fixture {
+        let master = MasterKey::generate();
+        let row = generate(&master, "ES256", 0, 0).unwrap();
+        let keys = KeySet::from_rows(&[row], &master, NOW as i64).unwrap();
+        let jwks: JwkSet = serde_json::from_slice(&keys.jwks().bytes).unwrap();
+        let mut config = Config::new(ISS, AUD);
+        // Nothing listens here: a refetch would fail, and must not be attempted too often.
+        config.jwks_uri = "http://127.0.0.1:9/jwks.json".into();
+        config.min_refetch_interval = Duration::from_secs(3600);
+        let verifier = Verifier::with_jwks(config, &jwks).unwrap();
+        Fixture { keys, verifier }
+    }
+
+    fn claims() -> serde_json::Value {
+        json!({"iss": ISS, "sub": "usr_1", "aud": AUD, "client_id": "cl_1", "iat": NOW,
+               "exp": NOW + 900, "jti": "at_1", "scope": "api:read", "roles": ["admin"]})
+    }
+
+    fn sign(f: &Fixture, header: Header, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(&header, claims, &f.keys.signer().unwrap().key).unwrap()
+    }
+
+    fn header(f: &Fixture) -> Header {
+        let mut h = Header::new(Algorithm::ES256);
+        h.typ = Some("at+jwt".into());
+        h.kid = Some(f.keys.signer().unwrap().kid.clone());
+        h
+    }
+
+    async fn check(f: &Fixture, token: &str) -> Result<Claims, VerifyError> {
+        f.verifier.verify_at(token, NOW).await
+    }
+
+    #[tokio::test]
+    async fn valid_token_verifies_with_scopes_and_roles() {
+        let f = fixture();
+        let c = check(&f, &sign(&f, header(&f), &claims())).await.unwrap();
+        assert_eq!(c.sub, "usr_1");
+        assert!(c.has_scope("api:read") && !c.has_scope("api:write"));
+        assert!(c.has_role("admin") && !c.has_role("ops"));
+    }
+
+    #[tokio::test]
+    async fn verifier_rejects_alg_none_and_hs256() {
+        let f = fixture();
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims()).unwrap());
+        let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
+        assert_eq!(
+            check(&f, &format!("{none}.{body}.")).await,
+            Err(VerifyError::AlgorithmNotAllowed("none".into()))
+        );
+        let mut hs = header(&f);
+        hs.alg = Algorithm::HS256;
+        let public = f.keys.jwks().bytes.clone();
+        let forged =
+            jsonwebtoken::encode(&hs, &claims(), &EncodingKey::from_secret(&public)).unwrap();
+        assert_eq!(
+            check(&f, &forged).await,
+            Err(VerifyError::AlgorithmNotAllowed("HS256".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn verifier_rejects_embedded_keys_and_bad_typ() {
+        let f = fixture();
+        let mut jku = header(&f);
+        jku.jku = Some("https://evil.example/jwks".into());
+        assert_eq!(
+            check(&f, &sign(&f, jku, &claims())).await,
+            Err(VerifyError::EmbeddedKey)
+        );
+        let mut x5u = header(&f);
+        x5u.x5u = Some("https://evil.example/cert".into());
+        assert_eq!(
+            check(&f, &sign(&f, x5u, &claims())).await,
+            Err(VerifyError::EmbeddedKey)
+        );
+        let mut typ = header(&f);
+        typ.typ = Some("JWT".into());
+        assert_eq!(
+            check(&f, &sign(&f, typ, &claims())).await,
+            Err(VerifyError::WrongType)
+        );
+    }
+
+    #[tokio::test]
+    async fn verifier_rejects_unknown_kid_after_refetch() {
+        let f = fixture();
+        let mut h = header(&f);
+        h.kid = Some("not-published".into());
+        assert_eq!(
+            check(&f, &sign(&f, h, &claims())).await,
+            Err(VerifyError::UnknownKey)
+        );
+    }
+
+    #[tokio::test]
+    async fn verifier_checks_iss_aud_exp_nbf_with_leeway() {
+        let f = fixture();
+        let with = |k: &str, v: serde_json::Value| {
+            let mut c = claims();
+            c[k] = v;
+            sign(&f, header(&f), &c)
+        };
+        assert_eq!(
+            check(&f, &with("iss", json!("https://other.example"))).await,
+            Err(VerifyError::WrongIssuer)
+        );
+        assert_eq!(
+            check(&f, &with("aud", json!("https://other-api.example"))).await,
+            Err(VerifyError::WrongAudience)
+        );
+        assert_eq!(
+            check(&f, &with("exp", json!(NOW - 31))).await,
+            Err(VerifyError::Expired)
+        );
+        assert!(
+            check(&f, &with("exp", json!(NOW - 29))).await.is_ok(),
+            "within leeway"
+        );
+        assert_eq!(
+            check(&f, &with("nbf", json!(NOW + 31))).await,
+            Err(VerifyError::NotYetValid)
+        );
+        assert!(
+            check(&f, &with("nbf", json!(NOW + 29))).await.is_ok(),
+            "within leeway"
+        );
+    }
+
+    #[tokio::test]
+    async fn verifier_rejects_tampering_and_garbage() {
+        let f = fixture();
+        let token = sign(&f, header(&f), &claims());
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let mut wide = claims();
+        wide["scope"] = json!("api:read admin");
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wide).unwrap());
+        parts[1] = &body;
+        assert_eq!(
+            check(&f, &parts.join(".")).await,
+            Err(VerifyError::BadSignature)
+        );
+        for garbage in ["", "a.b", "a.b.c.d", "!!!.???.###"] {
+            assert_eq!(
+                check(&f, garbage).await,
+                Err(VerifyError::Malformed),
+                "{garbage:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn jwks_keeps_only_asymmetric_signature_keys() {
+        let jwks: JwkSet = serde_json::from_value(json!({"keys": [
+            {"kty": "oct", "k": "c2VjcmV0", "kid": "hmac", "alg": "HS256"},
+            {"kty": "EC", "crv": "P-256", "kid": "enc", "use": "enc", "alg": "ES256",
+             "x": "fhlDA8AKOD-Z0Nm0ehf7Bg20vfGbDdlurCMZQhvKajI", "y": "qaRVUQeUDkNvCFbgEqgD3Vuaf8T_d5YpMnamYbtE0KA"},
+            {"kty": "EC", "crv": "P-256", "kid": "sig", "use": "sig", "alg": "ES256",
+             "x": "fhlDA8AKOD-Z0Nm0ehf7Bg20vfGbDdlurCMZQhvKajI", "y": "qaRVUQeUDkNvCFbgEqgD3Vuaf8T_d5YpMnamYbtE0KA"}
+        ]}))
+        .unwrap();
+        let keys = keys_from_jwks(&jwks, &[Algorithm::ES256, Algorithm::HS256]);
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["sig"]);
+    }
+
+    #[tokio::test]
+    async fn unreachable_jwks_is_a_clear_error() {
+        let mut config = Config::new(ISS, AUD);
+        config.jwks_uri = "http://127.0.0.1:9/jwks.json".into();
+        let verifier = Verifier::new(config).unwrap();
+        let f = fixture();
+        let err = verifier
+            .verify_at(&sign(&f, header(&f), &claims()), NOW)
+            .await
+            .unwrap_err();
+        assert!(err.is_unavailable(), "{err}");
+        assert!(err.to_string().contains("127.0.0.1:9"), "{err}");
+    }
+}
