@@ -326,4 +326,118 @@ async fn main() {
         exchange_rate / floor_rate,
         refresh_rate / floor_rate
     );
+
+    // client_credentials through the token service vs one raw ES256 signature of the same claims.
+    let machine = registry::create_client(
+        &mut conn,
+        &NewClient {
+            name: "bench machine".into(),
+            confidential: true,
+            grant_types: vec!["client_credentials".into(), "password".into()],
+            scopes: vec!["api:read".into()],
+            audiences: vec!["https://api.example.com".into()],
+            ..Default::default()
+        },
+        now(),
+    )
+    .expect("machine client");
+    let machine_secret = machine.secret.expect("secret").expose().to_owned();
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{}:{}", machine.client.id, machine_secret)
+        )
+    );
+    let cc_params = params(&[("grant_type", "client_credentials"), ("scope", "api:read")]);
+    let start = Instant::now();
+    let mut last_token = String::new();
+    for _ in 0..n {
+        let answer =
+            gatehouse::flows::token::token(&state, cc_params.clone(), Some(basic.clone())).await;
+        last_token = answer.result.expect("client_credentials").access_token;
+    }
+    let cc_rate = n as f64 / start.elapsed().as_secs_f64();
+    let (_, sample_claims) = last_token.split_once('.').expect("jwt");
+    let sample_claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            sample_claims.split('.').next().expect("claims"),
+        )
+        .expect("b64"),
+    )
+    .expect("claims json");
+    let start = Instant::now();
+    for _ in 0..n {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(signer.kid.clone());
+        jsonwebtoken::encode(&header, &sample_claims, &signer.key).expect("sign");
+    }
+    let sign_rate = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "client_credentials: {cc_rate:>7.0}/s vs raw ES256 signing {sign_rate:>7.0}/s  ratio {:.2}",
+        cc_rate / sign_rate
+    );
+
+    // The password grant (argon2id at the configured cost) vs raw argon2 verification.
+    let m = 20usize;
+    let pw_params = params(&[
+        ("grant_type", "password"),
+        ("username", "bench"),
+        ("password", "bench-password"),
+        ("scope", "api:read"),
+    ]);
+    let stored = {
+        use gatehouse::store::users::User;
+        User::find_by_username(&mut conn, "bench")
+            .expect("query")
+            .expect("user")
+            .password_hash
+    };
+    let start = Instant::now();
+    for _ in 0..m {
+        let answer =
+            gatehouse::flows::token::token(&state, pw_params.clone(), Some(basic.clone())).await;
+        answer.result.expect("password grant");
+    }
+    let pw_rate = m as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..m {
+        assert!(passwords.verify_blocking("bench-password", Some(&stored)));
+    }
+    let argon_rate = m as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "password grant: {pw_rate:>7.1}/s vs raw argon2 verification {argon_rate:>7.1}/s  ratio {:.2}",
+        pw_rate / argon_rate
+    );
+
+    // gatehouse::verify vs raw jsonwebtoken verification of the same token.
+    let verifier = gatehouse::verify::Verifier::new(gatehouse::verify::Config::new(
+        issuer.clone(),
+        "https://api.example.com",
+    ))
+    .expect("verifier");
+    verifier
+        .verify(&last_token)
+        .await
+        .expect("first verify fetches the JWKS");
+    let start = Instant::now();
+    for _ in 0..n {
+        verifier.verify(&last_token).await.expect("verify");
+    }
+    let verify_rate = n as f64 / start.elapsed().as_secs_f64();
+    let (_, decoding) = keys.verifier(&signer.kid).expect("published key");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_issuer(&[&issuer]);
+    validation.set_audience(&["https://api.example.com"]);
+    let start = Instant::now();
+    for _ in 0..n {
+        jsonwebtoken::decode::<serde_json::Value>(&last_token, decoding, &validation)
+            .expect("raw verify");
+    }
+    let raw_verify_rate = n as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "gatehouse::verify: {verify_rate:>7.0}/s vs raw jsonwebtoken {raw_verify_rate:>7.0}/s  ratio {:.2}",
+        verify_rate / raw_verify_rate
+    );
 }

@@ -1,7 +1,8 @@
 //! A resource server that validates Gatehouse access tokens on its own with `gatehouse::verify`.
 //!
-//! Configuration: `RS_BIND` (default 127.0.0.1:9090), `RS_ISSUER` (the Gatehouse issuer) and
-//! `RS_AUDIENCE` (this API's URI, as registered with `client create --audience`).
+//! Configuration: `RS_BIND` (default 127.0.0.1:9090), `RS_ISSUER` (the Gatehouse issuer),
+//! `RS_AUDIENCE` (this API's URI, as registered with `client create --audience`) and, where the
+//! issuer's address is not reachable from here (containers), `RS_JWKS_URI`.
 //!
 //! - `GET /public`: no token needed.
 //! - `GET /read`: needs scope `api:read`.
@@ -142,7 +143,11 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let verifier = match Verifier::new(Config::new(issuer, audience)) {
+    let mut config = Config::new(issuer, audience);
+    if let Ok(uri) = std::env::var("RS_JWKS_URI") {
+        config.jwks_uri = uri;
+    }
+    let verifier = match Verifier::new(config) {
         Ok(v) => Arc::new(v),
         Err(e) => {
             eprintln!("resource server: {e}");

@@ -8,6 +8,7 @@ mod helpers;
 mod accounts;
 mod authorize;
 mod cli;
+mod compose;
 mod endpoints;
 mod grants;
 mod refresh_window;
