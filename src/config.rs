@@ -42,8 +42,15 @@ pub struct DatabaseSettings {
 pub struct KeySettings {
     /// Directory of `master.key` on a single node.
     pub dir: PathBuf,
-    /// Algorithm of new signing keys.
+    /// Algorithm of new signing keys: ES256, RS256 or EdDSA.
     pub algorithm: String,
+    /// Seconds from `gatehouse keys rotate` to the new key's first signature: it is published at
+    /// once, so this must exceed the JWKS cache lifetime plus the reload interval.
+    pub publish_delay_secs: i64,
+    /// Seconds between two reloads of the signing keys from the database (each instance).
+    pub reload_secs: u64,
+    /// Rotate automatically once the signing key is this many seconds old (0 = never).
+    pub rotate_every_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,10 +186,34 @@ impl Settings {
         if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
             anyhow::bail!("token lifetimes must be positive");
         }
-        if self.keys.algorithm != "ES256" {
+        if !crate::keys::ALGORITHMS.contains(&self.keys.algorithm.as_str()) {
             anyhow::bail!(
-                "keys.algorithm {:?} is not supported: use ES256",
-                self.keys.algorithm
+                "keys.algorithm {:?} is not supported: use one of {}",
+                self.keys.algorithm,
+                crate::keys::ALGORITHMS.join(", ")
+            );
+        }
+        if !(1..=3600).contains(&self.keys.reload_secs) {
+            anyhow::bail!("keys.reload_secs must be between 1 and 3600");
+        }
+        // A new key must reach every instance's JWKS (next reload) and every cache of it
+        // (max-age) before anything it signs is presented.
+        let cached_for = i64::from(self.jwks.max_age_secs) + self.keys.reload_secs as i64;
+        if self.keys.publish_delay_secs <= cached_for {
+            anyhow::bail!(
+                "keys.publish_delay_secs ({}) must be greater than jwks.max_age_secs plus \
+                 keys.reload_secs ({cached_for}): a new key is published that long before it signs",
+                self.keys.publish_delay_secs
+            );
+        }
+        if self.keys.rotate_every_secs < 0
+            || (self.keys.rotate_every_secs > 0
+                && self.keys.rotate_every_secs <= self.keys.publish_delay_secs)
+        {
+            anyhow::bail!(
+                "keys.rotate_every_secs must be 0 (no scheduled rotation) or greater than \
+                 keys.publish_delay_secs ({})",
+                self.keys.publish_delay_secs
             );
         }
         Ok(())

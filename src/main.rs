@@ -7,6 +7,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use gatehouse::config::Settings;
+use gatehouse::keys::rotation::{self, Rotation};
+use gatehouse::keys::schedule::{Decision, Policy, Trigger};
 use gatehouse::keys::{KeyInfo, MasterKey};
 use gatehouse::passwords::Passwords;
 use gatehouse::registry::{self, NewClient};
@@ -39,7 +41,7 @@ enum Command {
     /// Create users, change their roles and passwords, disable them.
     #[command(subcommand)]
     User(UserCommand),
-    /// Inspect signing keys.
+    /// List and rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
 }
@@ -128,9 +130,16 @@ enum UserCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// List signing keys with their state and dates.
+    /// List signing keys with their state (published, signing, retired, expired) and dates.
     List {
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a signing key (keys.algorithm): published at once, signing after keys.publish_delay_secs;
+    /// the current key stops signing then and stays published until its tokens have expired.
+    Rotate {
+        /// Print the new key as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -385,34 +394,87 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
 }
 
 fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
-    let KeysCommand::List { json } = command;
+    let json = match command {
+        KeysCommand::List { json } => json,
+        KeysCommand::Rotate { json } => return rotate_keys(settings, json),
+    };
     let mut conn = connect(settings)?;
     let rows = SigningKeyRow::all(&mut conn)?;
-    let now = now();
-    let signing = rows
-        .iter()
-        .filter(|r| {
-            r.activate_at <= now
-                && r.retire_at.is_none_or(|t| t > now)
-                && r.expires_at.is_none_or(|t| t > now)
-        })
-        .max_by_key(|r| r.activate_at)
-        .map(|r| r.kid.clone());
-    let infos: Vec<KeyInfo> = rows
-        .iter()
-        .map(|r| KeyInfo::of(r, now, signing.as_deref()))
-        .collect();
+    let infos = KeyInfo::list(&rows, now());
     if json {
         println!("{}", serde_json::to_string(&infos)?);
     } else if infos.is_empty() {
         println!("no signing keys yet: the server creates one on first start");
     } else {
+        let or_never = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
         for k in infos {
             println!(
-                "{}  {}  {}  created={}  activates={}",
-                k.kid, k.alg, k.state, k.created_at, k.activate_at
+                "{}  {}  {:9}  created={}  activates={}  retires={}  expires={}",
+                k.kid,
+                k.alg,
+                k.state,
+                k.created_at,
+                k.activate_at,
+                or_never(k.retire_at),
+                or_never(k.expires_at)
             );
         }
     }
     Ok(())
+}
+
+/// `gatehouse keys rotate`: running instances pick the new key up at their next reload.
+fn rotate_keys(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let mut conn = connect(settings)?;
+    let master = existing_master_key(settings)?;
+    let now = now();
+    let rotation = rotation::rotate(
+        &mut conn,
+        &master,
+        &settings.keys.algorithm,
+        &Policy::of(settings),
+        Trigger::Manual,
+        now,
+    )?;
+    let new = match rotation {
+        Rotation::Rotated(row) => row,
+        Rotation::Skipped(Decision::AlreadyPending { kid, activate_at }) => anyhow::bail!(
+            "key {kid} is already waiting to sign (from {activate_at}, in {} s): \
+             rotate again once it signs",
+            activate_at - now
+        ),
+        Rotation::Skipped(Decision::NoSigningKey) => anyhow::bail!(
+            "no key signs yet: the server creates the first one when it starts; rotate after that"
+        ),
+        Rotation::Skipped(other) => anyhow::bail!("no rotation: {other:?}"),
+    };
+    let info = KeyInfo::of(&new, now, None);
+    if json {
+        println!("{}", serde_json::to_string(&info)?);
+    } else {
+        println!(
+            "published {} ({}): it signs from {} (in {} s); the key signing now stops then and \
+             stays published until its tokens have expired",
+            info.kid,
+            info.alg,
+            info.activate_at,
+            info.activate_at - now
+        );
+    }
+    Ok(())
+}
+
+/// The server's master key. Unlike `serve`, never creates one: a key sealed under a new master
+/// key could not be read by the server.
+fn existing_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
+    let from_env = std::env::var("GATEHOUSE_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty());
+    let file = settings.keys.dir.join("master.key");
+    if !from_env && !file.exists() {
+        anyhow::bail!(
+            "no master key: set GATEHOUSE_MASTER_KEY as for the server, or keys.dir to where its \
+             master.key is (looked for {})",
+            file.display()
+        );
+    }
+    master_key(settings)
 }

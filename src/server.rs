@@ -9,7 +9,11 @@ use crate::http::{self, forms::MAX_BODY, middleware::security_headers};
 use crate::state::AppState;
 
 /// Builds the server on a bound listener (port 0 in tests). Call `.await` on it to run.
+///
+/// Also starts, on the current Tokio runtime, the task that reloads the signing keys from the
+/// database (and rotates them when scheduled), so running instances follow `gatehouse keys rotate`.
 pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+    crate::keys::rotation::spawn_reloader(&state.clone().into_inner());
     let https = state.settings.is_https();
     let workers = state.settings.server.workers;
     let mut server = HttpServer::new(move || {

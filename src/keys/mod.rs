@@ -4,13 +4,16 @@
 //! precomputed bytes with an ETag. `kid` is the RFC 7638 thumbprint of the public key.
 
 pub mod master;
+pub mod rotation;
+pub mod schedule;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use anyhow::Context;
+use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
@@ -31,6 +34,8 @@ pub struct KeySet {
     signer: Option<Signer>,
     verifiers: HashMap<String, (Algorithm, DecodingKey)>,
     jwks: bytes_body::Body,
+    /// When a stored key activates, retires or expires next: the set is stale from then on.
+    next_change: Option<i64>,
 }
 
 /// Precomputed JWKS bytes and their ETag.
@@ -56,26 +61,51 @@ pub mod bytes_body {
 
 /// Shared, reloadable key set.
 #[derive(Clone)]
-pub struct Keys(Arc<RwLock<Arc<KeySet>>>);
+pub struct Keys {
+    current: Arc<RwLock<Arc<KeySet>>>,
+    /// Held from reading the rows to replacing the set, so that a slow reload cannot replace
+    /// the result of a later one.
+    reloading: Arc<Mutex<()>>,
+}
 
 impl Keys {
     pub fn new(set: KeySet) -> Keys {
-        Keys(Arc::new(RwLock::new(Arc::new(set))))
+        Keys {
+            current: Arc::new(RwLock::new(Arc::new(set))),
+            reloading: Arc::new(Mutex::new(())),
+        }
     }
 
     /// The current key set (cheap: one Arc clone).
     pub fn current(&self) -> Arc<KeySet> {
-        match self.0.read() {
+        match self.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
     }
 
     pub fn replace(&self, set: KeySet) {
-        match self.0.write() {
+        match self.current.write() {
             Ok(mut guard) => *guard = Arc::new(set),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(set),
         }
+    }
+
+    /// Runs `load` and installs the set it returns, one reload at a time. `load` returns the
+    /// set, or `None` to keep the current one, and a value passed back to the caller.
+    pub fn reload_with<T>(
+        &self,
+        load: impl FnOnce(&KeySet) -> anyhow::Result<(Option<KeySet>, T)>,
+    ) -> anyhow::Result<T> {
+        let _one_at_a_time = match self.reloading.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let (set, out) = load(&self.current())?;
+        if let Some(set) = set {
+            self.replace(set);
+        }
+        Ok(out)
     }
 }
 
@@ -95,19 +125,16 @@ impl KeySet {
         &self.jwks
     }
 
-    /// Parses the stored keys: those published at `now` go in the JWKS; the newest active one signs.
+    /// Parses the stored keys: those published at `now` go in the JWKS, each verifying with
+    /// its own algorithm; the one [`schedule::signing_key`] names signs.
     pub fn from_rows(
         rows: &[SigningKeyRow],
         master: &MasterKey,
         now: i64,
     ) -> anyhow::Result<KeySet> {
-        let mut signer: Option<(i64, Signer)> = None;
         let mut verifiers = HashMap::new();
         let mut published = Vec::new();
-        for row in rows {
-            if row.expires_at.is_some_and(|t| t <= now) {
-                continue;
-            }
+        for row in rows.iter().filter(|r| schedule::is_published(r, now)) {
             let alg = parse_alg(&row.alg)?;
             let jwk: Jwk = serde_json::from_str(&row.public_jwk)
                 .with_context(|| format!("stored public key {} is not a JWK", row.kid))?;
@@ -115,25 +142,37 @@ impl KeySet {
                 .with_context(|| format!("stored public key {} is unusable", row.kid))?;
             verifiers.insert(row.kid.clone(), (alg, decoding));
             published.push(jwk);
-            let signs_now = row.activate_at <= now && row.retire_at.is_none_or(|t| t > now);
-            if signs_now && signer.as_ref().is_none_or(|(at, _)| row.activate_at >= *at) {
-                let der = master.open(&row.private_jwe)?;
-                signer = Some((
-                    row.activate_at,
-                    Signer {
-                        kid: row.kid.clone(),
-                        alg,
-                        key: encoding_key(alg, &der),
-                    },
-                ));
-            }
         }
+        let signer = match schedule::signing_key(rows, now) {
+            Some(row) => {
+                let alg = parse_alg(&row.alg)?;
+                let der = master.open(&row.private_jwe)?;
+                Some(Signer {
+                    kid: row.kid.clone(),
+                    alg,
+                    key: encoding_key(alg, &der)
+                        .with_context(|| format!("stored private key {} is unusable", row.kid))?,
+                })
+            }
+            None => None,
+        };
         let jwks = serde_json::to_vec(&JwkSet { keys: published })?;
         Ok(KeySet {
-            signer: signer.map(|(_, s)| s),
+            signer,
             verifiers,
             jwks: bytes_body::Body::new(jwks),
+            next_change: schedule::next_change(rows, now),
         })
+    }
+
+    /// When this set goes stale by itself (a key activates, retires or expires), if ever.
+    pub fn next_change(&self) -> Option<i64> {
+        self.next_change
+    }
+
+    /// The kids in the JWKS.
+    pub fn published_kids(&self) -> impl Iterator<Item = &str> {
+        self.verifiers.keys().map(String::as_str)
     }
 
     /// Loads the keys from the database, generating the first one when there is none that signs.
@@ -156,17 +195,61 @@ impl KeySet {
     }
 }
 
-fn parse_alg(alg: &str) -> anyhow::Result<Algorithm> {
+/// The signing algorithms `keys.algorithm` may name.
+pub const ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
+
+/// The algorithm a stored key (or `keys.algorithm`) names.
+pub fn parse_alg(alg: &str) -> anyhow::Result<Algorithm> {
     match alg {
         "ES256" => Ok(Algorithm::ES256),
+        "RS256" => Ok(Algorithm::RS256),
+        "EdDSA" => Ok(Algorithm::EdDSA),
+        other => anyhow::bail!(
+            "unsupported signing algorithm {other:?}: use one of {}",
+            ALGORITHMS.join(", ")
+        ),
+    }
+}
+
+/// The jsonwebtoken signing key of a stored private key (PKCS#8 v1 DER for every algorithm).
+fn encoding_key(alg: Algorithm, pkcs8_der: &[u8]) -> anyhow::Result<EncodingKey> {
+    match alg {
+        // jsonwebtoken's aws-lc backend reads ECDSA and Ed25519 keys as PKCS#8 …
+        Algorithm::ES256 => Ok(EncodingKey::from_ec_der(pkcs8_der)),
+        Algorithm::EdDSA => Ok(EncodingKey::from_ed_der(pkcs8_der)),
+        // … but RSA keys as PKCS#1 `RSAPrivateKey`: its PEM reader unwraps the PKCS#8 envelope.
+        Algorithm::RS256 => {
+            use base64::Engine;
+            let body = base64::engine::general_purpose::STANDARD.encode(pkcs8_der);
+            let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+            Ok(EncodingKey::from_rsa_pem(pem.as_bytes())?)
+        }
         other => anyhow::bail!("unsupported signing algorithm {other:?}"),
     }
 }
 
-fn encoding_key(alg: Algorithm, pkcs8_der: &[u8]) -> EncodingKey {
-    // ES256 is the one algorithm so far; RS256 and EdDSA will dispatch on `alg` here.
-    let _ = alg;
-    EncodingKey::from_ec_der(pkcs8_der)
+/// A fresh private key for `alg`, as PKCS#8 v1 DER (jsonwebtoken needs v1 for Ed25519).
+fn new_private_key(alg: Algorithm) -> anyhow::Result<Vec<u8>> {
+    let failed = |_| anyhow::anyhow!("generating a {alg:?} key failed");
+    Ok(match alg {
+        Algorithm::ES256 => {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(failed)?
+                .as_ref()
+                .to_vec()
+        }
+        Algorithm::RS256 => aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+            .map_err(failed)?
+            .as_der()
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+        Algorithm::EdDSA => Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new())
+            .map_err(failed)?
+            .as_ref()
+            .to_vec(),
+        other => anyhow::bail!("unsupported signing algorithm {other:?}"),
+    })
 }
 
 /// Generates a key pair, returning the row to store: private part sealed, public JWK with its
@@ -178,11 +261,8 @@ pub fn generate(
     activate_at: i64,
 ) -> anyhow::Result<SigningKeyRow> {
     let alg = parse_alg(algorithm)?;
-    let pkcs8 =
-        EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map_err(|_| anyhow::anyhow!("generating an ES256 key failed"))?;
-    let der = pkcs8.as_ref().to_vec();
-    let mut jwk = Jwk::from_encoding_key(&encoding_key(alg, &der), alg)?;
+    let der = new_private_key(alg)?;
+    let mut jwk = Jwk::from_encoding_key(&encoding_key(alg, &der)?, alg)?;
     let kid = jwk.thumbprint(ThumbprintHash::SHA256)?;
     jwk.common.key_id = Some(kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
@@ -211,20 +291,17 @@ pub struct KeyInfo {
 }
 
 impl KeyInfo {
+    /// Every stored key with its state at `now`.
+    pub fn list(rows: &[SigningKeyRow], now: i64) -> Vec<KeyInfo> {
+        let signing = schedule::signing_key(rows, now).map(|r| r.kid.as_str());
+        rows.iter().map(|r| KeyInfo::of(r, now, signing)).collect()
+    }
+
     pub fn of(row: &SigningKeyRow, now: i64, signing_kid: Option<&str>) -> KeyInfo {
-        let state = if row.expires_at.is_some_and(|t| t <= now) {
-            "expired"
-        } else if signing_kid == Some(row.kid.as_str()) {
-            "signing"
-        } else if row.activate_at > now {
-            "published"
-        } else {
-            "retired"
-        };
         KeyInfo {
             kid: row.kid.clone(),
             alg: row.alg.clone(),
-            state,
+            state: schedule::state_of(row, now, signing_kid).as_str(),
             created_at: row.created_at,
             activate_at: row.activate_at,
             retire_at: row.retire_at,
@@ -270,6 +347,91 @@ mod tests {
         use base64::Engine;
         let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
         assert_eq!(row.kid, expected);
+    }
+
+    #[test]
+    fn every_algorithm_signs_and_publishes_its_public_key_only() {
+        use crate::tokens::{mint, verify_own, AccessGrant};
+        let master = MasterKey::generate();
+        let grant = AccessGrant {
+            subject: "usr_1",
+            client_id: "cl_1",
+            audience: "https://api.example",
+            scope: "api:read",
+            roles: &[],
+            grant_id: None,
+        };
+        for (alg, kty) in [("ES256", "EC"), ("RS256", "RSA"), ("EdDSA", "OKP")] {
+            let row = generate(&master, alg, 100, 100).unwrap();
+            assert_eq!(row.alg, alg);
+            let set = KeySet::from_rows(std::slice::from_ref(&row), &master, 100).unwrap();
+            let doc: serde_json::Value = serde_json::from_slice(&set.jwks().bytes).unwrap();
+            let key = &doc["keys"][0];
+            assert_eq!(key["kty"], kty, "{alg}");
+            assert_eq!(key["alg"], alg);
+            assert_eq!(key["kid"], row.kid);
+            for private in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+                assert!(key.get(private).is_none(), "{alg} JWKS leaks {private}");
+            }
+            let jwk: Jwk = serde_json::from_value(key.clone()).unwrap();
+            assert_eq!(jwk.thumbprint(ThumbprintHash::SHA256).unwrap(), row.kid);
+            let signer = set.signer().unwrap();
+            assert_eq!(signer.alg, parse_alg(alg).unwrap());
+            let (jwt, claims) = mint(signer, "https://as.example", &grant, 100, 900).unwrap();
+            assert_eq!(
+                verify_own(&set, "https://as.example", &jwt, 101),
+                Some(claims),
+                "{alg}"
+            );
+        }
+    }
+
+    #[test]
+    fn tokens_of_every_published_key_verify_with_its_own_algorithm() {
+        use crate::tokens::{mint, verify_own, AccessGrant};
+        let master = MasterKey::generate();
+        let grant = AccessGrant {
+            subject: "usr_1",
+            client_id: "cl_1",
+            audience: "https://api.example",
+            scope: "",
+            roles: &[],
+            grant_id: None,
+        };
+        // ES256 signed until 200; RS256 since. Both are published at 250.
+        let mut old = generate(&master, "ES256", 0, 0).unwrap();
+        old.retire_at = Some(200);
+        old.expires_at = Some(2000);
+        let new = generate(&master, "RS256", 100, 200).unwrap();
+        let rows = [old.clone(), new.clone()];
+        let before = KeySet::from_rows(&rows, &master, 150).unwrap();
+        let after = KeySet::from_rows(&rows, &master, 250).unwrap();
+        assert_eq!(before.signer().unwrap().kid, old.kid);
+        assert_eq!(after.signer().unwrap().kid, new.kid);
+        assert_eq!(after.signer().unwrap().alg, Algorithm::RS256);
+        let (es, _) = mint(before.signer().unwrap(), "https://as", &grant, 150, 900).unwrap();
+        let (rs, _) = mint(after.signer().unwrap(), "https://as", &grant, 250, 900).unwrap();
+        for set in [&before, &after] {
+            assert!(verify_own(set, "https://as", &es, 250).is_some());
+            assert!(verify_own(set, "https://as", &rs, 250).is_some());
+        }
+        assert_eq!(before.next_change(), Some(200));
+        // Once the ES256 key expires, its tokens are no longer ours.
+        let later = KeySet::from_rows(&rows, &master, 2000).unwrap();
+        assert!(verify_own(&later, "https://as", &es, 1000).is_none());
+        assert!(verify_own(&later, "https://as", &rs, 1000).is_some());
+        assert_eq!(
+            later.published_kids().collect::<Vec<_>>(),
+            [new.kid.as_str()]
+        );
+    }
+
+    #[test]
+    fn unknown_algorithms_are_refused() {
+        let master = MasterKey::generate();
+        for alg in ["HS256", "none", "es256", "PS256", ""] {
+            assert!(generate(&master, alg, 0, 0).is_err(), "{alg}");
+        }
     }
 
     #[test]

@@ -686,3 +686,75 @@ async fn serve_starts_on_fresh_directory() {
     assert!(!log().contains(key_text.trim()), "master key logged");
     drop(server);
 }
+
+#[test]
+fn cli_keys_rotate_publishes_a_pending_key() {
+    use gatehouse::keys::{KeySet, MasterKey};
+    for db in backends() {
+        let b = db.label;
+        // No key yet: nothing to rotate, and no master key is made up for it.
+        let out = run(&db, &["keys", "rotate"], None);
+        let err = fails_readably(&out, "keys rotate without a master key");
+        assert!(err.contains("master key"), "[{b}] {err}");
+        assert!(!db.keys_dir().join("master.key").exists(), "[{b}]");
+
+        // What the server does on first start: a master key file and a signing key.
+        let master = MasterKey::load_or_create(None, &db.keys_dir()).expect("master key");
+        let mut conn = gatehouse::store::ConnectionManager::new(db.url.clone())
+            .connect()
+            .expect("connect");
+        gatehouse::store::migrate(&mut conn).expect("migrate");
+        let now = gatehouse::state::now();
+        KeySet::load_or_init(&mut conn, &master, "ES256", now).expect("first key");
+        let before = json_out(&run(&db, &["keys", "list", "--json"], None), "keys list");
+        let first = before[0]["kid"].as_str().expect("kid").to_owned();
+        assert_eq!(before[0]["state"], "signing", "[{b}] {before}");
+
+        // Under another master key the new key would be unreadable to the server: refused.
+        let out = command(db.dir.path())
+            .env("GATEHOUSE_DATABASE_URL", &db.url)
+            .env("GATEHOUSE_KEYS_DIR", db.keys_dir())
+            .env("GATEHOUSE_MASTER_KEY", "07".repeat(32))
+            .args(["keys", "rotate"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("keys rotate");
+        let err = fails_readably(&out, "keys rotate under another master key");
+        assert!(err.contains("does not open"), "[{b}] {err}");
+
+        let new = json_out(
+            &run(&db, &["keys", "rotate", "--json"], None),
+            "keys rotate",
+        );
+        assert_eq!(new["state"], "published", "[{b}] {new}");
+        assert_eq!(new["alg"], "ES256", "[{b}] {new}");
+        let activate_at = new["activate_at"].as_i64().expect("activate_at");
+        assert!(activate_at >= now + 600, "[{b}] signs too soon: {new}");
+
+        let listed = json_out(&run(&db, &["keys", "list", "--json"], None), "keys list");
+        let listed = listed.as_array().expect("array");
+        assert_eq!(listed.len(), 2, "[{b}] {listed:?}");
+        assert_eq!(listed[0]["kid"], first.as_str());
+        assert_eq!(listed[0]["state"], "signing", "[{b}] {listed:?}");
+        assert_eq!(listed[0]["retire_at"], activate_at, "[{b}] {listed:?}");
+        assert_eq!(
+            listed[0]["expires_at"],
+            activate_at + 900 + 60,
+            "[{b}] {listed:?}"
+        );
+        assert_eq!(listed[1]["kid"], new["kid"]);
+        assert_eq!(listed[1]["state"], "published", "[{b}] {listed:?}");
+        let text = ok(&run(&db, &["keys", "list"], None), "keys list");
+        assert!(
+            text.contains("published") && text.contains("signing"),
+            "{text}"
+        );
+
+        // A second rotation while one is pending is refused, readably, and adds nothing.
+        let out = run(&db, &["keys", "rotate"], None);
+        let err = fails_readably(&out, "second keys rotate");
+        assert!(err.contains("already waiting"), "[{b}] {err}");
+        let listed = json_out(&run(&db, &["keys", "list", "--json"], None), "keys list");
+        assert_eq!(listed.as_array().map(Vec::len), Some(2), "[{b}] {listed}");
+    }
+}

@@ -69,6 +69,8 @@ pub struct TestApp {
     pub browser: reqwest::Client,
     /// A client with no cookies.
     pub api: reqwest::Client,
+    /// The running server's state (its key set, master key and pool).
+    pub state: web::Data<AppState>,
     _dir: tempfile::TempDir,
     pg_drop: Option<PgDrop>,
 }
@@ -178,7 +180,8 @@ pub async fn spawn_with(
             .expect("join")
             .expect("app state")
     };
-    let server = gatehouse::server::build(web::Data::new(state), listener).expect("server");
+    let state = web::Data::new(state);
+    let server = gatehouse::server::build(state.clone(), listener).expect("server");
     tokio::spawn(server);
     TestApp {
         address,
@@ -195,6 +198,7 @@ pub async fn spawn_with(
             .redirect(Policy::none())
             .build()
             .expect("api client"),
+        state,
         _dir: dir,
         pg_drop,
     }

@@ -11,6 +11,7 @@ mod cli;
 mod compose;
 mod endpoints;
 mod grants;
+mod keys;
 mod refresh_window;
 mod resource_server;
 mod smoke;
