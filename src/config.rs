@@ -28,6 +28,8 @@ pub struct ServerSettings {
     pub json_logs: bool,
     /// HTTP workers; 0 means one per core.
     pub workers: usize,
+    /// Proxies (addresses or CIDR ranges) whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -91,6 +93,9 @@ pub struct PasswordSettings {
     pub parallelism: u32,
 }
 
+/// Settings that are lists; their environment variables are comma-separated.
+const LIST_SETTINGS: [&str; 1] = ["server.trusted_proxies"];
+
 /// Short environment names that override one setting each.
 const SHORTCUTS: [(&str, &str); 4] = [
     ("GATEHOUSE_DATABASE_URL", "database.url"),
@@ -135,7 +140,17 @@ impl Settings {
             })
             .collect();
         for (key, value) in sectioned {
-            builder = builder.set_override(key, value)?;
+            builder = if LIST_SETTINGS.contains(&key.as_str()) {
+                let items: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                builder.set_override(key, items)?
+            } else {
+                builder.set_override(key, value)?
+            };
         }
         for (var, key) in SHORTCUTS {
             if let Some((_, v)) = env.iter().find(|(k, _)| k == var) {

@@ -133,7 +133,11 @@ pub async fn login_submit(
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let cookie = session_cookie(&state, &req);
-    let result = flow::login_submit(&state, form, cookie.as_deref()).await?;
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    let span = tracing::info_span!("login", client_ip = ?ip);
+    let result =
+        tracing::Instrument::instrument(flow::login_submit(&state, form, cookie.as_deref()), span)
+            .await?;
     Ok(outcome(&state, result, &username))
 }
 

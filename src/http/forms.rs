@@ -93,3 +93,21 @@ pub fn with_cors(req: &HttpRequest, allowed: &[String], mut resp: HttpResponse) 
     }
     resp
 }
+
+/// The client's address: the connection's peer, or, when the peer is a trusted proxy
+/// (`server.trusted_proxies`), the last X-Forwarded-For entry, the one that proxy appended.
+pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    if !trusted.iter().any(|net| net.contains(&peer)) {
+        return Some(peer);
+    }
+    let forwarded = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .last();
+    Some(forwarded.and_then(|v| v.parse().ok()).unwrap_or(peer))
+}

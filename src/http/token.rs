@@ -13,7 +13,13 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         Ok(p) => p,
         Err(e) => return oauth_error(&e),
     };
-    let answer = flows::token::token(&state, params, authorization(&req)).await;
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    let span = tracing::info_span!("token", client_ip = ?ip);
+    let answer = tracing::Instrument::instrument(
+        flows::token::token(&state, params, authorization(&req)),
+        span,
+    )
+    .await;
     let resp = match answer.result {
         Ok(response) => no_store_json(&response),
         Err(e) => endpoint_error(e),

@@ -382,3 +382,38 @@ both_backends!(
         assert!(err.to_string().contains("role"), "{err}");
     }
 );
+
+#[test]
+fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    use actix_web::test::TestRequest;
+    use gatehouse::http::forms::client_ip;
+    let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+    let via_proxy = TestRequest::default()
+        .peer_addr("10.1.2.3:4000".parse().unwrap())
+        .insert_header(("X-Forwarded-For", "198.51.100.7, 203.0.113.9"))
+        .to_http_request();
+    assert_eq!(
+        client_ip(&via_proxy, &trusted),
+        Some("203.0.113.9".parse().unwrap())
+    );
+    let direct = TestRequest::default()
+        .peer_addr("192.0.2.1:4000".parse().unwrap())
+        .insert_header(("X-Forwarded-For", "203.0.113.9"))
+        .to_http_request();
+    assert_eq!(
+        client_ip(&direct, &trusted),
+        Some("192.0.2.1".parse().unwrap())
+    );
+    assert_eq!(client_ip(&direct, &[]), Some("192.0.2.1".parse().unwrap()));
+    let env = vec![(
+        "GATEHOUSE_SERVER__TRUSTED_PROXIES".to_owned(),
+        "172.16.0.0/12, 10.0.0.1/32".to_owned(),
+    )];
+    let settings = gatehouse::config::Settings::load_from(None, env).unwrap();
+    assert_eq!(settings.server.trusted_proxies.len(), 2);
+    let bad = vec![(
+        "GATEHOUSE_SERVER__TRUSTED_PROXIES".to_owned(),
+        "not-an-ip".to_owned(),
+    )];
+    assert!(gatehouse::config::Settings::load_from(None, bad).is_err());
+}
