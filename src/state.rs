@@ -17,6 +17,10 @@ pub struct AppState {
     pub master: MasterKey,
     /// Key of the CSRF tokens' HMAC, derived from the master key.
     pub csrf_key: [u8; 32],
+    /// Key of the HMAC that derives a refresh token's successor from it.
+    pub refresh_successor_key: [u8; 32],
+    /// `Cache-Control` of the metadata and JWKS documents.
+    pub documents_cache_control: String,
     pub passwords: Passwords,
     /// The metadata document, serialised once.
     pub metadata: Body,
@@ -47,6 +51,8 @@ impl AppState {
         Ok(AppState {
             passwords: Passwords::new(&settings.passwords)?,
             csrf_key: master.derive("gatehouse csrf v1"),
+            refresh_successor_key: master.derive("gatehouse refresh successor v1"),
+            documents_cache_control: format!("public, max-age={}", settings.jwks.max_age_secs),
             keys: Keys::new(keyset),
             master,
             metadata,

@@ -4,7 +4,6 @@ use actix_web::cookie::{Cookie, SameSite};
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::forms::MAX_BODY;
 use super::pages;
 use crate::flows::authorize::{self as flow, Outcome, Start};
 use crate::oauth::params::Params;
@@ -76,9 +75,6 @@ pub fn browser_form(
             "Request refused",
             "This form was sent from another site.",
         )));
-    }
-    if body.len() > MAX_BODY {
-        return Err(Box::new(pages::bad_request("The form is too large.")));
     }
     Params::parse(body).map_err(|e| Box::new(pages::bad_request(&e.description)))
 }

@@ -7,8 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::keys::bytes_body::Body;
 use crate::state::AppState;
 
-fn cached(req: &HttpRequest, body: &Body, max_age: u32) -> HttpResponse {
-    let cache = format!("public, max-age={max_age}");
+fn cached(req: &HttpRequest, body: &Body, cache: &str) -> HttpResponse {
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)
@@ -31,10 +30,10 @@ fn cached(req: &HttpRequest, body: &Body, max_age: u32) -> HttpResponse {
 }
 
 pub async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    cached(&req, &state.metadata, state.settings.jwks.max_age_secs)
+    cached(&req, &state.metadata, &state.documents_cache_control)
 }
 
 pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let keys = state.keys.current();
-    cached(&req, keys.jwks(), state.settings.jwks.max_age_secs)
+    cached(&req, keys.jwks(), &state.documents_cache_control)
 }

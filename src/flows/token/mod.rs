@@ -52,9 +52,6 @@ impl Ctx {
     }
 }
 
-/// Names the master-key derivation of refresh-token successors.
-const SUCCESSOR_KEY_PURPOSE: &str = "gatehouse refresh successor v1";
-
 /// A rejection that must still commit what it wrote (revocations), kept apart from the errors
 /// that roll the transaction back.
 type Committed<T> = Result<T, OAuthError>;
@@ -80,7 +77,7 @@ pub async fn token(
         refresh_ttl: state.settings.tokens.refresh_token_ttl_secs,
         refresh_idle: state.settings.tokens.refresh_token_idle_secs,
         retry_window: state.settings.tokens.refresh_retry_window_secs,
-        successor_key: state.master.derive(SUCCESSOR_KEY_PURPOSE),
+        successor_key: state.refresh_successor_key,
         now: now(),
         keys: state.keys.current(),
     };
