@@ -20,14 +20,14 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use diesel::prelude::*;
 use gatehouse::config::Settings;
 use gatehouse::keys::MasterKey;
+use gatehouse::oauth::model::{Client, GrantType, NewGrant, NewRefresh};
 use gatehouse::oauth::params::Params;
 use gatehouse::registry::{self, NewClient};
 use gatehouse::secret::{new_id, PlainToken};
 use gatehouse::state::{now, AppState};
-use gatehouse::store::codes::{AuthCode, Grant};
-use gatehouse::store::refresh::RefreshToken;
+use gatehouse::store::codes::AuthCode;
 use gatehouse::store::schema::refresh_tokens;
-use gatehouse::store::{write_tx, AnyConnection};
+use gatehouse::store::{grants, refresh, write_tx, AnyConnection};
 
 const REDIRECT: &str = "http://127.0.0.1:5173/callback";
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
@@ -127,20 +127,19 @@ fn settings(dir: &std::path::Path, issuer: &str) -> Settings {
 /// Stores a grant and a code for `client` as the consent page would; returns the code.
 fn seed_code(conn: &mut AnyConnection, client: &str, user: &str, ts: i64) -> String {
     let code = PlainToken::generate();
-    let grant = Grant {
-        id: new_id("gr"),
-        client_id: client.to_owned(),
-        user_id: Some(user.to_owned()),
+    let grant = NewGrant {
+        id: new_id("gr").into(),
+        client_id: client.into(),
+        user_id: Some(user.into()),
         session_hash: None,
         created_at: ts,
         expires_at: ts + 3600,
-        revoked_at: None,
     };
     write_tx(conn, |conn| {
-        grant.insert(conn)?;
+        grants::insert(conn, &grant)?;
         AuthCode {
             code_hash: code.hash().0,
-            grant_id: grant.id.clone(),
+            grant_id: grant.id.to_string(),
             client_id: client.to_owned(),
             user_id: user.to_owned(),
             redirect_uri: REDIRECT.to_owned(),
@@ -249,7 +248,7 @@ async fn main() {
 
     let n = 2000usize;
     let codes: Vec<String> = (0..n)
-        .map(|_| seed_code(&mut conn, &client.id, &user, now()))
+        .map(|_| seed_code(&mut conn, client.id.as_str(), &user, now()))
         .collect();
     let start = Instant::now();
     let mut refresh_tokens_out = Vec::with_capacity(n);
@@ -260,7 +259,7 @@ async fn main() {
                 ("grant_type", "authorization_code"),
                 ("code", code),
                 ("redirect_uri", REDIRECT),
-                ("client_id", &client.id),
+                ("client_id", client.id.as_str()),
                 ("code_verifier", VERIFIER),
             ]),
             None,
@@ -277,7 +276,7 @@ async fn main() {
             params(&[
                 ("grant_type", "refresh_token"),
                 ("refresh_token", rt),
-                ("client_id", &client.id),
+                ("client_id", client.id.as_str()),
             ]),
             None,
         )
@@ -294,20 +293,37 @@ async fn main() {
     for _ in 0..n {
         let hash = PlainToken::from_presented(prev.clone()).hash().0;
         let next = PlainToken::generate();
-        gatehouse::store::clients::Client::find(&mut conn, &client.id).expect("client read");
+        Client::find(&mut conn, client.id.as_str()).expect("client read");
         write_tx(&mut conn, |conn| {
-            let row: RefreshToken = refresh_tokens::table
+            type Row = (String, String, Option<String>, String, String, i64, i64);
+            let row: Row = refresh_tokens::table
                 .find(&hash)
-                .select(RefreshToken::as_select())
+                .select((
+                    refresh_tokens::grant_id,
+                    refresh_tokens::client_id,
+                    refresh_tokens::user_id,
+                    refresh_tokens::scope,
+                    refresh_tokens::audience,
+                    refresh_tokens::created_at,
+                    refresh_tokens::expires_at,
+                ))
                 .first(conn)?;
             diesel::update(refresh_tokens::table.find(&hash))
                 .set(refresh_tokens::rotated_at.eq(Some(0i64)))
                 .execute(conn)?;
-            RefreshToken {
-                token_hash: next.hash().0,
-                ..row
-            }
-            .insert(conn)
+            refresh::insert(
+                conn,
+                &NewRefresh {
+                    token_hash: next.hash().0,
+                    grant_id: row.0.into(),
+                    client_id: row.1.into(),
+                    user_id: row.2.map(Into::into),
+                    scope: row.3,
+                    audience: row.4,
+                    created_at: row.5,
+                    expires_at: row.6,
+                },
+            )
         })
         .expect("raw txn");
         let claims = serde_json::json!({"sub": user, "exp": now() + 900});
@@ -333,7 +349,7 @@ async fn main() {
         &NewClient {
             name: "bench machine".into(),
             confidential: true,
-            grant_types: vec!["client_credentials".into(), "password".into()],
+            grant_types: vec![GrantType::ClientCredentials, GrantType::Password],
             scopes: vec!["api:read".into()],
             audiences: vec!["https://api.example.com".into()],
             ..Default::default()

@@ -6,6 +6,9 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
+/// The signing algorithms `keys.algorithm` may name (ES256 by default; DESIGN.md "Keys").
+pub const SIGNING_ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
+
 /// Every setting Gatehouse reads. `config/default.toml` documents each one with its default.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -201,11 +204,11 @@ impl Settings {
         if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
             anyhow::bail!("token lifetimes must be positive");
         }
-        if !crate::keys::ALGORITHMS.contains(&self.keys.algorithm.as_str()) {
+        if !SIGNING_ALGORITHMS.contains(&self.keys.algorithm.as_str()) {
             anyhow::bail!(
                 "keys.algorithm {:?} is not supported: use one of {}",
                 self.keys.algorithm,
-                crate::keys::ALGORITHMS.join(", ")
+                SIGNING_ALGORITHMS.join(", ")
             );
         }
         if !(1..=3600).contains(&self.keys.reload_secs) {

@@ -10,6 +10,8 @@
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+pub mod document;
+#[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
 pub mod flows;

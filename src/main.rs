@@ -10,10 +10,10 @@ use gatehouse::config::Settings;
 use gatehouse::keys::rotation::{self, Rotation};
 use gatehouse::keys::schedule::{Decision, Policy, Trigger};
 use gatehouse::keys::{KeyInfo, MasterKey};
+use gatehouse::oauth::model::{Client, GrantType};
 use gatehouse::passwords::Passwords;
 use gatehouse::registry::{self, NewClient};
 use gatehouse::state::{now, AppState};
-use gatehouse::store::clients::Client;
 use gatehouse::store::keys::SigningKeyRow;
 use gatehouse::store::{self, AnyConnection, ConnectionManager};
 
@@ -74,7 +74,8 @@ struct CreateClient {
     /// A confidential client (a server-side app) that authenticates with a secret.
     #[arg(long)]
     confidential: bool,
-    /// Allowed grant type (repeatable): authorization_code, refresh_token. Default: both.
+    /// Allowed grant type (repeatable): authorization_code, refresh_token, and for confidential
+    /// clients password and client_credentials. Default: authorization_code and refresh_token.
     #[arg(long = "grant-type", value_name = "GT")]
     grant_types: Vec<String>,
     /// A scope the client may request (repeatable).
@@ -261,7 +262,11 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 name: c.name,
                 redirect_uris: c.redirect_uris,
                 confidential: c.confidential,
-                grant_types: c.grant_types,
+                grant_types: c
+                    .grant_types
+                    .iter()
+                    .map(|g| g.parse::<GrantType>())
+                    .collect::<Result<_, _>>()?,
                 scopes: c.scopes,
                 audiences: c.audiences,
                 allowed_origins: c.allowed_origins,
@@ -307,7 +312,11 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                             "public"
                         },
                         c.name,
-                        c.grant_types.join(","),
+                        c.grant_types
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(","),
                         c.redirect_uris.join(","),
                         c.audiences.join(","),
                     );

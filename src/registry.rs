@@ -1,14 +1,12 @@
 //! Registering clients and users: the checks shared by the CLI (and later the admin API).
 
+use crate::oauth::model::{Client, GrantType};
 use crate::passwords::{self, Passwords};
 use crate::secret::{new_id, PlainToken};
-use crate::store::clients::Client;
-use crate::store::codes::Grant;
+use crate::store::grants;
 use crate::store::sessions::Session;
 use crate::store::users::User;
 use crate::store::{write_tx, AnyConnection};
-
-use crate::oauth::token::{GRANT_TYPES, PUBLIC_CLIENT_GRANT_TYPES};
 
 /// What an admin asks for when registering a client.
 #[derive(Debug, Clone, Default)]
@@ -16,7 +14,8 @@ pub struct NewClient {
     pub name: String,
     pub redirect_uris: Vec<String>,
     pub confidential: bool,
-    pub grant_types: Vec<String>,
+    /// Empty: the browser flow ([`GrantType::DEFAULT`]).
+    pub grant_types: Vec<GrantType>,
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub allowed_origins: Vec<String>,
@@ -104,8 +103,8 @@ fn check_audience(aud: &str) -> Result<(), RegistryError> {
     Ok(())
 }
 
-fn dedup(items: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+fn dedup<T: Clone + PartialEq>(items: &[T]) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
     for i in items {
         if !out.contains(i) {
             out.push(i.clone());
@@ -123,25 +122,19 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
         ));
     }
     let grant_types = if req.grant_types.is_empty() {
-        vec!["authorization_code".to_owned(), "refresh_token".to_owned()]
+        GrantType::DEFAULT.to_vec()
     } else {
         dedup(&req.grant_types)
     };
     for g in &grant_types {
-        if !GRANT_TYPES.contains(&g.as_str()) {
-            return Err(invalid(format!(
-                "grant type {g:?} is not supported; use one of: {}",
-                GRANT_TYPES.join(", ")
-            )));
-        }
         // Public clients get the browser flow only (checklist 27, 28).
-        if !req.confidential && !PUBLIC_CLIENT_GRANT_TYPES.contains(&g.as_str()) {
+        if !req.confidential && !g.allowed_for_public_clients() {
             return Err(invalid(format!(
                 "grant type {g} needs a confidential client (--confidential)"
             )));
         }
     }
-    if grant_types.iter().any(|g| g == "authorization_code") && req.redirect_uris.is_empty() {
+    if grant_types.contains(&GrantType::AuthorizationCode) && req.redirect_uris.is_empty() {
         return Err(invalid(
             "the authorization_code grant needs at least one --redirect-uri",
         ));
@@ -170,7 +163,7 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
     let secret = req.confidential.then(PlainToken::generate);
     Ok(Registered {
         client: Client {
-            id: new_id("cl"),
+            id: new_id("cl").into(),
             name: name.to_owned(),
             secret_hash: secret.as_ref().map(|s| s.hash().0),
             redirect_uris: dedup(&req.redirect_uris),
@@ -255,7 +248,7 @@ pub fn create_user(
 /// Ends everything a user holds: refresh-token families (and so, for introspection, their
 /// access tokens) and browser sessions (checklist 21).
 fn end_user_grants(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<(), RegistryError> {
-    Grant::revoke_all_for_user(conn, user_id, now)?;
+    grants::revoke_all_for_user(conn, user_id, now)?;
     Session::delete_for_user(conn, user_id)?;
     Ok(())
 }
@@ -342,7 +335,7 @@ mod tests {
             ..Default::default()
         };
         let a = prepare_client(&req, 0).unwrap();
-        assert!(a.client.id.starts_with("cl_"));
+        assert!(a.client.id.as_str().starts_with("cl_"));
         assert!(a.secret.is_none());
         assert!(!new_id("usr").starts_with("cl_"));
     }

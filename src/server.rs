@@ -13,7 +13,7 @@ use crate::state::AppState;
 /// Also starts, on the current Tokio runtime, the task that reloads the signing keys from the
 /// database (and rotates them when scheduled), so running instances follow `gatehouse keys rotate`.
 pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
-    crate::keys::rotation::spawn_reloader(&state.clone().into_inner());
+    crate::flows::keys::spawn_reloader(&state.clone().into_inner());
     let https = state.settings.is_https();
     let workers = state.settings.server.workers;
     let mut server = HttpServer::new(move || {

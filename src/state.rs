@@ -1,10 +1,12 @@
 //! Shared application state, built once at start and passed as `web::Data`.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
+use crate::document::Document;
 use crate::error::AppError;
-use crate::keys::bytes_body::Body;
 use crate::keys::{KeySet, Keys, MasterKey};
 use crate::oauth::metadata::Metadata;
 use crate::passwords::Passwords;
@@ -23,10 +25,32 @@ pub struct AppState {
     pub documents_cache_control: String,
     pub passwords: Passwords,
     /// The metadata document, serialised once.
-    pub metadata: Body,
+    pub metadata: Document,
+    /// The service layer's clock.
+    pub clock: Clock,
 }
 
-/// The wall clock, in unix seconds. Only the service layer calls it; the core takes `now`.
+/// The service layer's clock: the wall clock, plus an offset that only tests move forward (to
+/// let codes, tokens and sessions expire without rewriting rows). Clones share the offset.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    offset: Arc<AtomicI64>,
+}
+
+impl Clock {
+    /// Unix seconds.
+    pub fn now(&self) -> i64 {
+        now() + self.offset.load(Ordering::Relaxed)
+    }
+
+    /// Moves this clock (and every clone of it) forward.
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+/// The wall clock, in unix seconds. Only the service layer calls it (through [`Clock`] when it
+/// serves requests); the core takes `now`.
 #[expect(
     clippy::disallowed_methods,
     reason = "the one place that reads the clock"
@@ -47,7 +71,7 @@ impl AppState {
             KeySet::load_or_init(conn, &master, &settings.keys.algorithm, now())
         })?;
         drop(conn);
-        let metadata = Body::new(serde_json::to_vec(&Metadata::new(&settings.server.issuer))?);
+        let metadata = Document::new(serde_json::to_vec(&Metadata::new(&settings.server.issuer))?);
         Ok(AppState {
             passwords: Passwords::new(&settings.passwords)?,
             csrf_key: master.derive("gatehouse csrf v1"),
@@ -56,6 +80,7 @@ impl AppState {
             keys: Keys::new(keyset),
             master,
             metadata,
+            clock: Clock::default(),
             pool,
             settings,
         })

@@ -8,12 +8,13 @@
 use crate::error::AppError;
 use crate::oauth::authorize::{self, BoundRedirect};
 use crate::oauth::metadata::paths;
+use crate::oauth::model::{Client, NewGrant};
 use crate::oauth::params::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::secret::{constant_time_eq, hmac_b64, PlainToken, TokenHash};
-use crate::state::{now, AppState};
-use crate::store::clients::Client;
-use crate::store::codes::{AuthCode, Grant};
+use crate::state::AppState;
+use crate::store::codes::AuthCode;
+use crate::store::grants;
 use crate::store::interactions::Interaction;
 use crate::store::sessions::Session;
 use crate::store::users::User;
@@ -87,7 +88,7 @@ pub async fn start(
         Ok(p) => p,
         Err(e) => return Ok(Start::BadRequest(e.description.into_owned())),
     };
-    let now = now();
+    let now = state.clock.now();
     let issuer = state.issuer().to_owned();
     let session_ttl = state.settings.session.interaction_ttl_secs;
     state
@@ -138,7 +139,7 @@ pub async fn start(
             Interaction {
                 id_hash: id.hash().0,
                 session_hash: session.id_hash.clone(),
-                client_id: client.id.clone(),
+                client_id: client.id.to_string(),
                 redirect_uri: validated.bound.redirect_uri,
                 scope: validated.scope,
                 state: validated.bound.state,
@@ -179,7 +180,7 @@ async fn load(
     };
     let interaction_hash = TokenHash::of(interaction).0;
     let session_hash = TokenHash::of(cookie).0;
-    let now = now();
+    let now = state.clock.now();
     let found = state
         .db(move |conn| {
             let Some(session) = Session::find_live(conn, &session_hash, now)? else {
@@ -276,7 +277,7 @@ pub async fn login_submit(
             "Invalid username or password.",
         ));
     };
-    let now = now();
+    let now = state.clock.now();
     let cookie = PlainToken::generate();
     let new = Session {
         id_hash: cookie.hash().0,
@@ -345,7 +346,7 @@ pub async fn consent_submit(
         state: interaction.state.clone(),
     };
     let issuer = state.issuer().to_owned();
-    let now = now();
+    let now = state.clock.now();
     let code_ttl = state.settings.tokens.code_ttl_secs;
     let family_ttl = state.settings.tokens.refresh_token_ttl_secs;
     let session_hash = ctx.session.id_hash.clone();
@@ -364,27 +365,26 @@ pub async fn consent_submit(
                     });
                 }
                 let code = PlainToken::generate();
-                let grant = Grant {
-                    id: crate::secret::new_id("gr"),
-                    client_id: interaction.client_id.clone(),
-                    user_id: Some(user.id.clone()),
+                let grant = NewGrant {
+                    id: crate::secret::new_id("gr").into(),
+                    client_id: interaction.client_id.as_str().into(),
+                    user_id: Some(user.id.as_str().into()),
                     session_hash: Some(session_hash.clone()),
                     created_at: now,
                     expires_at: now + family_ttl,
-                    revoked_at: None,
                 };
-                grant.insert(conn)?;
+                grants::insert(conn, &grant)?;
                 AuthCode {
-                        code_hash: code.hash().0,
-                        grant_id: grant.id.clone(),
-                        client_id: interaction.client_id.clone(),
-                        user_id: user.id.clone(),
-                        redirect_uri: interaction.redirect_uri.clone(),
-                        scope: interaction.scope.clone(),
-                        audience: interaction.audience.clone(),
-                        code_challenge: interaction.code_challenge.clone(),
-                        created_at: now,
-                        expires_at: now + code_ttl,
+                    code_hash: code.hash().0,
+                    grant_id: grant.id.to_string(),
+                    client_id: interaction.client_id.clone(),
+                    user_id: user.id.clone(),
+                    redirect_uri: interaction.redirect_uri.clone(),
+                    scope: interaction.scope.clone(),
+                    audience: interaction.audience.clone(),
+                    code_challenge: interaction.code_challenge.clone(),
+                    created_at: now,
+                    expires_at: now + code_ttl,
                     consumed_at: None,
                 }
                 .insert(conn)?;
@@ -396,50 +396,4 @@ pub async fn consent_submit(
             })
         })
         .await
-}
-
-/// True when a form POST may come from our own pages (checklist 42, with the CSRF token).
-///
-/// `Sec-Fetch-Site`, when the browser sends it, decides: only `same-origin`. Without it, an
-/// `Origin` must be the issuer's. `Origin: null` is what browsers send for our own forms, since
-/// every page is `Referrer-Policy: no-referrer`, so it is accepted like a missing one.
-pub fn origin_allowed(issuer: &str, origin: Option<&str>, fetch_site: Option<&str>) -> bool {
-    if let Some(site) = fetch_site {
-        return site == "same-origin";
-    }
-    match origin {
-        None | Some("null") => true,
-        Some(o) => url::Url::parse(issuer)
-            .map(|u| u.origin().ascii_serialization() == o)
-            .unwrap_or(false),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::origin_allowed;
-
-    const ISSUER: &str = "https://auth.example";
-
-    #[test]
-    fn browser_form_posts_from_our_pages_are_allowed() {
-        // Chromium and Firefox under Referrer-Policy: no-referrer.
-        assert!(origin_allowed(ISSUER, Some("null"), Some("same-origin")));
-        assert!(origin_allowed(ISSUER, Some(ISSUER), Some("same-origin")));
-        assert!(origin_allowed(ISSUER, Some(ISSUER), None));
-        assert!(origin_allowed(ISSUER, None, None), "non-browser clients");
-    }
-
-    #[test]
-    fn cross_site_form_posts_are_refused() {
-        assert!(!origin_allowed(ISSUER, Some("null"), Some("cross-site")));
-        assert!(!origin_allowed(ISSUER, Some(ISSUER), Some("same-site")));
-        assert!(!origin_allowed(ISSUER, None, Some("cross-site")));
-        assert!(!origin_allowed(ISSUER, Some("https://evil.example"), None));
-        assert!(!origin_allowed(
-            ISSUER,
-            Some("https://auth.example:8443"),
-            None
-        ));
-    }
 }

@@ -4,16 +4,16 @@
 
 use serde::Serialize;
 
+use crate::oauth::client_auth;
+use crate::oauth::grants::refresh_token::{liveness, Liveness};
 use crate::oauth::params::Params;
-use crate::oauth::token::{authenticate, client_credentials};
 use crate::oauth::OAuthError;
 use crate::secret::TokenHash;
-use crate::state::{now, AppState};
-use crate::store::clients::Client;
-use crate::store::codes::Grant;
-use crate::store::refresh::RefreshToken;
+use crate::state::AppState;
+use crate::store::{grants, refresh};
 use crate::tokens;
 
+use super::client_auth::authenticate_client;
 use super::EndpointError;
 
 /// An introspection answer: `{"active":false}` or the token's claims.
@@ -47,35 +47,31 @@ pub async fn introspect(
     params: Params,
     authorization: Option<String>,
 ) -> Result<Introspection, EndpointError> {
-    let creds = client_credentials(authorization.as_deref(), &params)?;
+    let creds = client_auth::credentials(authorization.as_deref(), &params)?;
     let token = params.require("token")?.to_owned();
-    let now = now();
+    let now = state.clock.now();
     let keys = state.keys.current();
     let issuer = state.issuer().to_owned();
     state
         .db(move |conn| {
-            let client = authenticate(Client::find(conn, &creds.client_id)?, &creds)?;
+            let client = authenticate_client(conn, &creds)??;
             if !client.is_confidential() {
                 return Err(OAuthError::invalid_client().into());
             }
-            if let Some(rt) = RefreshToken::find(conn, TokenHash::of(&token).as_str())? {
-                let t = &rt.token;
-                let live = t.rotated_at.is_none()
-                    && rt.grant_revoked_at.is_none()
-                    && t.expires_at > now
-                    && rt.grant_expires_at > now
-                    && t.client_id == client.id;
-                if !live {
+            if let Some(t) = refresh::find(conn, TokenHash::of(&token).as_str())? {
+                if liveness(&t, now) != Liveness::Live || t.client_id != client.id {
                     return Ok(INACTIVE);
                 }
                 return Ok(Introspection::Active(ActiveToken {
                     active: true,
-                    scope: t.scope.clone(),
-                    client_id: t.client_id.clone(),
-                    sub: t.user_id.clone().unwrap_or_else(|| t.client_id.clone()),
+                    scope: t.scope,
+                    sub: t
+                        .user_id
+                        .map_or_else(|| t.client_id.to_string(), |u| u.to_string()),
+                    client_id: t.client_id.to_string(),
                     exp: t.expires_at,
                     iat: t.created_at,
-                    aud: t.audience.clone(),
+                    aud: t.audience,
                     iss: issuer,
                     token_type: "refresh_token",
                     jti: None,
@@ -84,14 +80,13 @@ pub async fn introspect(
             let Some(claims) = tokens::verify_own(&keys, &issuer, &token, now) else {
                 return Ok(INACTIVE);
             };
-            if claims.client_id != client.id && !client.audiences.contains(&claims.aud) {
+            if client.id != claims.client_id.as_str() && !client.audiences.contains(&claims.aud) {
                 return Ok(INACTIVE);
             }
+            // Unknown grant (deleted with its client) or revoked: inactive.
             if let Some(sid) = &claims.sid {
-                // Unknown grant (deleted with its client) or revoked: inactive.
-                match Grant::revoked_at(conn, sid)? {
-                    Some(None) => {}
-                    _ => return Ok(INACTIVE),
+                if !grants::is_live(conn, sid)? {
+                    return Ok(INACTIVE);
                 }
             }
             Ok(Introspection::Active(ActiveToken {

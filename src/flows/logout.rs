@@ -5,8 +5,8 @@
 use crate::error::AppError;
 use crate::oauth::params::Params;
 use crate::secret::{constant_time_eq, hmac_b64, TokenHash};
-use crate::state::{now, AppState};
-use crate::store::codes::Grant;
+use crate::state::AppState;
+use crate::store::grants;
 use crate::store::sessions::Session;
 use crate::store::users::User;
 use crate::store::write_tx;
@@ -30,7 +30,7 @@ pub async fn page(state: &AppState, session_cookie: Option<&str>) -> Result<Logo
         return Ok(LogoutView::NotSignedIn);
     };
     let hash = TokenHash::of(cookie).0;
-    let now = now();
+    let now = state.clock.now();
     let lookup = hash.clone();
     let user = state
         .db(move |conn| {
@@ -69,11 +69,11 @@ pub async fn submit(
     {
         return Ok(false);
     }
-    let now = now();
+    let now = state.clock.now();
     state
         .db(move |conn| {
             write_tx(conn, |conn| {
-                let revoked = Grant::revoke_all_for_session(conn, &hash, now)?;
+                let revoked = grants::revoke_all_for_session(conn, &hash, now)?;
                 let ended = Session::delete(conn, &hash)?;
                 tracing::info!(grants = revoked, "signed out");
                 Ok::<_, AppError>(ended)

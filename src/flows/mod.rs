@@ -2,7 +2,9 @@
 //! transaction, calls the protocol core for every decision, and signs tokens.
 
 pub mod authorize;
+pub mod client_auth;
 pub mod introspect;
+pub mod keys;
 pub mod logout;
 pub mod revoke;
 pub mod token;
@@ -34,10 +36,7 @@ pub struct Answer<T> {
 }
 
 impl<T> Answer<T> {
-    pub fn of(
-        client: &crate::store::clients::Client,
-        result: Result<T, EndpointError>,
-    ) -> Answer<T> {
+    pub fn of(client: &crate::oauth::model::Client, result: Result<T, EndpointError>) -> Answer<T> {
         Answer {
             allowed_origins: client.allowed_origins.clone(),
             result,

@@ -2,21 +2,19 @@
 //! its access tokens; revoking an access token revokes its grant too (§2.1 allows it). Unknown
 //! tokens and other clients' tokens get the same 200 and are left alone (§2.2).
 
+use crate::oauth::client_auth;
 use crate::oauth::params::Params;
-use crate::oauth::token::{authenticate, client_credentials};
 use crate::secret::TokenHash;
-use crate::state::{now, AppState};
-use crate::store::clients::Client;
-use crate::store::codes::Grant;
-use crate::store::refresh::RefreshToken;
-use crate::store::write_tx;
+use crate::state::AppState;
+use crate::store::{grants, refresh, write_tx};
 use crate::tokens;
 
+use super::client_auth::authenticate_client;
 use super::{Answer, EndpointError};
 
 #[tracing::instrument(skip_all)]
 pub async fn revoke(state: &AppState, params: Params, authorization: Option<String>) -> Answer<()> {
-    let creds = match client_credentials(authorization.as_deref(), &params) {
+    let creds = match client_auth::credentials(authorization.as_deref(), &params) {
         Ok(c) => c,
         Err(e) => return Answer::anonymous(e),
     };
@@ -24,23 +22,23 @@ pub async fn revoke(state: &AppState, params: Params, authorization: Option<Stri
         Ok(t) => t.to_owned(),
         Err(e) => return Answer::anonymous(e),
     };
-    let now = now();
+    let now = state.clock.now();
     let keys = state.keys.current();
     let issuer = state.issuer().to_owned();
     state
         .db(move |conn| {
-            let client = match authenticate(Client::find(conn, &creds.client_id)?, &creds) {
+            let client = match authenticate_client(conn, &creds)? {
                 Ok(c) => c,
                 Err(e) => return Ok(Answer::anonymous(e)),
             };
-            let grant_id = match RefreshToken::find(conn, TokenHash::of(&token).as_str())? {
-                Some(rt) => (rt.token.client_id == client.id).then_some(rt.token.grant_id),
+            let grant_id = match refresh::find(conn, TokenHash::of(&token).as_str())? {
+                Some(rt) => (rt.client_id == client.id).then(|| rt.grant_id.to_string()),
                 None => tokens::verify_own(&keys, &issuer, &token, now)
-                    .filter(|c| c.client_id == client.id)
+                    .filter(|c| client.id == c.client_id.as_str())
                     .and_then(|c| c.sid),
             };
             if let Some(grant_id) = grant_id {
-                write_tx(conn, |conn| Grant::revoke(conn, &grant_id, now))?;
+                write_tx(conn, |conn| grants::revoke(conn, &grant_id, now))?;
                 tracing::info!(client_id = %client.id, grant = %grant_id, "grant revoked");
             }
             Ok::<_, EndpointError>(Answer::of(&client, Ok(())))

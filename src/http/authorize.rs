@@ -69,7 +69,7 @@ pub fn browser_form(
     let header_str = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
     let origin = header_str(header::ORIGIN);
     let fetch_site = header_str(header::HeaderName::from_static("sec-fetch-site"));
-    if !flow::origin_allowed(state.issuer(), origin, fetch_site) {
+    if !super::origin::origin_allowed(state.issuer(), origin, fetch_site) {
         return Err(Box::new(pages::error(
             actix_web::http::StatusCode::FORBIDDEN,
             "Request refused",

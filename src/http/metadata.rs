@@ -4,10 +4,10 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::keys::bytes_body::Body;
+use crate::document::Document;
 use crate::state::AppState;
 
-fn cached(req: &HttpRequest, body: &Body, cache: &str) -> HttpResponse {
+fn cached(req: &HttpRequest, body: &Document, cache: &str) -> HttpResponse {
     let not_modified = req
         .headers()
         .get(header::IF_NONE_MATCH)

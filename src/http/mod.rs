@@ -7,6 +7,7 @@ pub mod introspect;
 pub mod logout;
 pub mod metadata;
 pub mod middleware;
+pub mod origin;
 pub mod pages;
 pub mod revoke;
 pub mod token;

@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
 pub use master::MasterKey;
 
+use crate::document::Document;
 use crate::store::keys::SigningKeyRow;
 use crate::store::AnyConnection;
 
@@ -33,30 +34,9 @@ pub struct Signer {
 pub struct KeySet {
     signer: Option<Signer>,
     verifiers: HashMap<String, (Algorithm, DecodingKey)>,
-    jwks: bytes_body::Body,
+    jwks: Document,
     /// When a stored key activates, retires or expires next: the set is stale from then on.
     next_change: Option<i64>,
-}
-
-/// Precomputed JWKS bytes and their ETag.
-pub mod bytes_body {
-    /// A response body computed once.
-    #[derive(Clone, Debug)]
-    pub struct Body {
-        pub bytes: actix_web::web::Bytes,
-        pub etag: String,
-    }
-
-    impl Body {
-        pub fn new(bytes: Vec<u8>) -> Body {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes);
-            let etag = format!("\"{}\"", &crate::secret::hex(digest.as_ref())[..32]);
-            Body {
-                bytes: actix_web::web::Bytes::from(bytes),
-                etag,
-            }
-        }
-    }
 }
 
 /// Shared, reloadable key set.
@@ -121,7 +101,7 @@ impl KeySet {
     }
 
     /// The JWKS document.
-    pub fn jwks(&self) -> &bytes_body::Body {
+    pub fn jwks(&self) -> &Document {
         &self.jwks
     }
 
@@ -160,7 +140,7 @@ impl KeySet {
         Ok(KeySet {
             signer,
             verifiers,
-            jwks: bytes_body::Body::new(jwks),
+            jwks: Document::new(jwks),
             next_change: schedule::next_change(rows, now),
         })
     }
@@ -196,7 +176,7 @@ impl KeySet {
 }
 
 /// The signing algorithms `keys.algorithm` may name.
-pub const ALGORITHMS: [&str; 3] = ["ES256", "RS256", "EdDSA"];
+pub use crate::config::SIGNING_ALGORITHMS as ALGORITHMS;
 
 /// The algorithm a stored key (or `keys.algorithm`) names.
 pub fn parse_alg(alg: &str) -> anyhow::Result<Algorithm> {

@@ -9,10 +9,10 @@ use std::borrow::Cow;
 use oxide_auth::primitives::registrar::{ClientUrl, Registrar};
 
 use super::errors::{ErrorCode, OAuthError};
+use super::model::{Client, GrantType};
 use super::params::Params;
 use super::registrar::{exact_url, ClientRegistrar};
 use super::{pkce, scope};
-use crate::store::clients::Client;
 
 /// A client and redirect URI that passed [`bind`]: from here on errors may redirect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +65,7 @@ pub fn bind(params: &Params, client: Option<&Client>) -> Result<BoundRedirect, P
             PageError("The redirect_uri is not registered for this application.".into())
         })?;
     Ok(BoundRedirect {
-        client_id: client.id.clone(),
+        client_id: client.id.to_string(),
         redirect_uri: redirect_uri.to_owned(),
         state: params.get("state").map(str::to_owned),
     })
@@ -96,7 +96,7 @@ pub fn validate(
             ))
         }
     }
-    if !client.allows_grant("authorization_code") {
+    if !client.allows_grant(GrantType::AuthorizationCode) {
         return Err(fail(
             &bound,
             OAuthError::unauthorized_client("this client may not use the authorization code flow"),
@@ -203,7 +203,7 @@ mod tests {
             name: "SPA".into(),
             secret_hash: None,
             redirect_uris: vec!["https://app.example/cb".into()],
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            grant_types: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
             scopes: vec!["api:read".into(), "api:write".into()],
             audiences: vec!["https://api.example".into()],
             allowed_origins: vec![],

@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::{pkce, token};
+use super::model::GrantType;
+use super::pkce;
 
 /// The HTTP paths Gatehouse serves; the router and the metadata both read them from here.
 pub mod paths {
@@ -58,7 +59,7 @@ impl Metadata {
             introspection_endpoint: at(paths::INTROSPECT),
             response_types_supported: RESPONSE_TYPES.to_vec(),
             response_modes_supported: RESPONSE_MODES.to_vec(),
-            grant_types_supported: token::GRANT_TYPES.to_vec(),
+            grant_types_supported: GrantType::ALL.map(GrantType::as_str).to_vec(),
             code_challenge_methods_supported: vec![pkce::METHOD],
             token_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),
             revocation_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),

@@ -5,19 +5,22 @@
 //! `Scope` type. Gatehouse does not implement oxide-auth's `Authorizer` and `Issuer` traits:
 //! their `Result<_, ()>` and `Option<Grant>` signatures cannot tell a replayed code from an
 //! unknown one, a lost rotation race from a database failure, which the RFC error mapping and
-//! replay/reuse revocation (checklist 9, 10, 16, 17) depend on. Codes and refresh tokens are
-//! therefore table code (`store::codes`, `store::refresh`) driven by [`code_grant`] and
-//! [`refresh_grant`], and the `/authorize` flow with its login and consent steps is Gatehouse's.
+//! replay/reuse revocation (checklist 9, 10, 16, 17) depend on. The grants are therefore pure
+//! decisions ([`grants`]) over the core's own [`model`], whose plans the service applies to the
+//! store, and the `/authorize` flow with its login and consent steps is Gatehouse's.
+//!
+//! This module imports nothing from `crate::store`: the store maps its rows into [`model`].
 
 pub mod authorize;
-pub mod code_grant;
+pub mod client_auth;
 pub mod errors;
+pub mod grants;
 pub mod metadata;
+pub mod model;
 pub mod params;
 pub mod pkce;
-pub mod refresh_grant;
 pub mod registrar;
 pub mod scope;
-pub mod token;
+pub mod token_request;
 
 pub use errors::{ErrorCode, OAuthError};

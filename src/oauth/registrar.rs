@@ -9,8 +9,8 @@ use oxide_auth::primitives::registrar::{
 };
 use oxide_auth::primitives::scope::Scope;
 
+use super::model::Client;
 use crate::secret::{constant_time_eq, TokenHash};
-use crate::store::clients::Client;
 
 /// A client read from the database, answering for itself as oxide-auth's registrar.
 pub struct ClientRegistrar<'a>(pub &'a Client);
@@ -24,7 +24,7 @@ impl ClientRegistrar<'_> {
 
 impl Registrar for ClientRegistrar<'_> {
     fn bound_redirect<'a>(&self, bound: ClientUrl<'a>) -> Result<BoundClient<'a>, RegistrarError> {
-        if bound.client_id != self.0.id {
+        if bound.client_id != self.0.id.as_str() {
             return Err(RegistrarError::Unspecified);
         }
         // The redirect URI is required and compared as a string: no normalisation, no default.
@@ -58,7 +58,7 @@ impl Registrar for ClientRegistrar<'_> {
     }
 
     fn check(&self, client_id: &str, passphrase: Option<&[u8]>) -> Result<(), RegistrarError> {
-        let id_ok = constant_time_eq(client_id, &self.0.id);
+        let id_ok = constant_time_eq(client_id, self.0.id.as_str());
         let ok = match (&self.0.secret_hash, passphrase) {
             (Some(stored), Some(secret)) => {
                 let presented = TokenHash::of(&String::from_utf8_lossy(secret));
@@ -83,6 +83,7 @@ pub fn exact_url(uri: &str) -> Option<ExactUrl> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oauth::model::GrantType;
 
     fn client() -> Client {
         Client {
@@ -90,7 +91,7 @@ mod tests {
             name: "SPA".into(),
             secret_hash: None,
             redirect_uris: vec!["https://app.example/cb".into()],
-            grant_types: vec!["authorization_code".into()],
+            grant_types: vec![GrantType::AuthorizationCode],
             scopes: vec!["api:read".into()],
             audiences: vec!["https://api.example".into()],
             allowed_origins: vec![],

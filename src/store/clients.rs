@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::clients;
 use super::{decode_list, encode_list, AnyConnection};
+use crate::oauth::model::{Client, GrantType};
 
 /// A registered client as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -20,36 +21,9 @@ pub struct ClientRow {
     pub created_at: i64,
 }
 
-/// A registered client with its allow-lists decoded.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Client {
-    pub id: String,
-    pub name: String,
-    /// Hex SHA-256 of the secret; `None` for public clients.
-    #[serde(skip)]
-    pub secret_hash: Option<String>,
-    pub redirect_uris: Vec<String>,
-    pub grant_types: Vec<String>,
-    pub scopes: Vec<String>,
-    pub audiences: Vec<String>,
-    pub allowed_origins: Vec<String>,
-    pub created_at: i64,
-}
-
+/// Table code for the core's [`Client`]: rows are mapped into it here, allow-lists decoded
+/// (an unknown grant type in a row is dropped: deny by default).
 impl Client {
-    pub fn is_confidential(&self) -> bool {
-        self.secret_hash.is_some()
-    }
-
-    pub fn allows_grant(&self, grant_type: &str) -> bool {
-        self.grant_types.iter().any(|g| g == grant_type)
-    }
-
-    /// The audience a token gets when the request names none: the client's first registered one.
-    pub fn default_audience(&self) -> Option<&str> {
-        self.audiences.first().map(String::as_str)
-    }
-
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
         diesel::insert_into(clients::table)
             .values(ClientRow::from(self.clone()))
@@ -85,11 +59,14 @@ impl Client {
 impl From<ClientRow> for Client {
     fn from(row: ClientRow) -> Self {
         Client {
-            id: row.id,
+            id: row.id.into(),
             name: row.name,
             secret_hash: row.secret_hash,
             redirect_uris: decode_list(&row.redirect_uris),
-            grant_types: decode_list(&row.grant_types),
+            grant_types: decode_list(&row.grant_types)
+                .iter()
+                .filter_map(|g| g.parse::<GrantType>().ok())
+                .collect(),
             scopes: decode_list(&row.scopes),
             audiences: decode_list(&row.audiences),
             allowed_origins: decode_list(&row.allowed_origins),
@@ -100,12 +77,13 @@ impl From<ClientRow> for Client {
 
 impl From<Client> for ClientRow {
     fn from(c: Client) -> Self {
+        let grant_types: Vec<String> = c.grant_types.iter().map(ToString::to_string).collect();
         ClientRow {
-            id: c.id,
+            id: c.id.0,
             name: c.name,
             secret_hash: c.secret_hash,
             redirect_uris: encode_list(&c.redirect_uris),
-            grant_types: encode_list(&c.grant_types),
+            grant_types: encode_list(&grant_types),
             scopes: encode_list(&c.scopes),
             audiences: encode_list(&c.audiences),
             allowed_origins: encode_list(&c.allowed_origins),

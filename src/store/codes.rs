@@ -1,108 +1,11 @@
-//! Grants (one per authorization: the refresh-token family) and authorization codes.
+//! Authorization codes: stored by hash, single use, each starting a grant.
 
 use diesel::prelude::*;
 
 use super::schema::{auth_codes, grants, users};
-use super::{decode_list, AnyConnection};
-
-/// What a grant needs to know of its user when tokens are issued.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserState {
-    pub roles: Vec<String>,
-    pub active: bool,
-}
-
-impl UserState {
-    pub fn new(roles: &str, disabled_at: Option<i64>) -> UserState {
-        UserState {
-            roles: decode_list(roles),
-            active: disabled_at.is_none(),
-        }
-    }
-}
-
-/// One authorization: codes and refresh tokens issued from it share its id, and revoking it
-/// revokes all of them (and, through introspection, the access tokens that carry its id).
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = grants)]
-pub struct Grant {
-    pub id: String,
-    pub client_id: String,
-    pub user_id: Option<String>,
-    /// The browser session whose login produced it (none for the password grant); logging that
-    /// session out revokes the grant.
-    pub session_hash: Option<String>,
-    pub created_at: i64,
-    /// Absolute end of the family: no refresh token from it lives longer.
-    pub expires_at: i64,
-    pub revoked_at: Option<i64>,
-}
-
-impl Grant {
-    pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(grants::table)
-            .values(self.clone())
-            .execute(conn)
-            .map(|_| ())
-    }
-
-    /// Revokes the grant: every refresh token of its family, and every access token carrying its
-    /// id (for introspection), is dead from now on. One statement, one row lock.
-    pub fn revoke(conn: &mut AnyConnection, id: &str, now: i64) -> QueryResult<()> {
-        diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
-            .set(grants::revoked_at.eq(now))
-            .execute(conn)
-            .map(|_| ())
-    }
-
-    /// Revokes every live grant of a user (disabled account, new password).
-    pub fn revoke_all_for_user(
-        conn: &mut AnyConnection,
-        user_id: &str,
-        now: i64,
-    ) -> QueryResult<usize> {
-        diesel::update(
-            grants::table
-                .filter(grants::user_id.eq(user_id))
-                .filter(grants::revoked_at.is_null()),
-        )
-        .set(grants::revoked_at.eq(now))
-        .execute(conn)
-    }
-
-    /// Revokes the grants a browser session produced (logout).
-    pub fn revoke_all_for_session(
-        conn: &mut AnyConnection,
-        session_hash: &str,
-        now: i64,
-    ) -> QueryResult<usize> {
-        diesel::update(
-            grants::table
-                .filter(grants::session_hash.eq(session_hash))
-                .filter(grants::revoked_at.is_null()),
-        )
-        .set(grants::revoked_at.eq(now))
-        .execute(conn)
-    }
-
-    /// When the grant was revoked, if it was (`None` also for an unknown id).
-    pub fn revoked_at(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Option<i64>>> {
-        grants::table
-            .find(id)
-            .select(grants::revoked_at)
-            .first(conn)
-            .optional()
-    }
-}
-
-/// A code with what its redemption depends on.
-#[derive(Debug, Clone)]
-pub struct CodeWithGrant {
-    pub code: AuthCode,
-    pub user: UserState,
-    pub grant_expires_at: i64,
-    pub grant_revoked_at: Option<i64>,
-}
+use super::users::account;
+use super::AnyConnection;
+use crate::oauth::model::{GrantState, StoredCode};
 
 /// An authorization code as stored (only its hash).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -129,8 +32,8 @@ impl AuthCode {
             .map(|_| ())
     }
 
-    /// The code with the state of its grant and user (one statement).
-    pub fn find(conn: &mut AnyConnection, code_hash: &str) -> QueryResult<Option<CodeWithGrant>> {
+    /// The code with the state of its grant and user, as the core sees it (one statement).
+    pub fn find(conn: &mut AnyConnection, code_hash: &str) -> QueryResult<Option<StoredCode>> {
         auth_codes::table
             .inner_join(users::table.on(users::id.eq(auth_codes::user_id)))
             .inner_join(grants::table)
@@ -146,13 +49,21 @@ impl AuthCode {
             .optional()
             .map(|r| {
                 r.map(
-                    |(code, roles, disabled_at, grant_expires_at, grant_revoked_at)| {
-                        CodeWithGrant {
-                            code,
-                            user: UserState::new(&roles, disabled_at),
-                            grant_expires_at,
-                            grant_revoked_at,
-                        }
+                    |(code, roles, disabled_at, expires_at, revoked_at)| StoredCode {
+                        user: account(&code.user_id, &roles, disabled_at),
+                        code_hash: code.code_hash,
+                        grant_id: code.grant_id.into(),
+                        client_id: code.client_id.into(),
+                        redirect_uri: code.redirect_uri,
+                        scope: code.scope,
+                        audience: code.audience,
+                        code_challenge: code.code_challenge,
+                        expires_at: code.expires_at,
+                        consumed_at: code.consumed_at,
+                        grant: GrantState {
+                            expires_at,
+                            revoked_at,
+                        },
                     },
                 )
             })

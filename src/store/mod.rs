@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod codes;
+pub mod grants;
 pub mod interactions;
 pub mod keys;
 pub mod refresh;
@@ -20,6 +21,8 @@ use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::oauth::grants::Write;
 
 /// Migrations of each backend; the version names are identical in both folders.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -194,6 +197,20 @@ where
         (Ok(v), Ok(())) => Ok(v),
         (Ok(_), Err(e)) => Err(e.into()),
         (Err(e), _) => Err(e),
+    }
+}
+
+/// Makes one write of a grant's plan at `now`. False when a compare-and-swap found the row
+/// already changed by another request (the core then decides what to do instead).
+pub fn apply(conn: &mut AnyConnection, write: &Write, now: i64) -> diesel::QueryResult<bool> {
+    match write {
+        Write::ConsumeCode { code_hash } => codes::AuthCode::consume(conn, code_hash, now),
+        Write::RotateRefresh { token_hash } => refresh::rotate(conn, token_hash, now),
+        Write::RevokeGrant { grant_id } => {
+            grants::revoke(conn, grant_id.as_str(), now).map(|()| true)
+        }
+        Write::InsertGrant(grant) => grants::insert(conn, grant).map(|()| true),
+        Write::InsertRefresh(token) => refresh::insert(conn, token).map(|()| true),
     }
 }
 

@@ -1,89 +1,98 @@
 //! Refresh tokens: rotating, one family per grant.
 //!
-//! A token is live while it is not rotated and its grant is not revoked. Rotation locks only the
-//! token's row and revocation only the grant's row, so concurrent refreshes and revocations on
-//! PostgreSQL never wait on each other in a cycle.
+//! Rotation locks only the token's row and revocation only the grant's row, so concurrent
+//! refreshes and revocations on PostgreSQL never wait on each other in a cycle. What makes a
+//! token live is the core's rule (`oauth::grants::refresh_token::liveness`); this is table code.
 
 use diesel::prelude::*;
 
-use super::codes::UserState;
 use super::schema::{grants, refresh_tokens, users};
+use super::users::account;
 use super::AnyConnection;
+use crate::oauth::model::{GrantState, NewRefresh, StoredRefresh};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
-pub struct RefreshToken {
-    pub token_hash: String,
-    pub grant_id: String,
-    pub client_id: String,
-    pub user_id: Option<String>,
-    pub scope: String,
-    pub audience: String,
-    pub created_at: i64,
-    /// min(created + idle timeout, the grant's absolute end).
-    pub expires_at: i64,
-    pub rotated_at: Option<i64>,
+struct RefreshRow {
+    token_hash: String,
+    grant_id: String,
+    client_id: String,
+    user_id: Option<String>,
+    scope: String,
+    audience: String,
+    created_at: i64,
+    expires_at: i64,
+    rotated_at: Option<i64>,
 }
 
-/// A refresh token with the state of its grant.
-#[derive(Debug, Clone)]
-pub struct RefreshWithGrant {
-    pub token: RefreshToken,
-    pub grant_expires_at: i64,
-    pub grant_revoked_at: Option<i64>,
-    /// The token's user, when it has one and still exists.
-    pub user: Option<UserState>,
-}
-
-impl RefreshToken {
-    pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
-        diesel::insert_into(refresh_tokens::table)
-            .values(self.clone())
-            .execute(conn)
-            .map(|_| ())
-    }
-
-    pub fn find(
-        conn: &mut AnyConnection,
-        token_hash: &str,
-    ) -> QueryResult<Option<RefreshWithGrant>> {
-        refresh_tokens::table
-            .inner_join(grants::table)
-            .left_join(users::table.on(users::id.nullable().eq(refresh_tokens::user_id)))
-            .filter(refresh_tokens::token_hash.eq(token_hash))
-            .select((
-                RefreshToken::as_select(),
-                grants::expires_at,
-                grants::revoked_at,
-                users::roles.nullable(),
-                users::disabled_at.nullable(),
-            ))
-            .first::<(RefreshToken, i64, Option<i64>, Option<String>, Option<i64>)>(conn)
-            .optional()
-            .map(|r| {
-                r.map(
-                    |(token, grant_expires_at, grant_revoked_at, roles, disabled_at)| {
-                        RefreshWithGrant {
-                            token,
-                            grant_expires_at,
-                            grant_revoked_at,
-                            user: roles.map(|roles| UserState::new(&roles, disabled_at)),
-                        }
-                    },
-                )
-            })
-    }
-
-    /// Marks the token rotated. True for exactly one caller: the conditional update is the
-    /// compare-and-swap that makes concurrent refreshes of one token yield one success.
-    pub fn rotate(conn: &mut AnyConnection, token_hash: &str, now: i64) -> QueryResult<bool> {
-        diesel::update(
-            refresh_tokens::table
-                .find(token_hash)
-                .filter(refresh_tokens::rotated_at.is_null()),
-        )
-        .set(refresh_tokens::rotated_at.eq(now))
+/// Stores a new refresh token.
+pub fn insert(conn: &mut AnyConnection, token: &NewRefresh) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table)
+        .values(RefreshRow {
+            token_hash: token.token_hash.clone(),
+            grant_id: token.grant_id.to_string(),
+            client_id: token.client_id.to_string(),
+            user_id: token.user_id.as_ref().map(ToString::to_string),
+            scope: token.scope.clone(),
+            audience: token.audience.clone(),
+            created_at: token.created_at,
+            expires_at: token.expires_at,
+            rotated_at: None,
+        })
         .execute(conn)
-        .map(|n| n == 1)
-    }
+        .map(|_| ())
+}
+
+/// The token with the state of its grant and user, as the core sees it (one statement).
+pub fn find(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<StoredRefresh>> {
+    refresh_tokens::table
+        .inner_join(grants::table)
+        .left_join(users::table.on(users::id.nullable().eq(refresh_tokens::user_id)))
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .select((
+            RefreshRow::as_select(),
+            grants::expires_at,
+            grants::revoked_at,
+            users::roles.nullable(),
+            users::disabled_at.nullable(),
+        ))
+        .first::<(RefreshRow, i64, Option<i64>, Option<String>, Option<i64>)>(conn)
+        .optional()
+        .map(|r| {
+            r.map(|(row, expires_at, revoked_at, roles, disabled_at)| {
+                let user = match (&row.user_id, roles) {
+                    (Some(id), Some(roles)) => Some(account(id, &roles, disabled_at)),
+                    _ => None,
+                };
+                StoredRefresh {
+                    token_hash: row.token_hash,
+                    grant_id: row.grant_id.into(),
+                    client_id: row.client_id.into(),
+                    user_id: row.user_id.map(Into::into),
+                    scope: row.scope,
+                    audience: row.audience,
+                    created_at: row.created_at,
+                    expires_at: row.expires_at,
+                    rotated_at: row.rotated_at,
+                    grant: GrantState {
+                        expires_at,
+                        revoked_at,
+                    },
+                    user,
+                }
+            })
+        })
+}
+
+/// Marks the token rotated. True for exactly one caller: the conditional update is the
+/// compare-and-swap that makes concurrent refreshes of one token yield one success.
+pub fn rotate(conn: &mut AnyConnection, token_hash: &str, now: i64) -> QueryResult<bool> {
+    diesel::update(
+        refresh_tokens::table
+            .find(token_hash)
+            .filter(refresh_tokens::rotated_at.is_null()),
+    )
+    .set(refresh_tokens::rotated_at.eq(now))
+    .execute(conn)
+    .map(|n| n == 1)
 }

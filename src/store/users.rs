@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::users;
 use super::{decode_list, encode_list, AnyConnection};
+use crate::oauth::model::Account;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -96,6 +97,24 @@ impl User {
 
     pub fn is_active(&self) -> bool {
         self.disabled_at.is_none()
+    }
+
+    /// The user as the protocol core sees it.
+    pub fn account(&self) -> Account {
+        Account {
+            id: self.id.clone().into(),
+            roles: self.roles.clone(),
+            active: self.is_active(),
+        }
+    }
+}
+
+/// The core's view of a user from the columns a join read.
+pub fn account(id: &str, roles: &str, disabled_at: Option<i64>) -> Account {
+    Account {
+        id: id.into(),
+        roles: decode_list(roles),
+        active: disabled_at.is_none(),
     }
 }
 

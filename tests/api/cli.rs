@@ -551,13 +551,13 @@ fn migrations_run_up_and_down() {
             "[{b}] signing_keys still exists after revert_all"
         );
         assert!(
-            gatehouse::store::clients::Client::list(&mut conn).is_err(),
+            gatehouse::oauth::model::Client::list(&mut conn).is_err(),
             "[{b}] clients still exists after revert_all"
         );
         let again = gatehouse::store::migrate(&mut conn).expect("migrate up again");
         assert_eq!(again, applied, "[{b}] second up applied a different set");
         assert!(
-            gatehouse::store::clients::Client::list(&mut conn)
+            gatehouse::oauth::model::Client::list(&mut conn)
                 .expect("clients")
                 .is_empty(),
             "[{b}] data survived the down migration"

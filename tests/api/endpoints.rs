@@ -447,7 +447,10 @@ both_backends!(
                     let first_party = app.register(gatehouse::registry::NewClient {
                         name: "First-party app".into(),
                         confidential: true,
-                        grant_types: vec![g.clone(), "refresh_token".into()],
+                        grant_types: vec![
+                            g.parse().expect("grant type"),
+                            gatehouse::oauth::model::GrantType::RefreshToken,
+                        ],
                         scopes: vec!["api:read".into()],
                         audiences: vec![AUDIENCE.into()],
                         ..Default::default()

@@ -77,12 +77,19 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
+fn parse_grant_types(items: &[&str]) -> Vec<gatehouse::oauth::model::GrantType> {
+    items
+        .iter()
+        .map(|s| s.parse().expect("grant type"))
+        .collect()
+}
+
 /// A confidential first-party client with the given grant types, two audiences.
 fn confidential_with(app: &TestApp, grant_types: &[&str]) -> TestClient {
     app.register(NewClient {
         name: "First-party app".into(),
         confidential: true,
-        grant_types: strings(grant_types),
+        grant_types: parse_grant_types(grant_types),
         scopes: strings(&["api:read", "api:write"]),
         audiences: strings(&[AUDIENCE, SECOND]),
         ..Default::default()
@@ -234,7 +241,7 @@ both_backends!(
                 name: "Public app".into(),
                 confidential: false,
                 redirect_uris: vec![REDIRECT.into()],
-                grant_types: strings(&["authorization_code", "refresh_token", grant]),
+                grant_types: parse_grant_types(&["authorization_code", "refresh_token", grant]),
                 scopes: strings(&["api:read"]),
                 audiences: strings(&[AUDIENCE]),
                 ..Default::default()
@@ -336,7 +343,7 @@ both_backends!(
         let client = app.register(NewClient {
             name: "Machine".into(),
             confidential: true,
-            grant_types: strings(&["client_credentials", "refresh_token"]),
+            grant_types: parse_grant_types(&["client_credentials", "refresh_token"]),
             scopes: strings(&["api:read", "api:write"]),
             audiences: strings(&[AUDIENCE]),
             ..Default::default()

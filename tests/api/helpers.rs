@@ -284,7 +284,7 @@ impl TestApp {
         let r = registry::create_client(&mut conn, &req, gatehouse::state::now())
             .expect("register client");
         TestClient {
-            id: r.client.id,
+            id: r.client.id.to_string(),
             secret: r.secret.map(|s| s.expose().to_owned()),
         }
     }

@@ -31,7 +31,7 @@ fn machine(app: &TestApp) -> TestClient {
     app.register(NewClient {
         name: "Key rotation probe".into(),
         confidential: true,
-        grant_types: vec!["client_credentials".into()],
+        grant_types: vec!["client_credentials".parse().expect("grant type")],
         scopes: vec!["api:read".into()],
         audiences: vec![AUDIENCE.into()],
         ..Default::default()
@@ -146,7 +146,7 @@ fn advance(app: &TestApp, secs: i64) {
 
 /// What the background task does every `keys.reload_secs`, now.
 fn reload(app: &TestApp) {
-    rotation::reload(&app.state, now()).expect("reload keys");
+    gatehouse::flows::keys::reload(&app.state, now()).expect("reload keys");
 }
 
 /// `gatehouse keys list`, as states by kid.

@@ -111,7 +111,7 @@ both_backends!(
         let first_party = app.register(gatehouse::registry::NewClient {
             name: "First-party".into(),
             confidential: true,
-            grant_types: vec!["password".into()],
+            grant_types: vec!["password".parse().expect("grant type")],
             scopes: vec!["api:read".into()],
             audiences: vec![AUDIENCE.into()],
             ..Default::default()

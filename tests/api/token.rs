@@ -1132,7 +1132,7 @@ both_backends!(grant_types_allow_listed, |app: TestApp| async move {
     let code_only = app.register(NewClient {
         name: "Code only".into(),
         redirect_uris: vec![REDIRECT.into()],
-        grant_types: vec!["authorization_code".into()],
+        grant_types: vec!["authorization_code".parse().expect("grant type")],
         scopes: vec!["api:read".into()],
         audiences: vec![AUDIENCE.into()],
         ..Default::default()

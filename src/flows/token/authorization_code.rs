@@ -1,88 +1,45 @@
-//! The authorization code grant (RFC 6749 §4.1.3, RFC 7636 §4.6): one transaction of three
-//! statements (read the code, consume it, insert the refresh token), then one signature.
+//! The authorization code grant's service (RFC 6749 §4.1.3): one transaction of at most three
+//! statements (read the code, consume it, insert the refresh token), decided by
+//! `oauth::grants::authorization_code`.
 
-use crate::oauth::code_grant::{self, CodeDecision};
+use crate::oauth::grants::authorization_code::{decide, lost_race};
+use crate::oauth::model::Client;
+use crate::oauth::token_request::CodeRequest;
 use crate::oauth::OAuthError;
 use crate::secret::{PlainToken, TokenHash};
-use crate::store::clients::Client;
-use crate::store::codes::{AuthCode, Grant};
-use crate::store::{write_tx, AnyConnection};
+use crate::store::codes::AuthCode;
+use crate::store::AnyConnection;
 
-use super::{insert_refresh, respond, Committed, Ctx, EndpointError, Issue, TokenResponse};
+use super::{apply_writes, finish, transaction, Applied, Ctx, EndpointError};
+use crate::oauth::grants::Issue;
 
 pub(super) fn exchange(
     conn: &mut AnyConnection,
     ctx: &Ctx,
     client: &Client,
-    code: &str,
-    redirect_uri: Option<&str>,
-    code_verifier: Option<&str>,
-    resource: Option<&str>,
-) -> Result<TokenResponse, EndpointError> {
-    let hash = TokenHash::of(code);
-    let outcome: Committed<TokenResponse> = write_tx(conn, |conn| {
-        let Some(found) = AuthCode::find(conn, hash.as_str())? else {
-            return Ok(Err(OAuthError::invalid_grant("the code is not valid")));
-        };
-        let (stored, user) = (&found.code, &found.user);
-        let revoked = found.grant_revoked_at.is_some();
-        let decision = match code_grant::decide(
-            stored,
-            revoked,
+    request: &CodeRequest,
+) -> Result<Result<Issue, OAuthError>, EndpointError> {
+    let hash = TokenHash::of(&request.code);
+    transaction(conn, |conn| {
+        let found = AuthCode::find(conn, hash.as_str())?;
+        let refresh = PlainToken::generate();
+        let plan = decide(
+            found.as_ref(),
             client,
-            redirect_uri,
-            code_verifier,
+            request,
+            &ctx.lifetimes,
+            refresh,
             ctx.now,
-        ) {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(e)),
-        };
-        if decision == CodeDecision::Replay || !AuthCode::consume(conn, hash.as_str(), ctx.now)? {
-            Grant::revoke(conn, &stored.grant_id, ctx.now)?;
-            tracing::warn!(client_id = %client.id, code = %hash.log_prefix(), "authorization code replayed: grant revoked");
-            return Ok(Err(OAuthError::invalid_grant(
-                "the code was already used; tokens issued from it are revoked",
-            )));
-        }
-        if let Some(r) = resource {
-            if r != stored.audience {
-                return Err(EndpointError::OAuth(OAuthError::invalid_target(
-                    "resource differs from the one authorized",
-                )));
+        );
+        let plan = match (apply_writes(conn, &plan.writes, ctx.now)?, &found) {
+            (Applied::LostRace, Some(code)) => {
+                // A concurrent request consumed it first: a replay.
+                let replay = lost_race(code);
+                apply_writes(conn, &replay.writes, ctx.now)?;
+                replay
             }
-        }
-        if !user.active {
-            return Err(OAuthError::invalid_grant("the user is disabled").into());
-        }
-        let refresh = if client.allows_grant("refresh_token") {
-            let family_end = found.grant_expires_at;
-            Some(insert_refresh(
-                conn,
-                ctx,
-                &stored.grant_id,
-                client,
-                Some(&stored.user_id),
-                &stored.scope,
-                &stored.audience,
-                family_end,
-                PlainToken::generate(),
-            )?)
-        } else {
-            None
+            _ => plan,
         };
-        let response = respond(
-            ctx,
-            client,
-            Issue {
-                subject: &stored.user_id,
-                audience: &stored.audience,
-                scope: &stored.scope,
-                roles: &user.roles,
-                grant_id: Some(&stored.grant_id),
-                refresh,
-            },
-        )?;
-        Ok::<_, EndpointError>(Ok(response))
-    })?;
-    Ok(outcome?)
+        finish(plan, client, hash.log_prefix())
+    })
 }

@@ -1,22 +1,26 @@
-//! The token endpoint's service (RFC 6749 §3.2): one client-authentication path, then one
-//! module per grant type, all issuing through [`respond`].
+//! The token endpoint's service (RFC 6749 §3.2): reads the clock once, authenticates the client
+//! in the same blocking-pool hop as the grant's reads, applies the grant's plan (`oauth::grants`)
+//! in one write transaction, and signs the access token after the commit.
 
 mod authorization_code;
 mod client_credentials;
 mod password;
 mod refresh_token;
 
-use crate::keys::Signer;
+use std::sync::Arc;
+
+use crate::keys::KeySet;
+use crate::oauth::client_auth::{self, ClientCredentials};
+use crate::oauth::grants::{Event, Finish, Issue, Lifetimes, Outcome, Plan, Write};
+use crate::oauth::model::{Client, GrantType};
 use crate::oauth::params::Params;
-use crate::oauth::token::{authenticate, client_credentials, TokenRequest};
+use crate::oauth::token_request::TokenRequest;
 use crate::oauth::OAuthError;
-use crate::secret::PlainToken;
-use crate::state::{now, AppState};
-use crate::store::clients::Client;
-use crate::store::refresh::RefreshToken;
-use crate::store::AnyConnection;
+use crate::state::AppState;
+use crate::store::{self, AnyConnection};
 use crate::tokens::{self, AccessGrant};
 
+use super::client_auth::authenticate_client;
 use super::{Answer, EndpointError};
 
 /// A successful token response (RFC 6749 §5.1).
@@ -32,29 +36,14 @@ pub struct TokenResponse {
 
 /// Everything a grant needs, read once per request (the clock included).
 struct Ctx {
-    issuer: String,
-    access_ttl: i64,
-    refresh_ttl: i64,
-    refresh_idle: i64,
-    /// Seconds during which a just-rotated refresh token may be presented again (0 = off).
-    retry_window: i64,
+    now: i64,
+    lifetimes: Lifetimes,
     /// Derives a refresh token's successor from it (HMAC), so a retry gets the same one back.
     successor_key: [u8; 32],
-    now: i64,
-    keys: std::sync::Arc<crate::keys::KeySet>,
 }
 
-impl Ctx {
-    fn signer(&self) -> Result<&Signer, EndpointError> {
-        self.keys.signer().ok_or_else(|| {
-            EndpointError::Internal(anyhow::anyhow!("no signing key is active").into())
-        })
-    }
-}
-
-/// A rejection that must still commit what it wrote (revocations), kept apart from the errors
-/// that roll the transaction back.
-type Committed<T> = Result<T, OAuthError>;
+/// What the blocking-pool hop found: the authenticated client (for CORS), and the grant's answer.
+type Hop<T> = Result<(Client, Result<T, OAuthError>), OAuthError>;
 
 #[tracing::instrument(skip_all, fields(grant_type))]
 pub async fn token(
@@ -62,7 +51,7 @@ pub async fn token(
     params: Params,
     authorization: Option<String>,
 ) -> Answer<TokenResponse> {
-    let creds = match client_credentials(authorization.as_deref(), &params) {
+    let creds = match client_auth::credentials(authorization.as_deref(), &params) {
         Ok(c) => c,
         Err(e) => return Answer::anonymous(e),
     };
@@ -70,155 +59,203 @@ pub async fn token(
         Ok(r) => r,
         Err(e) => return Answer::anonymous(e),
     };
-    tracing::Span::current().record("grant_type", request.grant_type());
+    tracing::Span::current().record("grant_type", request.grant_type().as_str());
+    let settings = &state.settings.tokens;
     let ctx = Ctx {
-        issuer: state.issuer().to_owned(),
-        access_ttl: state.settings.tokens.access_token_ttl_secs,
-        refresh_ttl: state.settings.tokens.refresh_token_ttl_secs,
-        refresh_idle: state.settings.tokens.refresh_token_idle_secs,
-        retry_window: state.settings.tokens.refresh_retry_window_secs,
+        now: state.clock.now(),
+        lifetimes: Lifetimes {
+            refresh_family: settings.refresh_token_ttl_secs,
+            refresh_idle: settings.refresh_token_idle_secs,
+            retry_window: settings.refresh_retry_window_secs,
+        },
         successor_key: state.refresh_successor_key,
-        now: now(),
-        keys: state.keys.current(),
     };
-    let id = creds.client_id.clone();
-    let client = match state
-        .db(move |conn| Ok::<_, EndpointError>(authenticate(Client::find(conn, &id)?, &creds)))
-        .await
-    {
-        Ok(Ok(client)) => client,
-        Ok(Err(e)) => return Answer::anonymous(e),
-        Err(e) => return Answer::failed(e),
-    };
-    if !client.allows_grant(request.grant_type()) {
-        let e = OAuthError::unauthorized_client("this client may not use this grant type");
-        return Answer::of(&client, Err(e.into()));
-    }
-    let result = match request {
-        TokenRequest::AuthorizationCode {
-            code,
-            redirect_uri,
-            code_verifier,
-            resource,
-        } => {
-            let c = client.clone();
-            state
-                .db(move |conn| {
-                    authorization_code::exchange(
-                        conn,
-                        &ctx,
-                        &c,
-                        &code,
-                        redirect_uri.as_deref(),
-                        code_verifier.as_deref(),
-                        resource.as_deref(),
-                    )
-                })
-                .await
-        }
-        TokenRequest::RefreshToken {
-            refresh_token,
-            scope,
-            resource,
-        } => {
-            let c = client.clone();
-            state
-                .db(move |conn| {
-                    refresh_token::refresh(
-                        conn,
-                        &ctx,
-                        &c,
-                        &refresh_token,
-                        scope.as_deref(),
-                        resource.as_deref(),
-                    )
-                })
-                .await
-        }
-        TokenRequest::Password {
-            username,
-            password,
-            scope,
-            resource,
-        } => {
-            password::grant(
+    let keys = state.keys.current();
+    let now = ctx.now;
+    let hop = match request {
+        TokenRequest::Password(r) => password::grant(state, ctx, creds, r).await,
+        TokenRequest::AuthorizationCode(r) => {
+            in_pool(
                 state,
-                ctx,
-                &client,
-                username,
-                password,
-                scope.as_deref(),
-                resource.as_deref(),
+                creds,
+                GrantType::AuthorizationCode,
+                move |conn, client| authorization_code::exchange(conn, &ctx, client, &r),
             )
             .await
         }
-        TokenRequest::ClientCredentials { scope, resource } => {
-            client_credentials::grant(&ctx, &client, scope.as_deref(), resource.as_deref())
+        TokenRequest::RefreshToken(r) => {
+            in_pool(
+                state,
+                creds,
+                GrantType::RefreshToken,
+                move |conn, client| refresh_token::refresh(conn, &ctx, client, &r),
+            )
+            .await
+        }
+        TokenRequest::ClientCredentials(r) => {
+            in_pool(
+                state,
+                creds,
+                GrantType::ClientCredentials,
+                move |_, client| Ok(client_credentials::grant(client, &r)),
+            )
+            .await
         }
     };
-    Answer::of(&client, result)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn insert_refresh(
-    conn: &mut AnyConnection,
-    ctx: &Ctx,
-    grant_id: &str,
-    client: &Client,
-    user_id: Option<&str>,
-    scope: &str,
-    audience: &str,
-    family_end: i64,
-    token: PlainToken,
-) -> Result<PlainToken, EndpointError> {
-    RefreshToken {
-        token_hash: token.hash().0,
-        grant_id: grant_id.to_owned(),
-        client_id: client.id.clone(),
-        user_id: user_id.map(str::to_owned),
-        scope: scope.to_owned(),
-        audience: audience.to_owned(),
-        created_at: ctx.now,
-        expires_at: (ctx.now + ctx.refresh_idle).min(family_end),
-        rotated_at: None,
+    match hop {
+        Err(e) => Answer::failed(e),
+        Ok(Err(e)) => Answer::anonymous(e),
+        Ok(Ok((client, result))) => {
+            let result = result
+                .map_err(EndpointError::from)
+                .and_then(|issue| respond(state, &keys, &issue, now));
+            Answer::of(&client, result)
+        }
     }
-    .insert(conn)?;
-    Ok(token)
 }
 
-/// What an access token is issued for, and the refresh token going with it.
-struct Issue<'a> {
-    subject: &'a str,
-    audience: &'a str,
-    scope: &'a str,
-    roles: &'a [String],
-    grant_id: Option<&'a str>,
-    refresh: Option<PlainToken>,
+/// One blocking-pool hop: [`with_client`], then the grant's work with the same connection.
+async fn in_pool(
+    state: &AppState,
+    creds: ClientCredentials,
+    grant_type: GrantType,
+    grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<Issue, OAuthError>, EndpointError>
+        + Send
+        + 'static,
+) -> Result<Hop<Issue>, EndpointError> {
+    state
+        .db(move |conn| with_client(conn, &creds, grant_type, grant))
+        .await
 }
 
-/// Signs the access token and builds the response.
-fn respond(ctx: &Ctx, client: &Client, issue: Issue<'_>) -> Result<TokenResponse, EndpointError> {
+/// Authenticates the client, checks it may use the grant type, and runs `grant` with it; all in
+/// the caller's pool hop.
+fn with_client<T>(
+    conn: &mut AnyConnection,
+    creds: &ClientCredentials,
+    grant_type: GrantType,
+    grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<T, OAuthError>, EndpointError>,
+) -> Result<Hop<T>, EndpointError> {
+    let client = match authenticate_client(conn, creds)? {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    if !client.allows_grant(grant_type) {
+        let e = OAuthError::unauthorized_client("this client may not use this grant type");
+        return Ok(Ok((client, Err(e))));
+    }
+    let result = grant(conn, &client)?;
+    Ok(Ok((client, result)))
+}
+
+/// How a grant's write transaction ended when it did not commit an issue.
+#[derive(Debug)]
+enum TxEnd {
+    /// The plan refused and said to roll back.
+    Rollback(OAuthError),
+    Database(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for TxEnd {
+    fn from(e: diesel::result::Error) -> Self {
+        TxEnd::Database(e)
+    }
+}
+
+/// Whether a plan's writes all went through, or a compare-and-swap among them was lost (the
+/// writes before it are undone with the transaction, or superseded by the core's next plan).
+#[derive(Debug, PartialEq, Eq)]
+enum Applied {
+    Done,
+    LostRace,
+}
+
+fn apply_writes(
+    conn: &mut AnyConnection,
+    writes: &[Write],
+    now: i64,
+) -> diesel::QueryResult<Applied> {
+    for write in writes {
+        if !store::apply(conn, write, now)? && write.is_conditional() {
+            return Ok(Applied::LostRace);
+        }
+    }
+    Ok(Applied::Done)
+}
+
+/// The transaction's end as the plan says: an issue or a refusal to commit returns `Ok`, a
+/// refusal to roll back returns `Err` (so `write_tx` rolls back).
+fn finish(plan: Plan, client: &Client, token: &str) -> Result<Result<Issue, OAuthError>, TxEnd> {
+    if let Some(event) = plan.event {
+        match event {
+            Event::CodeReplayed => {
+                tracing::warn!(client_id = %client.id, code = %token, "authorization code replayed: grant revoked");
+            }
+            Event::RefreshReused => {
+                tracing::warn!(client_id = %client.id, token = %token, "refresh token reuse: family revoked");
+            }
+            Event::RefreshResent => {
+                tracing::info!(client_id = %client.id, token = %token, "refresh retried within the window: same successor");
+            }
+        }
+    }
+    match plan.outcome {
+        Outcome::Issue(issue) => Ok(Ok(issue)),
+        Outcome::Refuse {
+            error,
+            finish: Finish::Commit,
+        } => Ok(Err(error)),
+        Outcome::Refuse {
+            error,
+            finish: Finish::Rollback,
+        } => Err(TxEnd::Rollback(error)),
+    }
+}
+
+/// Runs a grant's transaction body under `write_tx` and folds its ending into one result.
+fn transaction(
+    conn: &mut AnyConnection,
+    body: impl FnOnce(&mut AnyConnection) -> Result<Result<Issue, OAuthError>, TxEnd>,
+) -> Result<Result<Issue, OAuthError>, EndpointError> {
+    match store::write_tx(conn, body) {
+        Ok(result) => Ok(result),
+        Err(TxEnd::Rollback(e)) => Ok(Err(e)),
+        Err(TxEnd::Database(e)) => Err(e.into()),
+    }
+}
+
+/// Signs the access token (after the commit) and builds the response.
+fn respond(
+    state: &AppState,
+    keys: &Arc<KeySet>,
+    issue: &Issue,
+    now: i64,
+) -> Result<TokenResponse, EndpointError> {
+    let signer = keys.signer().ok_or_else(|| {
+        EndpointError::Internal(anyhow::anyhow!("no signing key is active").into())
+    })?;
+    let ttl = state.settings.tokens.access_token_ttl_secs;
     let (jwt, claims) = tokens::mint(
-        ctx.signer()?,
-        &ctx.issuer,
+        signer,
+        state.issuer(),
         &AccessGrant {
-            subject: issue.subject,
-            client_id: &client.id,
-            audience: issue.audience,
-            scope: issue.scope,
-            roles: issue.roles,
-            grant_id: issue.grant_id,
+            subject: &issue.subject,
+            client_id: issue.client_id.as_str(),
+            audience: &issue.audience,
+            scope: &issue.scope,
+            roles: &issue.roles,
+            grant_id: issue.grant_id.as_ref().map(|g| g.as_str()),
         },
-        ctx.now,
-        ctx.access_ttl,
+        now,
+        ttl,
     )
     .map_err(|e| EndpointError::Internal(anyhow::anyhow!("signing an access token: {e}").into()))?;
-    tracing::info!(client_id = %client.id, jti = %claims.jti, "access token issued");
+    tracing::info!(client_id = %issue.client_id, jti = %claims.jti, "access token issued");
     Ok(TokenResponse {
         access_token: jwt,
         token_type: "Bearer",
-        expires_in: ctx.access_ttl,
-        refresh_token: issue.refresh.map(|t| t.expose().to_owned()),
-        scope: issue.scope.to_owned(),
+        expires_in: ttl,
+        refresh_token: issue.refresh.as_ref().map(|t| t.expose().to_owned()),
+        scope: issue.scope.clone(),
     })
 }

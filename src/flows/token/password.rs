@@ -1,84 +1,77 @@
-//! The resource owner password grant (RFC 6749 §4.3), for first-party confidential clients
-//! registered with it (RFC 9700 §2.4 discourages it elsewhere). An unknown user, a disabled one
-//! and a wrong password give the same `invalid_grant` after the same argon2 work (checklist 50).
+//! The password grant's service (RFC 6749 §4.3): one pool hop reads the client and the user,
+//! argon2 checks the password (the same work for an unknown user, checklist 50), and a second hop
+//! applies `oauth::grants::password`'s plan.
 
 use crate::error::AppError;
-use crate::oauth::{authorize, scope, OAuthError};
+use crate::oauth::client_auth::ClientCredentials;
+use crate::oauth::grants::password::{check_request, decide, Fresh};
+use crate::oauth::grants::Issue;
+use crate::oauth::model::GrantType;
+use crate::oauth::token_request::PasswordRequest;
 use crate::secret::{new_id, PlainToken};
 use crate::state::AppState;
-use crate::store::clients::Client;
-use crate::store::codes::Grant;
 use crate::store::users::User;
-use crate::store::write_tx;
 
-use super::{insert_refresh, respond, Ctx, EndpointError, Issue, TokenResponse};
+use super::{apply_writes, finish, transaction, with_client, Ctx, EndpointError, Hop};
 
 pub(super) async fn grant(
     state: &AppState,
     ctx: Ctx,
-    client: &Client,
-    username: String,
-    password: String,
-    requested_scope: Option<&str>,
-    resource: Option<&str>,
-) -> Result<TokenResponse, EndpointError> {
-    let scope = scope::to_string(&scope::negotiate(requested_scope, &client.scopes)?);
-    let audience = authorize::select_audience(resource, client)?;
-    let user = state
-        .db(move |conn| Ok::<_, EndpointError>(User::find_by_username(conn, &username)?))
-        .await?
-        .filter(User::is_active);
-    let ok = state
-        .passwords
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await
-        .map_err(AppError::from)?;
-    let Some(user) = user.filter(|_| ok) else {
-        tracing::info!(client_id = %client.id, "password grant: wrong credentials");
-        return Err(OAuthError::invalid_grant("invalid username or password").into());
-    };
-    let client = client.clone();
-    state
+    creds: ClientCredentials,
+    request: PasswordRequest,
+) -> Result<Hop<Issue>, EndpointError> {
+    let username = request.username.clone();
+    let found = state
         .db(move |conn| {
-            write_tx(conn, |conn| {
-                let grant = Grant {
-                    id: new_id("gr"),
-                    client_id: client.id.clone(),
-                    user_id: Some(user.id.clone()),
-                    session_hash: None,
-                    created_at: ctx.now,
-                    expires_at: ctx.now + ctx.refresh_ttl,
-                    revoked_at: None,
+            with_client(conn, &creds, GrantType::Password, |conn, client| {
+                let target = match check_request(client, &request) {
+                    Ok(t) => t,
+                    Err(e) => return Ok(Err(e)),
                 };
-                grant.insert(conn)?;
-                let refresh = if client.allows_grant("refresh_token") {
-                    Some(insert_refresh(
-                        conn,
-                        &ctx,
-                        &grant.id,
-                        &client,
-                        Some(&user.id),
-                        &scope,
-                        &audience,
-                        grant.expires_at,
-                        PlainToken::generate(),
-                    )?)
-                } else {
-                    None
-                };
-                respond(
-                    &ctx,
-                    &client,
-                    Issue {
-                        subject: &user.id,
-                        audience: &audience,
-                        scope: &scope,
-                        roles: &user.roles,
-                        grant_id: Some(&grant.id),
-                        refresh,
-                    },
-                )
+                let user = User::find_by_username(conn, &username)?;
+                Ok(Ok((target, user, request)))
             })
         })
+        .await?;
+    let (client, (target, user, request)) = match found {
+        Ok((client, Ok(found))) => (client, found),
+        Ok((client, Err(e))) => return Ok(Ok((client, Err(e)))),
+        Err(e) => return Ok(Err(e)),
+    };
+    let password_ok = state
+        .passwords
+        .verify(
+            request.password,
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
         .await
+        .map_err(AppError::from)?;
+    let account = user.as_ref().map(User::account);
+    let plan = decide(
+        target,
+        account.as_ref(),
+        password_ok,
+        &client,
+        &ctx.lifetimes,
+        Fresh {
+            grant_id: new_id("gr").into(),
+            refresh: PlainToken::generate(),
+        },
+        ctx.now,
+    );
+    if plan.writes.is_empty() {
+        tracing::info!(client_id = %client.id, "password grant: wrong credentials");
+        return Ok(Ok((client, plan.into_result())));
+    }
+    let now = ctx.now;
+    let c = client.clone();
+    let result = state
+        .db(move |conn| {
+            transaction(conn, |conn| {
+                apply_writes(conn, &plan.writes, now)?;
+                finish(plan, &c, "")
+            })
+        })
+        .await?;
+    Ok(Ok((client, result)))
 }

@@ -1,102 +1,16 @@
-//! The token request (RFC 6749 §4.1.3, §6) and client authentication (§2.3.1), as types.
+//! Client authentication at the token, revocation and introspection endpoints (RFC 6749 §2.3.1):
+//! reading the presented credentials (exactly one method), then checking them against the
+//! registered client through its oxide-auth registrar.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use oxide_auth::primitives::registrar::Registrar as _;
 
-use super::errors::{ErrorCode, OAuthError};
+use super::errors::OAuthError;
+use super::model::Client;
 use super::params::Params;
 use super::registrar::ClientRegistrar;
 use crate::secret::{constant_time_eq, PlainToken, TokenHash};
-use crate::store::clients::Client;
-
-/// A token request, one variant per grant type.
-#[derive(Clone, PartialEq, Eq)]
-pub enum TokenRequest {
-    AuthorizationCode {
-        code: String,
-        redirect_uri: Option<String>,
-        code_verifier: Option<String>,
-        resource: Option<String>,
-    },
-    RefreshToken {
-        refresh_token: String,
-        scope: Option<String>,
-        resource: Option<String>,
-    },
-    Password {
-        username: String,
-        password: String,
-        scope: Option<String>,
-        resource: Option<String>,
-    },
-    ClientCredentials {
-        scope: Option<String>,
-        resource: Option<String>,
-    },
-}
-
-/// Names the grant only: a request carries codes, tokens and passwords that are never printed.
-impl std::fmt::Debug for TokenRequest {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TokenRequest({})", self.grant_type())
-    }
-}
-
-/// The grant types Gatehouse's token endpoint implements (the metadata lists exactly these).
-pub const GRANT_TYPES: [&str; 4] = [
-    "authorization_code",
-    "refresh_token",
-    "password",
-    "client_credentials",
-];
-
-/// The grant types a public client (no secret) may be registered with.
-pub const PUBLIC_CLIENT_GRANT_TYPES: [&str; 2] = ["authorization_code", "refresh_token"];
-
-impl TokenRequest {
-    /// Reads the grant-specific parameters.
-    pub fn from_params(params: &Params) -> Result<TokenRequest, OAuthError> {
-        let grant_type = params.require("grant_type")?;
-        let owned = |k: &str| params.get(k).map(str::to_owned);
-        match grant_type {
-            "authorization_code" => Ok(TokenRequest::AuthorizationCode {
-                code: params.require("code")?.to_owned(),
-                redirect_uri: owned("redirect_uri"),
-                code_verifier: owned("code_verifier"),
-                resource: owned("resource"),
-            }),
-            "refresh_token" => Ok(TokenRequest::RefreshToken {
-                refresh_token: params.require("refresh_token")?.to_owned(),
-                scope: owned("scope"),
-                resource: owned("resource"),
-            }),
-            "password" => Ok(TokenRequest::Password {
-                username: params.require("username")?.to_owned(),
-                password: params.require("password")?.to_owned(),
-                scope: owned("scope"),
-                resource: owned("resource"),
-            }),
-            "client_credentials" => Ok(TokenRequest::ClientCredentials {
-                scope: owned("scope"),
-                resource: owned("resource"),
-            }),
-            _ => Err(OAuthError::new(
-                ErrorCode::UnsupportedGrantType,
-                "grant_type is not supported",
-            )),
-        }
-    }
-
-    pub fn grant_type(&self) -> &'static str {
-        match self {
-            TokenRequest::AuthorizationCode { .. } => "authorization_code",
-            TokenRequest::RefreshToken { .. } => "refresh_token",
-            TokenRequest::Password { .. } => "password",
-            TokenRequest::ClientCredentials { .. } => "client_credentials",
-        }
-    }
-}
 
 /// How the client presented its credentials.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +32,7 @@ pub struct ClientCredentials {
 }
 
 /// Extracts client credentials from the `Authorization` header and the body: exactly one method.
-pub fn client_credentials(
+pub fn credentials(
     authorization: Option<&str>,
     params: &Params,
 ) -> Result<ClientCredentials, OAuthError> {
@@ -186,10 +100,7 @@ const DUMMY_HASH: &str = "000000000000000000000000000000000000000000000000000000
 /// Authenticates the client through its registrar (`ClientRegistrar::check`): confidential
 /// clients by secret, public clients by id alone. Unknown client, missing secret and wrong secret
 /// all give the same `invalid_client` after the same work (checklist 25).
-pub fn authenticate(
-    client: Option<Client>,
-    creds: &ClientCredentials,
-) -> Result<Client, OAuthError> {
+pub fn check(client: Option<Client>, creds: &ClientCredentials) -> Result<Client, OAuthError> {
     let passphrase = creds.secret.as_ref().map(|s| s.expose().as_bytes());
     match client {
         Some(c)
@@ -233,7 +144,7 @@ mod tests {
     #[test]
     fn basic_credentials_are_form_urldecoded() {
         let header = format!("Basic {}", STANDARD.encode("cl%3Aconf:s%2B3"));
-        let creds = client_credentials(Some(&header), &Params::default()).unwrap();
+        let creds = credentials(Some(&header), &Params::default()).unwrap();
         assert_eq!(creds.client_id, "cl:conf");
         assert_eq!(creds.secret.unwrap().expose(), "s+3");
         assert_eq!(creds.method, AuthMethod::Basic);
@@ -242,17 +153,17 @@ mod tests {
     #[test]
     fn basic_credentials_keep_ampersands_and_refuse_nul() {
         let header = format!("Basic {}", STANDARD.encode("cl_x:SECRET&junk=1"));
-        let creds = client_credentials(Some(&header), &Params::default()).unwrap();
+        let creds = credentials(Some(&header), &Params::default()).unwrap();
         assert_eq!(creds.secret.unwrap().expose(), "SECRET&junk=1");
         let header = format!("Basic {}", STANDARD.encode("cl_x%00:s"));
-        assert!(client_credentials(Some(&header), &Params::default()).is_err());
+        assert!(credentials(Some(&header), &Params::default()).is_err());
     }
 
     #[test]
     fn two_auth_methods_rejected() {
         let header = format!("Basic {}", STANDARD.encode("cl_conf:s3cret"));
         let params = Params::parse(b"client_secret=s3cret").unwrap();
-        assert!(client_credentials(Some(&header), &params).is_err());
+        assert!(credentials(Some(&header), &params).is_err());
     }
 
     #[test]
@@ -262,30 +173,18 @@ mod tests {
             secret: Some(PlainToken::from_presented("wrong")),
             method: AuthMethod::Post,
         };
-        let wrong = authenticate(Some(confidential()), &creds).unwrap_err();
-        let unknown = authenticate(None, &creds).unwrap_err();
+        let wrong = check(Some(confidential()), &creds).unwrap_err();
+        let unknown = check(None, &creds).unwrap_err();
         assert_eq!(wrong, unknown);
         let missing = ClientCredentials {
             secret: None,
             ..creds.clone()
         };
-        assert_eq!(
-            authenticate(Some(confidential()), &missing).unwrap_err(),
-            unknown
-        );
+        assert_eq!(check(Some(confidential()), &missing).unwrap_err(), unknown);
         let right = ClientCredentials {
             secret: Some(PlainToken::from_presented("s3cret")),
             ..creds
         };
-        assert!(authenticate(Some(confidential()), &right).is_ok());
-    }
-
-    #[test]
-    fn unknown_grant_type_is_unsupported() {
-        let p = Params::parse(b"grant_type=implicit").unwrap();
-        assert_eq!(
-            TokenRequest::from_params(&p).unwrap_err().code,
-            ErrorCode::UnsupportedGrantType
-        );
+        assert!(check(Some(confidential()), &right).is_ok());
     }
 }

@@ -1,0 +1,89 @@
+//! Grants: one per authorization, the family of its codes and refresh tokens. Revoking a grant
+//! revokes all of them, and (through introspection) the access tokens that carry its id.
+
+use diesel::prelude::*;
+
+use super::schema::grants;
+use super::AnyConnection;
+use crate::oauth::model::NewGrant;
+
+/// A grant as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = grants)]
+struct GrantRow {
+    id: String,
+    client_id: String,
+    user_id: Option<String>,
+    /// The browser session whose login produced it (none for the password grant); logging that
+    /// session out revokes the grant.
+    session_hash: Option<String>,
+    created_at: i64,
+    /// Absolute end of the family: no refresh token from it lives longer.
+    expires_at: i64,
+    revoked_at: Option<i64>,
+}
+
+/// Stores a new grant.
+pub fn insert(conn: &mut AnyConnection, grant: &NewGrant) -> QueryResult<()> {
+    diesel::insert_into(grants::table)
+        .values(GrantRow {
+            id: grant.id.to_string(),
+            client_id: grant.client_id.to_string(),
+            user_id: grant.user_id.as_ref().map(ToString::to_string),
+            session_hash: grant.session_hash.clone(),
+            created_at: grant.created_at,
+            expires_at: grant.expires_at,
+            revoked_at: None,
+        })
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Revokes the grant: every refresh token of its family, and every access token carrying its
+/// id (for introspection), is dead from now on. One statement, one row lock.
+pub fn revoke(conn: &mut AnyConnection, id: &str, now: i64) -> QueryResult<()> {
+    diesel::update(grants::table.find(id).filter(grants::revoked_at.is_null()))
+        .set(grants::revoked_at.eq(now))
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// Revokes every live grant of a user (disabled account, new password).
+pub fn revoke_all_for_user(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        grants::table
+            .filter(grants::user_id.eq(user_id))
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::revoked_at.eq(now))
+    .execute(conn)
+}
+
+/// Revokes the grants a browser session produced (logout).
+pub fn revoke_all_for_session(
+    conn: &mut AnyConnection,
+    session_hash: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        grants::table
+            .filter(grants::session_hash.eq(session_hash))
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::revoked_at.eq(now))
+    .execute(conn)
+}
+
+/// Whether the grant is live: it exists (it goes with its client) and is not revoked.
+pub fn is_live(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+    grants::table
+        .find(id)
+        .select(grants::revoked_at)
+        .first::<Option<i64>>(conn)
+        .optional()
+        .map(|r| matches!(r, Some(None)))
+}
