@@ -2,7 +2,6 @@
 //! registered with it (RFC 9700 §2.4 discourages it elsewhere). An unknown user, a disabled one
 //! and a wrong password give the same `invalid_grant` after the same argon2 work (checklist 50).
 
-use crate::error::AppError;
 use crate::oauth::{authorize, scope, OAuthError};
 use crate::secret::{new_id, PlainToken};
 use crate::state::AppState;
@@ -31,8 +30,7 @@ pub(super) async fn grant(
     let ok = state
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!(client_id = %client.id, "password grant: wrong credentials");
         return Err(OAuthError::invalid_grant("invalid username or password").into());
