@@ -94,6 +94,26 @@ pub struct PasswordSettings {
     pub iterations: u32,
     /// argon2id lanes.
     pub parallelism: u32,
+    /// Most password hashes computed at once (0 = one per core). Each holds `memory_kib` until it
+    /// finishes, even when the client that asked for it has gone away.
+    pub max_concurrent_hashes: usize,
+    /// Most password checks waiting for a hash slot; one more is answered "busy, retry" at once.
+    pub max_queued_hashes: usize,
+}
+
+/// Above this many concurrent hashes Gatehouse only adds memory, not throughput.
+pub const MAX_CONCURRENT_HASHES: usize = 1024;
+
+impl PasswordSettings {
+    /// `max_concurrent_hashes` with 0 resolved to the number of cores, at most
+    /// [`MAX_CONCURRENT_HASHES`].
+    pub fn concurrent_hashes(&self) -> usize {
+        let n = match self.max_concurrent_hashes {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        n.min(MAX_CONCURRENT_HASHES)
+    }
 }
 
 /// Settings that are lists; their environment variables are comma-separated.
@@ -200,6 +220,11 @@ impl Settings {
         }
         if !(0..=60).contains(&self.tokens.refresh_retry_window_secs) {
             anyhow::bail!("tokens.refresh_retry_window_secs must be between 0 (off) and 60");
+        }
+        if self.passwords.max_concurrent_hashes > MAX_CONCURRENT_HASHES {
+            anyhow::bail!(
+                "passwords.max_concurrent_hashes must be at most {MAX_CONCURRENT_HASHES} (0 = one per core)"
+            );
         }
         if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
             anyhow::bail!("token lifetimes must be positive");

@@ -1,12 +1,20 @@
-//! Password hashing: argon2id, verified in the blocking pool, never more hashes at once than cores.
+//! Password hashing: argon2id, verified in the blocking pool.
+//!
+//! Bounded work (checklist 57): at most `passwords.max_concurrent_hashes` hashes run at once,
+//! counted per hash: the hash owns its slot and frees it when it finishes, not when the request
+//! that asked for it goes away (a client that resets its connection cannot get another hash
+//! running beside its orphaned one). At most `passwords.max_queued_hashes` checks wait for a
+//! slot; the next one is refused at once with [`PasswordError::Busy`].
+//!
 //! An unknown user costs the same as a wrong password: the input is checked against a dummy hash.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::config::PasswordSettings;
 use crate::secret::random_bytes;
@@ -16,12 +24,72 @@ pub const MAX_PASSWORD_LEN: usize = 1024;
 /// Shortest password `user create` accepts.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
-/// The hasher with its parameters, concurrency limit and dummy hash.
+/// Why a password could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    /// Every hash slot is taken and the queue is full: the caller answers "retry later".
+    #[error("too many password checks are waiting")]
+    Busy,
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The hasher with its parameters, concurrency and queue limits, and dummy hash.
 #[derive(Clone)]
 pub struct Passwords {
     params: Params,
+    /// One permit per hash allowed to run; the blocking task computing the hash owns it.
     permits: Arc<Semaphore>,
+    /// Checks waiting for a permit.
+    waiting: Arc<AtomicUsize>,
+    max_queued: usize,
+    running: Arc<Gauge>,
     dummy_hash: Arc<String>,
+}
+
+/// Hashes running now and the most that ever ran at once (what the tests of checklist 57 read).
+#[derive(Default)]
+struct Gauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Gauge {
+    fn enter(&self) -> Running<'_> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        Running(self)
+    }
+}
+
+/// One running hash, counted until dropped.
+struct Running<'a>(&'a Gauge);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A place in the queue for a permit, given back when dropped (granted or abandoned).
+struct QueuePlace<'a>(&'a AtomicUsize);
+
+impl<'a> QueuePlace<'a> {
+    /// A place if fewer than `max` checks wait, else `None`.
+    fn take(waiting: &'a AtomicUsize, max: usize) -> Option<QueuePlace<'a>> {
+        waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| QueuePlace(waiting))
+    }
+}
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Passwords {
@@ -33,10 +101,12 @@ impl Passwords {
             None,
         )
         .map_err(|e| anyhow::anyhow!("invalid argon2 settings: {e}"))?;
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut p = Passwords {
             params,
-            permits: Arc::new(Semaphore::new(cores)),
+            permits: Arc::new(Semaphore::new(settings.concurrent_hashes())),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_queued: settings.max_queued_hashes,
+            running: Arc::new(Gauge::default()),
             dummy_hash: Arc::new(String::new()),
         };
         p.dummy_hash = Arc::new(p.hash(&crate::secret::hex(&random_bytes::<16>()))?);
@@ -70,13 +140,48 @@ impl Passwords {
         ok && stored.is_some()
     }
 
-    /// [`Passwords::verify_blocking`] in the blocking pool, at most one hash per core at a time.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> anyhow::Result<bool> {
-        let _permit = self.permits.acquire().await?;
+    /// [`Passwords::verify_blocking`] in the blocking pool, within the concurrency limit, or
+    /// [`PasswordError::Busy`] at once when the queue is full. Known and unknown users take the
+    /// same path, so neither the refusal nor the cost tells them apart.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
+        let permit = self.permit().await?;
         let this = self.clone();
-        let ok = actix_web::web::block(move || this.verify_blocking(&password, stored.as_deref()))
-            .await?;
+        let ok = actix_web::web::block(move || {
+            // The hash owns the permit: if the request is dropped meanwhile, this still runs to
+            // the end and only then lets the next hash start. `_running` drops first.
+            let _permit = permit;
+            let _running = this.running.enter();
+            this.verify_blocking(&password, stored.as_deref())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("password check task failed: {e}"))?;
         Ok(ok)
+    }
+
+    /// A hash slot: at once if one is free, else after waiting in the bounded queue.
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
+        match Arc::clone(&self.permits).try_acquire_owned() {
+            Ok(permit) => return Ok(permit),
+            Err(TryAcquireError::NoPermits) => {}
+            Err(TryAcquireError::Closed) => {
+                return Err(anyhow::anyhow!("the password hash slots are closed").into())
+            }
+        }
+        let Some(_place) = QueuePlace::take(&self.waiting, self.max_queued) else {
+            tracing::warn!(
+                queued = self.max_queued,
+                "password check refused: every hash slot is taken and the queue is full"
+            );
+            return Err(PasswordError::Busy);
+        };
+        Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|e| anyhow::anyhow!("waiting for a password hash slot: {e}").into())
     }
 }
 
@@ -99,13 +204,144 @@ pub fn check_new(password: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn cheap() -> Passwords {
+    fn with(memory_kib: u32, iterations: u32, concurrent: usize, queued: usize) -> Passwords {
         Passwords::new(&PasswordSettings {
-            memory_kib: 64,
-            iterations: 1,
+            memory_kib,
+            iterations,
             parallelism: 1,
+            max_concurrent_hashes: concurrent,
+            max_queued_hashes: queued,
         })
         .unwrap()
+    }
+
+    fn cheap() -> Passwords {
+        with(64, 1, 0, 32)
+    }
+
+    /// Polls until `done`; the cap is a backstop far beyond any real wait, not a timing check.
+    async fn wait_until(what: &str, done: impl Fn() -> bool) {
+        for _ in 0..20_000 {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("gave up waiting until {what}");
+    }
+
+    fn spawn_verify(
+        p: &Passwords,
+        password: &str,
+        stored: Option<&str>,
+    ) -> tokio::task::JoinHandle<Result<bool, PasswordError>> {
+        let (p, password, stored) = (p.clone(), password.to_owned(), stored.map(str::to_owned));
+        tokio::spawn(async move { p.verify(password, stored).await })
+    }
+
+    /// Polls a future once: what a caller gets without waiting.
+    fn poll_once<F: std::future::Future>(fut: F) -> std::task::Poll<F::Output> {
+        let mut fut = std::pin::pin!(fut);
+        fut.as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    }
+
+    const PASSWORD: &str = "correct horse battery staple";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bounded_work_hash_permit_outlives_dropped_request() {
+        // One slot; hashes of a few milliseconds, long enough that the checks started right after
+        // a disconnect would overlap the orphaned hash if its slot were freed early.
+        let p = with(8 * 1024, 2, 1, 64);
+        let stored = p.hash(PASSWORD).unwrap();
+        for _ in 0..3 {
+            let abandoned: Vec<_> = (0..4)
+                .map(|_| spawn_verify(&p, "wrong password", Some(&stored)))
+                .collect();
+            wait_until("a hash runs", || p.running.now.load(Ordering::SeqCst) == 1).await;
+            // The clients reset their connections: every request future is dropped, one of them
+            // while its hash runs.
+            for task in &abandoned {
+                task.abort();
+            }
+            for task in abandoned {
+                let _ = task.await;
+            }
+            let next: Vec<_> = (0..4)
+                .map(|_| spawn_verify(&p, PASSWORD, Some(&stored)))
+                .collect();
+            for task in next {
+                assert!(task.await.unwrap().unwrap(), "later checks still succeed");
+            }
+        }
+        wait_until("every hash ends", || {
+            p.running.now.load(Ordering::SeqCst) == 0
+        })
+        .await;
+        assert_eq!(
+            p.running.peak.load(Ordering::SeqCst),
+            1,
+            "more hashes ran at once than max_concurrent_hashes"
+        );
+        assert_eq!(p.permits.available_permits(), 1, "the slot comes back");
+        assert_eq!(p.waiting.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bounded_work_full_queue_answers_busy_at_once() {
+        let p = with(64, 1, 1, 2);
+        let stored = p.hash(PASSWORD).unwrap();
+        // The only slot is taken, as by a long hash.
+        let held = Arc::clone(&p.permits).try_acquire_owned().unwrap();
+        let queued: Vec<_> = (0..2)
+            .map(|_| spawn_verify(&p, PASSWORD, Some(&stored)))
+            .collect();
+        wait_until("two checks wait", || p.waiting.load(Ordering::SeqCst) == 2).await;
+        // The next check is refused on its first poll, for a known and an unknown user alike
+        // (checklist 50: the refusal says nothing about the account).
+        for stored in [Some(stored.clone()), None] {
+            match poll_once(p.verify(PASSWORD.into(), stored)) {
+                std::task::Poll::Ready(Err(PasswordError::Busy)) => {}
+                other => panic!("expected Busy at once, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            p.waiting.load(Ordering::SeqCst),
+            2,
+            "a refusal never queues"
+        );
+        drop(held);
+        for task in queued {
+            assert!(
+                task.await.unwrap().unwrap(),
+                "queued checks run once a slot frees"
+            );
+        }
+        assert_eq!(p.waiting.load(Ordering::SeqCst), 0);
+        assert!(p.verify(PASSWORD.into(), Some(stored)).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bounded_work_abandoned_wait_frees_its_queue_place() {
+        let p = with(64, 1, 1, 2);
+        let held = Arc::clone(&p.permits).try_acquire_owned().unwrap();
+        let abandoned: Vec<_> = (0..2).map(|_| spawn_verify(&p, PASSWORD, None)).collect();
+        wait_until("two checks wait", || p.waiting.load(Ordering::SeqCst) == 2).await;
+        for task in &abandoned {
+            task.abort();
+        }
+        for task in abandoned {
+            let _ = task.await;
+        }
+        // Nothing was hashing for them, so their places are free again.
+        assert_eq!(p.waiting.load(Ordering::SeqCst), 0);
+        let queued: Vec<_> = (0..2).map(|_| spawn_verify(&p, PASSWORD, None)).collect();
+        wait_until("two checks wait", || p.waiting.load(Ordering::SeqCst) == 2).await;
+        drop(held);
+        for task in queued {
+            assert!(!task.await.unwrap().unwrap());
+        }
+        assert_eq!(p.running.peak.load(Ordering::SeqCst), 1);
     }
 
     #[test]

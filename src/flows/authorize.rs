@@ -11,6 +11,7 @@ use crate::oauth::metadata::paths;
 use crate::oauth::model::{Client, NewGrant};
 use crate::oauth::params::Params;
 use crate::oauth::{ErrorCode, OAuthError};
+use crate::passwords::PasswordError;
 use crate::secret::{constant_time_eq, hmac_b64, PlainToken, TokenHash};
 use crate::state::AppState;
 use crate::store::codes::AuthCode;
@@ -57,6 +58,8 @@ pub enum Outcome {
     },
     /// The request is gone or forged: a 400 page with this text.
     BadRequest(&'static str),
+    /// Too many password checks wait already: the page again, as 503 with `Retry-After`.
+    Busy(PageView),
 }
 
 const EXPIRED: &str =
@@ -266,10 +269,15 @@ pub async fn login_submit(
         .await?
         .filter(User::is_active);
     // One argon2 computation whether or not the user exists (checklist 50).
-    let ok = state
+    let ok = match state
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await?;
+        .await
+    {
+        Ok(ok) => ok,
+        Err(PasswordError::Busy) => return Ok(Outcome::Busy(view(state, &ctx, &id))),
+        Err(PasswordError::Internal(e)) => return Err(e.into()),
+    };
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!("login failed");
         return Ok(Outcome::Retry(

@@ -19,6 +19,18 @@ pub enum EndpointError {
     OAuth(#[from] OAuthError),
     #[error(transparent)]
     Internal(#[from] AppError),
+    /// Too much password hashing is queued: answered 503 with `Retry-After` (checklist 57).
+    #[error("too many password checks are waiting")]
+    Busy,
+}
+
+impl From<crate::passwords::PasswordError> for EndpointError {
+    fn from(e: crate::passwords::PasswordError) -> Self {
+        match e {
+            crate::passwords::PasswordError::Busy => EndpointError::Busy,
+            crate::passwords::PasswordError::Internal(e) => EndpointError::Internal(e.into()),
+        }
+    }
 }
 
 impl From<diesel::result::Error> for EndpointError {

@@ -52,6 +52,7 @@ fn outcome(state: &AppState, outcome: Outcome, username: &str) -> HttpResponse {
             new_session,
         } => see_other(state, &location, new_session.as_ref()),
         Outcome::BadRequest(message) => pages::bad_request(message),
+        Outcome::Busy(view) => pages::login_busy(&view, username),
     }
 }
 

@@ -66,7 +66,25 @@ pub fn endpoint_error(err: EndpointError) -> HttpResponse {
     match err {
         EndpointError::OAuth(e) => oauth_error(&e),
         EndpointError::Internal(e) => actix_web::ResponseError::error_response(&e),
+        EndpointError::Busy => busy(),
     }
+}
+
+/// Seconds a client is asked to wait before retrying a request refused as busy.
+pub const RETRY_AFTER_SECS: &str = "1";
+
+/// 503 with `Retry-After`: too many password checks wait already (checklist 57). RFC 6749
+/// §4.1.2.1 names this `temporarily_unavailable` for the authorization endpoint; the token
+/// endpoint uses the same word for the same condition.
+pub fn busy() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(serde_json::json!({
+            "error": "temporarily_unavailable",
+            "error_description": "the server is busy checking other passwords; retry shortly",
+        }))
 }
 
 /// A JSON success that must never be cached (token and introspection responses, RFC 6749 §5.1).

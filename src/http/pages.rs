@@ -73,8 +73,33 @@ fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResp
 }
 
 pub fn login(view: &PageView, username: &str, error: Option<&str>) -> HttpResponse {
+    login_with(StatusCode::OK, view, username, error)
+}
+
+/// The login form again, as 503 with `Retry-After`: too many password checks wait already
+/// (checklist 57). The form stays usable: the user signs in again from it.
+pub fn login_busy(view: &PageView, username: &str) -> HttpResponse {
+    let mut resp = login_with(
+        StatusCode::SERVICE_UNAVAILABLE,
+        view,
+        username,
+        Some("Too many sign-ins are being checked right now. Wait a moment, then try again."),
+    );
+    resp.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(super::forms::RETRY_AFTER_SECS),
+    );
+    resp
+}
+
+fn login_with(
+    status: StatusCode,
+    view: &PageView,
+    username: &str,
+    error: Option<&str>,
+) -> HttpResponse {
     html(
-        StatusCode::OK,
+        status,
         LoginPage {
             client_name: &view.client_name,
             interaction: &view.interaction,

@@ -7,6 +7,7 @@ mod helpers;
 
 mod accounts;
 mod authorize;
+mod bounded_work;
 mod cli;
 mod compose;
 mod endpoints;

@@ -2,7 +2,6 @@
 //! argon2 checks the password (the same work for an unknown user, checklist 50), and a second hop
 //! applies `oauth::grants::password`'s plan.
 
-use crate::error::AppError;
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::grants::password::{check_request, decide, Fresh};
 use crate::oauth::grants::Issue;
@@ -44,8 +43,7 @@ pub(super) async fn grant(
             request.password,
             user.as_ref().map(|u| u.password_hash.clone()),
         )
-        .await
-        .map_err(AppError::from)?;
+        .await?;
     let account = user.as_ref().map(User::account);
     let plan = decide(
         target,
