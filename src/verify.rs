@@ -2,8 +2,9 @@
 //!
 //! A resource server never calls Gatehouse per request: [`Verifier`] fetches the JWKS once,
 //! caches it, refetches when a token names an unknown `kid` (at most once per
-//! [`Config::min_refetch_interval`]), and checks each token itself: an asymmetric algorithm from
-//! the allow-list, `typ: at+jwt`, no key embedded in or pointed to by the header, a published
+//! [`Config::min_refetch_interval`]), and checks each token itself with the profile the server
+//! checks its own tokens with ([`crate::jwt_profile`]): an asymmetric algorithm from the
+//! allow-list, `typ: at+jwt`, no key embedded in or pointed to by the header, a published
 //! `kid`, the signature, `iss`, `aud`, and `exp`/`nbf` with a small leeway.
 //!
 //! With `default-features = false, features = ["verify"]` this module comes without the
@@ -12,11 +13,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+
+use crate::jwt_profile::{self, Expected, Lifetime, Refusal, ASYMMETRIC};
 
 /// What a verifier accepts.
 #[derive(Debug, Clone)]
@@ -121,6 +122,33 @@ impl VerifyError {
     }
 }
 
+impl From<Refusal> for VerifyError {
+    fn from(refusal: Refusal) -> VerifyError {
+        match refusal {
+            Refusal::Malformed => VerifyError::Malformed,
+            Refusal::AlgorithmNotAllowed(alg) => VerifyError::AlgorithmNotAllowed(alg),
+            Refusal::EmbeddedKey => VerifyError::EmbeddedKey,
+            Refusal::WrongType => VerifyError::WrongType,
+            Refusal::MissingKid | Refusal::UnknownKid => VerifyError::UnknownKey,
+            Refusal::BadSignature => VerifyError::BadSignature,
+            Refusal::WrongIssuer => VerifyError::WrongIssuer,
+            Refusal::WrongAudience => VerifyError::WrongAudience,
+            Refusal::Expired => VerifyError::Expired,
+            Refusal::NotYetValid => VerifyError::NotYetValid,
+        }
+    }
+}
+
+impl Lifetime for Claims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
 /// Published keys by `kid`, with the algorithm each is for.
 #[derive(Default)]
 struct KeyCache {
@@ -162,7 +190,7 @@ pub fn keys_from_jwks(
         let Ok(alg) = Algorithm::try_from(alg) else {
             continue;
         };
-        if !is_asymmetric(alg) || !allowed.contains(&alg) {
+        if !ASYMMETRIC.contains(&alg) || !allowed.contains(&alg) {
             continue;
         }
         if let Ok(key) = DecodingKey::from_jwk(jwk) {
@@ -170,87 +198,6 @@ pub fn keys_from_jwks(
         }
     }
     keys
-}
-
-fn is_asymmetric(alg: Algorithm) -> bool {
-    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// The header members the checks need, read before any key is looked up.
-#[derive(Deserialize)]
-struct RawHeader {
-    alg: Option<String>,
-    typ: Option<String>,
-    kid: Option<String>,
-    jwk: Option<serde_json::Value>,
-    jku: Option<serde_json::Value>,
-    x5u: Option<serde_json::Value>,
-    x5c: Option<serde_json::Value>,
-}
-
-/// Checks the header: allowed algorithm, no embedded key, `typ: at+jwt`. Returns (alg, kid).
-fn check_header(token: &str, allowed: &[Algorithm]) -> Result<(Algorithm, String), VerifyError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(VerifyError::Malformed);
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| VerifyError::Malformed)?;
-    let raw: RawHeader = serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
-    let alg_name = raw.alg.ok_or(VerifyError::Malformed)?;
-    let alg = alg_name
-        .parse::<Algorithm>()
-        .ok()
-        .filter(|a| is_asymmetric(*a) && allowed.contains(a))
-        .ok_or(VerifyError::AlgorithmNotAllowed(alg_name))?;
-    if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
-        return Err(VerifyError::EmbeddedKey);
-    }
-    let typ = raw.typ.unwrap_or_default().to_ascii_lowercase();
-    if typ != "at+jwt" && typ != "application/at+jwt" {
-        return Err(VerifyError::WrongType);
-    }
-    let kid = raw.kid.ok_or(VerifyError::UnknownKey)?;
-    Ok((alg, kid))
-}
-
-/// Checks signature and claims with one key, at `now` (unix seconds).
-fn check_claims(
-    token: &str,
-    alg: Algorithm,
-    key: &DecodingKey,
-    config: &Config,
-    now: u64,
-) -> Result<Claims, VerifyError> {
-    use jsonwebtoken::errors::ErrorKind;
-    let mut validation = Validation::new(alg);
-    validation.set_issuer(&[&config.issuer]);
-    validation.set_audience(&[&config.audience]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    // Time is checked below against the `now` we were given.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => VerifyError::BadSignature,
-            ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
-            ErrorKind::InvalidAudience => VerifyError::WrongAudience,
-            ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmNotAllowed(format!("{alg:?}")),
-            _ => VerifyError::Malformed,
-        })?
-        .claims;
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
-    let leeway = i64::try_from(config.leeway_secs).unwrap_or(0);
-    if claims.exp + leeway <= now {
-        return Err(VerifyError::Expired);
-    }
-    if claims.nbf.is_some_and(|nbf| nbf - leeway > now) {
-        return Err(VerifyError::NotYetValid);
-    }
-    Ok(claims)
 }
 
 #[expect(
@@ -301,23 +248,23 @@ impl Verifier {
 
     /// Verifies a token at `now` (unix seconds).
     pub async fn verify_at(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
-        let (alg, kid) = check_header(token, &self.config.algorithms)?;
-        if let Some(claims) = self
-            .with_key(&kid, alg, |key_alg, key| {
-                check_claims(token, key_alg, key, &self.config, now)
-            })
-            .await?
-        {
+        let header = jwt_profile::check_header(token, &self.config.algorithms)?;
+        let expected = Expected {
+            issuer: &self.config.issuer,
+            audience: Some(&self.config.audience),
+            leeway_secs: self.config.leeway_secs,
+            now: i64::try_from(now).unwrap_or(i64::MAX),
+        };
+        let check = |key_alg: Algorithm, key: &DecodingKey| {
+            jwt_profile::check_claims::<Claims>(token, &header, key_alg, key, &expected)
+                .map_err(VerifyError::from)
+        };
+        if let Some(claims) = self.with_key(&header.kid, check).await? {
             return claims;
         }
         // Unknown kid: the keys may have been rotated since the last fetch.
         self.refresh(false).await?;
-        match self
-            .with_key(&kid, alg, |key_alg, key| {
-                check_claims(token, key_alg, key, &self.config, now)
-            })
-            .await?
-        {
+        match self.with_key(&header.kid, check).await? {
             Some(claims) => claims,
             None => Err(VerifyError::UnknownKey),
         }
@@ -328,7 +275,6 @@ impl Verifier {
     async fn with_key<T>(
         &self,
         kid: &str,
-        alg: Algorithm,
         f: impl FnOnce(Algorithm, &DecodingKey) -> Result<T, VerifyError>,
     ) -> Result<Option<Result<T, VerifyError>>, VerifyError> {
         let stale = {
@@ -346,12 +292,7 @@ impl Verifier {
             }
         }
         let cache = self.cache.read().await;
-        Ok(cache.keys.get(kid).map(|(key_alg, key)| {
-            if *key_alg != alg {
-                return Err(VerifyError::AlgorithmNotAllowed(format!("{alg:?}")));
-            }
-            f(*key_alg, key)
-        }))
+        Ok(cache.keys.get(kid).map(|(key_alg, key)| f(*key_alg, key)))
     }
 
     /// Fetches the JWKS, unless another task just did or (for unknown kids) the last attempt was
@@ -408,6 +349,9 @@ impl Verifier {
 mod tests {
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     use super::*;
     use crate::keys::{generate, KeySet, MasterKey};
