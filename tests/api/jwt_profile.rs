@@ -1,11 +1,14 @@
 //! `gatehouse::verify` against a JWKS endpoint that can be made slow or failing (issue 7,
-//! security fixes): fetches stay within `min_refetch_interval`, and a token whose key is cached
-//! verifies while a fetch hangs.
+//! security fixes): fetches stay within `min_refetch_interval`, a token whose key is cached
+//! verifies while a fetch hangs, and a header `alg` with control characters is a 401.
 
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use gatehouse::keys::{generate, KeySet, MasterKey};
 use gatehouse::tokens::{mint, AccessGrant};
 use gatehouse::verify::{Config, Verifier, VerifyError};
@@ -89,6 +92,16 @@ fn key_set() -> KeySet {
     let master = MasterKey::generate();
     let row = generate(&master, "ES256", 0, 0).unwrap();
     KeySet::from_rows(&[row], &master, NOW).unwrap()
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the example resource server checks tokens against the real clock"
+)]
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A real Gatehouse access token signed by `keys`, issued at `now`.
@@ -227,4 +240,134 @@ async fn cached_kid_verifies_while_the_jwks_endpoint_hangs() {
     }
     settle().await;
     assert_eq!(endpoint.requests(), 2, "one refresh in flight at a time");
+}
+
+/// The example binary, built by `cargo test` next to the test binary.
+fn example_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/resource_server");
+    assert!(
+        path.exists(),
+        "{} is missing: cargo test builds examples",
+        path.display()
+    );
+    path
+}
+
+/// Stops the example when the test ends, whichever way.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A token whose header names `alg` (JSON-escaped), with a valid-looking rest.
+fn token_with_alg(escaped_alg: &str) -> String {
+    let header = format!(r#"{{"alg":"{escaped_alg}","typ":"at+jwt","kid":"k1"}}"#);
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"{ISS}","sub":"usr_1"}}"#))
+    )
+}
+
+const CONTROL_ALGS: [&str; 5] = [
+    r"ES\u0000256",
+    r"\u0007",
+    r"ES256\r\n",
+    r"\u007f",
+    r"RS256\u001b[2J",
+];
+
+#[tokio::test]
+async fn alg_with_control_characters_is_a_clean_verify_error() {
+    let keys = key_set();
+    let endpoint = JwksEndpoint::start(keys.jwks().bytes.to_vec(), SERVE).await;
+    let verifier = verifier(
+        &endpoint.uri,
+        Duration::from_secs(30),
+        Duration::from_secs(300),
+    );
+    for alg in CONTROL_ALGS {
+        let err = check(&verifier, &token_with_alg(alg)).await.unwrap_err();
+        assert!(
+            matches!(err, VerifyError::AlgorithmNotAllowed(_)),
+            "{alg}: {err:?}"
+        );
+        // What a resource server puts in WWW-Authenticate must be a valid header value.
+        let description = err.to_string();
+        assert!(
+            reqwest::header::HeaderValue::from_str(&description).is_ok()
+                && description
+                    .chars()
+                    .all(|c| c == ' ' || c.is_ascii_graphic()),
+            "{alg}: {description:?}"
+        );
+    }
+    assert_eq!(
+        endpoint.requests(),
+        0,
+        "refused before any key is looked up"
+    );
+}
+
+#[tokio::test]
+async fn example_answers_401_to_an_alg_with_control_characters() {
+    let keys = key_set();
+    let endpoint = JwksEndpoint::start(keys.jwks().bytes.to_vec(), SERVE).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _example = Running(
+        Command::new(example_binary())
+            .env("RS_BIND", format!("127.0.0.1:{port}"))
+            .env("RS_ISSUER", ISS)
+            .env("RS_AUDIENCE", AUDIENCE)
+            .env("RS_JWKS_URI", &endpoint.uri)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let read = format!("http://127.0.0.1:{port}/read");
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(&read).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the example resource server did not start");
+
+    for alg in CONTROL_ALGS {
+        let resp = http
+            .get(&read)
+            .bearer_auth(token_with_alg(alg))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{alg}");
+        let challenge = resp.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("invalid_token"), "{alg}: {challenge}");
+    }
+    // A valid token still passes, so the 401s above are the header's doing.
+    let resp = http
+        .get(&read)
+        .bearer_auth(token_at(&keys, wall_clock()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
 }
