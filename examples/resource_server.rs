@@ -34,8 +34,15 @@ fn bearer(req: &HttpRequest) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// `text` fit for a quoted-string in a header: no quote, backslash or control character.
 fn quoted(text: &str) -> String {
-    text.replace(['"', '\\'], "'")
+    text.chars()
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            c if c == ' ' || c.is_ascii_graphic() => c,
+            _ => '?',
+        })
+        .collect()
 }
 
 fn unauthorized(error: Option<&VerifyError>) -> HttpResponse {

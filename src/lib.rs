@@ -17,6 +17,8 @@ pub mod error;
 pub mod flows;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(any(feature = "server", feature = "verify"))]
+pub mod jwt_profile;
 #[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]

@@ -1,8 +1,9 @@
 //! JWT access tokens (RFC 9068) and their claims.
 
-use jsonwebtoken::{Header, Validation};
+use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 
+use crate::jwt_profile::{self, Expected, Refusal};
 use crate::keys::{KeySet, Signer};
 use crate::secret::new_id;
 
@@ -63,33 +64,57 @@ pub fn mint(
     Ok((jwt, claims))
 }
 
-/// Checks one of our own access tokens (introspection): a published key, `typ=at+jwt`, our issuer,
-/// not expired at `now`. Any failure is `None`: to the caller the token is simply inactive.
+/// Clock skew tolerated by the server's check of its own tokens: none. The same clock issued
+/// them, so a token is inactive from its `exp` on, exactly the lifetime it was issued with.
+/// Resource servers, on other clocks, have `verify::Config::leeway_secs`.
+pub const OWN_LEEWAY_SECS: u64 = 0;
+
+/// The claims as the check reads them: the token's, and `nbf` should a token carry one.
+#[derive(Deserialize)]
+struct OwnClaims {
+    #[serde(flatten)]
+    claims: AccessClaims,
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+
+impl jwt_profile::Lifetime for OwnClaims {
+    fn exp(&self) -> i64 {
+        self.claims.exp
+    }
+
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
+/// Checks one of our own access tokens (introspection, revocation) against the profile that
+/// resource servers check too ([`jwt_profile`]): a key of our key set, with its own algorithm,
+/// `typ` at+jwt, our issuer, valid at `now` with [`OWN_LEEWAY_SECS`]. The audience is the
+/// caller's to judge. Any failure is `None`: to the caller the token is simply inactive.
 pub fn verify_own(keys: &KeySet, issuer: &str, token: &str, now: i64) -> Option<AccessClaims> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    // Keys come only from our own key set: a header that names or embeds a key is refused
-    // (RFC 8725 §3.10), and so is any type but at+jwt (RFC 9068 §4).
-    if header.typ.as_deref() != Some("at+jwt")
-        || header.jwk.is_some()
-        || header.jku.is_some()
-        || header.x5u.is_some()
-        || header.x5c.is_some()
-    {
-        return None;
-    }
-    let (alg, key) = keys.verifier(header.kid.as_deref()?)?;
-    if header.alg != *alg {
-        return None;
-    }
-    let mut validation = Validation::new(*alg);
-    validation.set_issuer(&[issuer]);
-    validation.validate_aud = false;
-    // Expiry is checked below against the `now` we were given, not the wall clock.
-    validation.validate_exp = false;
-    validation.validate_nbf = true;
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    let data = jsonwebtoken::decode::<AccessClaims>(token, key, &validation).ok()?;
-    (data.claims.exp > now).then_some(data.claims)
+    check_own(keys, issuer, token, now).ok()
+}
+
+/// [`verify_own`], saying why a token is refused.
+pub(crate) fn check_own(
+    keys: &KeySet,
+    issuer: &str,
+    token: &str,
+    now: i64,
+) -> Result<AccessClaims, Refusal> {
+    // Any asymmetric algorithm passes the header; the key the kid names then fixes the one.
+    let header = jwt_profile::check_header(token, jwt_profile::ASYMMETRIC)?;
+    // Keys come only from our own key set (RFC 8725 §3.10).
+    let (key_alg, key) = keys.verifier(&header.kid).ok_or(Refusal::UnknownKid)?;
+    let expected = Expected {
+        issuer,
+        audience: None,
+        leeway_secs: OWN_LEEWAY_SECS,
+        now,
+    };
+    jwt_profile::check_claims::<OwnClaims>(token, &header, *key_alg, key, &expected)
+        .map(|own| own.claims)
 }
 
 #[cfg(test)]

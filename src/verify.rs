@@ -1,22 +1,28 @@
 //! Resource-server validation of Gatehouse access tokens (RFC 9068 §4, RFC 8725).
 //!
-//! A resource server never calls Gatehouse per request: [`Verifier`] fetches the JWKS once,
-//! caches it, refetches when a token names an unknown `kid` (at most once per
-//! [`Config::min_refetch_interval`]), and checks each token itself: an asymmetric algorithm from
-//! the allow-list, `typ: at+jwt`, no key embedded in or pointed to by the header, a published
-//! `kid`, the signature, `iss`, `aud`, and `exp`/`nbf` with a small leeway.
+//! A resource server never calls Gatehouse per request: [`Verifier`] fetches the JWKS, caches
+//! it, and checks each token itself with the profile the server checks its own tokens with
+//! ([`crate::jwt_profile`]): an asymmetric algorithm from the allow-list, `typ: at+jwt`, no key
+//! embedded in or pointed to by the header, a published `kid`, the signature, `iss`, `aud`, and
+//! `exp`/`nbf` with a small leeway.
+//!
+//! Fetching never holds up a token whose key is cached: a stale cache is refreshed in the
+//! background while its keys stay in use, and only a token naming an unknown `kid` waits for a
+//! fetch. However stale the cache or failed the last fetch, the JWKS is fetched at most once per
+//! [`Config::min_refetch_interval`].
 //!
 //! With `default-features = false, features = ["verify"]` this module comes without the
 //! authorization server (no Diesel, askama or oxide-auth).
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+
+use crate::jwt_profile::{self, Expected, Lifetime, Refusal, ASYMMETRIC};
 
 /// What a verifier accepts.
 #[derive(Debug, Clone)]
@@ -31,9 +37,11 @@ pub struct Config {
     pub algorithms: Vec<Algorithm>,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_secs: u64,
-    /// The JWKS is refetched at most this often when a token names an unknown `kid`.
+    /// The JWKS is fetched at most this often, for an unknown `kid`, a stale cache or after a
+    /// failure alike.
     pub min_refetch_interval: Duration,
-    /// A cached JWKS older than this is refetched before use.
+    /// A cached JWKS older than this is refreshed in the background; its keys stay in use
+    /// meanwhile, and after a failed refresh.
     pub max_cache_age: Duration,
 }
 
@@ -121,20 +129,60 @@ impl VerifyError {
     }
 }
 
-/// Published keys by `kid`, with the algorithm each is for.
+impl From<Refusal> for VerifyError {
+    fn from(refusal: Refusal) -> VerifyError {
+        match refusal {
+            Refusal::Malformed => VerifyError::Malformed,
+            Refusal::AlgorithmNotAllowed(alg) => VerifyError::AlgorithmNotAllowed(alg),
+            Refusal::EmbeddedKey => VerifyError::EmbeddedKey,
+            Refusal::WrongType => VerifyError::WrongType,
+            Refusal::MissingKid | Refusal::UnknownKid => VerifyError::UnknownKey,
+            Refusal::BadSignature => VerifyError::BadSignature,
+            Refusal::WrongIssuer => VerifyError::WrongIssuer,
+            Refusal::WrongAudience => VerifyError::WrongAudience,
+            Refusal::Expired => VerifyError::Expired,
+            Refusal::NotYetValid => VerifyError::NotYetValid,
+        }
+    }
+}
+
+impl Lifetime for Claims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
+/// Published keys by `kid`, with the algorithm each is for, and when they were fetched.
 #[derive(Default)]
 struct KeyCache {
     keys: HashMap<String, (Algorithm, DecodingKey)>,
+    /// The last successful fetch.
     fetched: Option<Instant>,
+    /// The start of the last fetch, successful or not: the next one waits
+    /// `min_refetch_interval` from here.
     last_attempt: Option<Instant>,
+    /// Why the last fetch failed, until one succeeds.
+    last_error: Option<String>,
 }
 
 /// Verifies Gatehouse access tokens. Share one per process (it holds the JWKS cache).
 pub struct Verifier {
+    shared: Arc<Shared>,
+}
+
+/// What a background refresh needs of the verifier.
+struct Shared {
     config: Config,
     http: reqwest::Client,
-    cache: tokio::sync::RwLock<KeyCache>,
-    fetching: tokio::sync::Mutex<()>,
+    /// Never held across an `.await`: a token with a cached key never waits for a fetch.
+    cache: RwLock<KeyCache>,
+    /// Held for the whole of a fetch, so that a token with an unknown `kid` can wait for the
+    /// fetch in flight instead of starting another.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Parses a JWKS document into verification keys: signature keys of an allowed asymmetric
@@ -162,7 +210,7 @@ pub fn keys_from_jwks(
         let Ok(alg) = Algorithm::try_from(alg) else {
             continue;
         };
-        if !is_asymmetric(alg) || !allowed.contains(&alg) {
+        if !ASYMMETRIC.contains(&alg) || !allowed.contains(&alg) {
             continue;
         }
         if let Ok(key) = DecodingKey::from_jwk(jwk) {
@@ -170,87 +218,6 @@ pub fn keys_from_jwks(
         }
     }
     keys
-}
-
-fn is_asymmetric(alg: Algorithm) -> bool {
-    !matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-}
-
-/// The header members the checks need, read before any key is looked up.
-#[derive(Deserialize)]
-struct RawHeader {
-    alg: Option<String>,
-    typ: Option<String>,
-    kid: Option<String>,
-    jwk: Option<serde_json::Value>,
-    jku: Option<serde_json::Value>,
-    x5u: Option<serde_json::Value>,
-    x5c: Option<serde_json::Value>,
-}
-
-/// Checks the header: allowed algorithm, no embedded key, `typ: at+jwt`. Returns (alg, kid).
-fn check_header(token: &str, allowed: &[Algorithm]) -> Result<(Algorithm, String), VerifyError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(_), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(VerifyError::Malformed);
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| VerifyError::Malformed)?;
-    let raw: RawHeader = serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed)?;
-    let alg_name = raw.alg.ok_or(VerifyError::Malformed)?;
-    let alg = alg_name
-        .parse::<Algorithm>()
-        .ok()
-        .filter(|a| is_asymmetric(*a) && allowed.contains(a))
-        .ok_or(VerifyError::AlgorithmNotAllowed(alg_name))?;
-    if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
-        return Err(VerifyError::EmbeddedKey);
-    }
-    let typ = raw.typ.unwrap_or_default().to_ascii_lowercase();
-    if typ != "at+jwt" && typ != "application/at+jwt" {
-        return Err(VerifyError::WrongType);
-    }
-    let kid = raw.kid.ok_or(VerifyError::UnknownKey)?;
-    Ok((alg, kid))
-}
-
-/// Checks signature and claims with one key, at `now` (unix seconds).
-fn check_claims(
-    token: &str,
-    alg: Algorithm,
-    key: &DecodingKey,
-    config: &Config,
-    now: u64,
-) -> Result<Claims, VerifyError> {
-    use jsonwebtoken::errors::ErrorKind;
-    let mut validation = Validation::new(alg);
-    validation.set_issuer(&[&config.issuer]);
-    validation.set_audience(&[&config.audience]);
-    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-    // Time is checked below against the `now` we were given.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    let claims = jsonwebtoken::decode::<Claims>(token, key, &validation)
-        .map_err(|e| match e.kind() {
-            ErrorKind::InvalidSignature => VerifyError::BadSignature,
-            ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
-            ErrorKind::InvalidAudience => VerifyError::WrongAudience,
-            ErrorKind::InvalidAlgorithm => VerifyError::AlgorithmNotAllowed(format!("{alg:?}")),
-            _ => VerifyError::Malformed,
-        })?
-        .claims;
-    let now = i64::try_from(now).unwrap_or(i64::MAX);
-    let leeway = i64::try_from(config.leeway_secs).unwrap_or(0);
-    if claims.exp + leeway <= now {
-        return Err(VerifyError::Expired);
-    }
-    if claims.nbf.is_some_and(|nbf| nbf - leeway > now) {
-        return Err(VerifyError::NotYetValid);
-    }
-    Ok(claims)
 }
 
 #[expect(
@@ -271,27 +238,29 @@ impl Verifier {
             .build()
             .map_err(|e| VerifyError::JwksUnavailable(format!("HTTP client: {e}")))?;
         Ok(Verifier {
-            config,
-            http,
-            cache: tokio::sync::RwLock::new(KeyCache::default()),
-            fetching: tokio::sync::Mutex::new(()),
+            shared: Arc::new(Shared {
+                config,
+                http,
+                cache: RwLock::new(KeyCache::default()),
+                fetching: Arc::new(tokio::sync::Mutex::new(())),
+            }),
         })
     }
 
     /// A verifier with the given keys already cached (tests, or keys obtained another way).
     pub fn with_jwks(config: Config, jwks: &JwkSet) -> Result<Verifier, VerifyError> {
         let verifier = Verifier::new(config)?;
-        let keys = keys_from_jwks(jwks, &verifier.config.algorithms);
-        if let Ok(mut cache) = verifier.cache.try_write() {
-            cache.keys = keys;
-            cache.fetched = Some(Instant::now());
-            cache.last_attempt = Some(Instant::now());
-        }
+        let keys = keys_from_jwks(jwks, &verifier.shared.config.algorithms);
+        let mut cache = verifier.shared.cache_mut();
+        cache.keys = keys;
+        cache.fetched = Some(Instant::now());
+        cache.last_attempt = Some(Instant::now());
+        drop(cache);
         Ok(verifier)
     }
 
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.shared.config
     }
 
     /// Verifies a token now.
@@ -300,106 +269,137 @@ impl Verifier {
     }
 
     /// Verifies a token at `now` (unix seconds).
+    ///
+    /// A token whose key is cached is checked at once, even when the cache is stale: a
+    /// refresh then runs in the background. Only a token with an unknown `kid` waits for a
+    /// fetch. Either way the JWKS is fetched at most once per `min_refetch_interval`.
     pub async fn verify_at(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
-        let (alg, kid) = check_header(token, &self.config.algorithms)?;
-        if let Some(claims) = self
-            .with_key(&kid, alg, |key_alg, key| {
-                check_claims(token, key_alg, key, &self.config, now)
-            })
-            .await?
-        {
-            return claims;
+        let config = &self.shared.config;
+        let header = jwt_profile::check_header(token, &config.algorithms)?;
+        let expected = Expected {
+            issuer: &config.issuer,
+            audience: Some(&config.audience),
+            leeway_secs: config.leeway_secs,
+            now: i64::try_from(now).unwrap_or(i64::MAX),
+        };
+        let check = |key_alg: Algorithm, key: &DecodingKey| {
+            jwt_profile::check_claims::<Claims>(token, &header, key_alg, key, &expected)
+                .map_err(VerifyError::from)
+        };
+        if let Some(result) = self.shared.with_key(&header.kid, check) {
+            if self.shared.is_stale() {
+                self.refresh_in_background();
+            }
+            return result;
         }
         // Unknown kid: the keys may have been rotated since the last fetch.
-        self.refresh(false).await?;
-        match self
-            .with_key(&kid, alg, |key_alg, key| {
-                check_claims(token, key_alg, key, &self.config, now)
-            })
-            .await?
-        {
-            Some(claims) => claims,
-            None => Err(VerifyError::UnknownKey),
+        self.shared.refresh_now().await;
+        match self.shared.with_key(&header.kid, check) {
+            Some(result) => result,
+            None => Err(match self.shared.cache().last_error.clone() {
+                // Whether the kid is published cannot be told without the JWKS.
+                Some(why) => VerifyError::JwksUnavailable(why),
+                None => VerifyError::UnknownKey,
+            }),
         }
     }
 
-    /// Runs `f` with the cached key for `kid`; `None` when there is no such key. Fetches first
-    /// when nothing is cached yet or the cache is too old.
-    async fn with_key<T>(
-        &self,
-        kid: &str,
-        alg: Algorithm,
-        f: impl FnOnce(Algorithm, &DecodingKey) -> Result<T, VerifyError>,
-    ) -> Result<Option<Result<T, VerifyError>>, VerifyError> {
-        let stale = {
-            let cache = self.cache.read().await;
-            cache
-                .fetched
-                .is_none_or(|t| t.elapsed() > self.config.max_cache_age)
+    /// Starts a fetch without waiting for it, unless one is in flight, there is no runtime to
+    /// run it on, or the last one began less than `min_refetch_interval` ago.
+    fn refresh_in_background(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
         };
-        if stale {
-            // A failed refetch keeps serving the keys already cached.
-            if let Err(e) = self.refresh(true).await {
-                if self.cache.read().await.keys.is_empty() {
-                    return Err(e);
-                }
-            }
+        // Taken here, not in the task, so that a token with an unknown kid arriving meanwhile
+        // waits for this fetch.
+        let Ok(fetching) = self.shared.fetching.clone().try_lock_owned() else {
+            return;
+        };
+        if !self.shared.claim_attempt() {
+            return;
         }
-        let cache = self.cache.read().await;
-        Ok(cache.keys.get(kid).map(|(key_alg, key)| {
-            if *key_alg != alg {
-                return Err(VerifyError::AlgorithmNotAllowed(format!("{alg:?}")));
-            }
-            f(*key_alg, key)
-        }))
+        let shared = self.shared.clone();
+        runtime.spawn(async move {
+            let _fetching = fetching;
+            // A failure is kept in the cache; the keys already cached stay in use.
+            shared.fetch_and_store().await;
+        });
+    }
+}
+
+impl Shared {
+    fn cache(&self) -> RwLockReadGuard<'_, KeyCache> {
+        self.cache.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Fetches the JWKS, unless another task just did or (for unknown kids) the last attempt was
-    /// less than `min_refetch_interval` ago.
-    async fn refresh(&self, because_stale: bool) -> Result<(), VerifyError> {
-        let _one_at_a_time = self.fetching.lock().await;
+    fn cache_mut(&self) -> RwLockWriteGuard<'_, KeyCache> {
+        self.cache.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` with the cached key for `kid`; `None` when there is no such key.
+    fn with_key<T>(&self, kid: &str, f: impl FnOnce(Algorithm, &DecodingKey) -> T) -> Option<T> {
+        self.cache().keys.get(kid).map(|(alg, key)| f(*alg, key))
+    }
+
+    fn is_stale(&self) -> bool {
+        self.cache()
+            .fetched
+            .is_none_or(|t| t.elapsed() > self.config.max_cache_age)
+    }
+
+    /// Takes the right to fetch: true at most once per `min_refetch_interval`, whatever the
+    /// state of the cache or the outcome of the last fetch.
+    fn claim_attempt(&self) -> bool {
+        let mut cache = self.cache_mut();
+        if cache
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < self.config.min_refetch_interval)
         {
-            let cache = self.cache.read().await;
-            let recent = cache
-                .last_attempt
-                .is_some_and(|t| t.elapsed() < self.config.min_refetch_interval);
-            let fresh = cache
-                .fetched
-                .is_some_and(|t| t.elapsed() <= self.config.max_cache_age);
-            if recent && (!because_stale || fresh) {
-                return Ok(());
-            }
+            return false;
         }
-        self.cache.write().await.last_attempt = Some(Instant::now());
-        let jwks = self.fetch().await?;
-        let keys = keys_from_jwks(&jwks, &self.config.algorithms);
-        let mut cache = self.cache.write().await;
-        cache.keys = keys;
-        cache.fetched = Some(Instant::now());
-        Ok(())
+        cache.last_attempt = Some(Instant::now());
+        true
     }
 
-    async fn fetch(&self) -> Result<JwkSet, VerifyError> {
-        let unavailable = |what: String| VerifyError::JwksUnavailable(what);
+    /// Waits for the fetch in flight, if any; then fetches unless the last attempt was too
+    /// recent. The outcome is in the cache.
+    async fn refresh_now(&self) {
+        let _fetching = self.fetching.lock().await;
+        if self.claim_attempt() {
+            self.fetch_and_store().await;
+        }
+    }
+
+    async fn fetch_and_store(&self) {
+        let fetched = self.fetch().await;
+        let mut cache = self.cache_mut();
+        match fetched {
+            Ok(jwks) => {
+                cache.keys = keys_from_jwks(&jwks, &self.config.algorithms);
+                cache.fetched = Some(Instant::now());
+                cache.last_error = None;
+            }
+            Err(why) => cache.last_error = Some(why),
+        }
+    }
+
+    /// GETs and parses the JWKS; the error says what failed, naming the URI.
+    async fn fetch(&self) -> Result<JwkSet, String> {
+        let uri = &self.config.jwks_uri;
         let resp = self
             .http
-            .get(&self.config.jwks_uri)
+            .get(uri)
             .send()
             .await
-            .map_err(|e| unavailable(format!("GET {}: {e}", self.config.jwks_uri)))?;
+            .map_err(|e| format!("GET {uri}: {e}"))?;
         if !resp.status().is_success() {
-            return Err(unavailable(format!(
-                "GET {} answered {}",
-                self.config.jwks_uri,
-                resp.status()
-            )));
+            return Err(format!("GET {uri} answered {}", resp.status()));
         }
         let body = resp
             .bytes()
             .await
-            .map_err(|e| unavailable(format!("reading {}: {e}", self.config.jwks_uri)))?;
-        serde_json::from_slice(&body)
-            .map_err(|e| unavailable(format!("{} is not a JWKS: {e}", self.config.jwks_uri)))
+            .map_err(|e| format!("reading {uri}: {e}"))?;
+        serde_json::from_slice(&body).map_err(|e| format!("{uri} is not a JWKS: {e}"))
     }
 }
 
@@ -408,6 +408,9 @@ impl Verifier {
 mod tests {
     use jsonwebtoken::{EncodingKey, Header};
     use serde_json::json;
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
 
     use super::*;
     use crate::keys::{generate, KeySet, MasterKey};

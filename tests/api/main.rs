@@ -12,6 +12,7 @@ mod cli;
 mod compose;
 mod endpoints;
 mod grants;
+mod jwt_profile;
 mod keys;
 mod refresh_window;
 mod resource_server;

@@ -1,0 +1,477 @@
+//! The access-token profile, checked in one place (RFC 9068 §4, RFC 8725 §3).
+//!
+//! The server's own introspection and revocation ([`crate::tokens`], `server` feature) and the
+//! resource-server check ([`crate::verify`], `verify` feature) both run these two functions, so
+//! that what one accepts the other accepts too:
+//!
+//! - [`check_header`], before any key is looked up: an asymmetric algorithm from the caller's
+//!   allow-list, no key embedded in or pointed to by the header (`jwk`, `jku`, `x5u`, `x5c`),
+//!   `typ` `at+jwt` or `application/at+jwt` (any case), and a `kid`.
+//! - [`check_claims`], with the key the `kid` names: the key's own algorithm, the signature,
+//!   `iss` exactly, `aud` when the caller names one, and `exp`/`nbf` against the caller's `now`
+//!   with one leeway. The wall clock is never read here.
+//!
+//! Only crates both features have are used here (jsonwebtoken, serde, base64).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Every asymmetric algorithm there is a verifier for. HMAC is never accepted: a published
+/// public key must not become a shared secret (RFC 8725 §3.1).
+pub const ASYMMETRIC: &[Algorithm] = &[
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::EdDSA,
+];
+
+/// Why a token does not fit the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not three base64url parts, a header or payload that is not JSON, or a claim of the wrong
+    /// shape.
+    Malformed,
+    /// The header's algorithm, made printable (see [`printable_alg`]).
+    AlgorithmNotAllowed(String),
+    EmbeddedKey,
+    WrongType,
+    MissingKid,
+    /// None of the caller's keys has the `kid` (the caller's lookup decides this, not the
+    /// profile).
+    UnknownKid,
+    BadSignature,
+    WrongIssuer,
+    WrongAudience,
+    Expired,
+    NotYetValid,
+}
+
+/// What the header said, once it passed [`check_header`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedHeader {
+    pub alg: Algorithm,
+    pub kid: String,
+}
+
+/// The header members the checks need. Each key-bearing member is read as any JSON value, so
+/// that its mere presence refuses the token.
+#[derive(Deserialize)]
+struct RawHeader {
+    alg: Option<String>,
+    typ: Option<String>,
+    kid: Option<String>,
+    jwk: Option<serde_json::Value>,
+    jku: Option<serde_json::Value>,
+    x5u: Option<serde_json::Value>,
+    x5c: Option<serde_json::Value>,
+}
+
+/// Longest algorithm name repeated back in an error.
+const ALG_NAME_MAX: usize = 16;
+
+/// The header's `alg` as it may appear in an error description, and so in a
+/// `WWW-Authenticate` header: printable ASCII only, truncated. A name with control characters
+/// would otherwise make the response header invalid.
+pub fn printable_alg(name: &str) -> String {
+    name.chars()
+        .take(ALG_NAME_MAX)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
+/// Checks the header: algorithm (allowed by the caller and asymmetric), no key in it, the type,
+/// a `kid`. Checked in that order, so that an unsigned or HMAC token is named as such.
+pub fn check_header(token: &str, allowed: &[Algorithm]) -> Result<CheckedHeader, Refusal> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(_), Some(_), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(Refusal::Malformed);
+    };
+    let bytes = URL_SAFE_NO_PAD
+        .decode(header)
+        .map_err(|_| Refusal::Malformed)?;
+    let raw: RawHeader = serde_json::from_slice(&bytes).map_err(|_| Refusal::Malformed)?;
+    let alg_name = raw.alg.ok_or(Refusal::Malformed)?;
+    let alg = alg_name
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|a| ASYMMETRIC.contains(a) && allowed.contains(a))
+        .ok_or_else(|| Refusal::AlgorithmNotAllowed(printable_alg(&alg_name)))?;
+    if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
+        return Err(Refusal::EmbeddedKey);
+    }
+    let typ = raw.typ.unwrap_or_default();
+    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+        return Err(Refusal::WrongType);
+    }
+    let kid = raw.kid.ok_or(Refusal::MissingKid)?;
+    Ok(CheckedHeader { alg, kid })
+}
+
+/// The validity window of a set of claims.
+pub trait Lifetime {
+    /// `exp`, unix seconds.
+    fn exp(&self) -> i64;
+    /// `nbf`, unix seconds, when the token has one.
+    fn nbf(&self) -> Option<i64>;
+}
+
+/// What the claims must say, and the time to check them at.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected<'a> {
+    /// Compared exactly with `iss`.
+    pub issuer: &'a str,
+    /// Compared with `aud`; `None` when the caller decides about the audience itself.
+    pub audience: Option<&'a str>,
+    /// Clock skew tolerated on both `exp` and `nbf`, in seconds.
+    pub leeway_secs: u64,
+    /// The caller's time, unix seconds.
+    pub now: i64,
+}
+
+/// Checks signature and claims of a token whose header passed [`check_header`], with the key
+/// its `kid` names and the algorithm that key is for.
+pub fn check_claims<C: DeserializeOwned + Lifetime>(
+    token: &str,
+    header: &CheckedHeader,
+    key_alg: Algorithm,
+    key: &DecodingKey,
+    expected: &Expected<'_>,
+) -> Result<C, Refusal> {
+    use jsonwebtoken::errors::ErrorKind;
+    // A key verifies only with the algorithm it was published for (RFC 8725 §3.1).
+    if header.alg != key_alg {
+        return Err(Refusal::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+    }
+    let mut validation = Validation::new(key_alg);
+    validation.set_issuer(&[expected.issuer]);
+    match expected.audience {
+        Some(audience) => validation.set_audience(&[audience]),
+        None => validation.validate_aud = false,
+    }
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    // Time is checked below against the caller's `now`: the library would read the wall clock.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    let claims: C = jsonwebtoken::decode::<C>(token, key, &validation)
+        .map_err(|e| match e.kind() {
+            ErrorKind::InvalidSignature => Refusal::BadSignature,
+            ErrorKind::InvalidIssuer => Refusal::WrongIssuer,
+            ErrorKind::InvalidAudience => Refusal::WrongAudience,
+            ErrorKind::InvalidAlgorithm => {
+                Refusal::AlgorithmNotAllowed(format!("{:?}", header.alg))
+            }
+            _ => Refusal::Malformed,
+        })?
+        .claims;
+    let leeway = i64::try_from(expected.leeway_secs).unwrap_or(i64::MAX);
+    if claims.exp().saturating_add(leeway) <= expected.now {
+        return Err(Refusal::Expired);
+    }
+    if claims
+        .nbf()
+        .is_some_and(|nbf| nbf.saturating_sub(leeway) > expected.now)
+    {
+        return Err(Refusal::NotYetValid);
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header_of(json: &str) -> String {
+        format!("{}.e30.c2ln", URL_SAFE_NO_PAD.encode(json))
+    }
+
+    #[test]
+    fn typ_is_at_jwt_or_its_media_type_in_any_case() {
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+JWT",
+        ] {
+            let token = header_of(&format!(r#"{{"alg":"ES256","typ":"{typ}","kid":"k"}}"#));
+            assert_eq!(
+                check_header(&token, ASYMMETRIC),
+                Ok(CheckedHeader {
+                    alg: Algorithm::ES256,
+                    kid: "k".into()
+                }),
+                "{typ}"
+            );
+        }
+        for typ in [
+            r#""JWT""#,
+            r#""jwt""#,
+            r#""at+jwt ""#,
+            r#""application/jwt""#,
+            "null",
+        ] {
+            let token = header_of(&format!(r#"{{"alg":"ES256","typ":{typ},"kid":"k"}}"#));
+            assert_eq!(
+                check_header(&token, ASYMMETRIC),
+                Err(Refusal::WrongType),
+                "{typ}"
+            );
+        }
+        let no_typ = header_of(r#"{"alg":"ES256","kid":"k"}"#);
+        assert_eq!(check_header(&no_typ, ASYMMETRIC), Err(Refusal::WrongType));
+    }
+
+    #[test]
+    fn only_allowed_asymmetric_algorithms_pass() {
+        let with_alg =
+            |alg: &str| header_of(&format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"k"}}"#));
+        for alg in ["HS256", "HS384", "HS512", "none", "None", "es256", ""] {
+            assert_eq!(
+                check_header(&with_alg(alg), ASYMMETRIC),
+                Err(Refusal::AlgorithmNotAllowed(alg.into())),
+                "{alg}"
+            );
+        }
+        // Allowed by the profile, but not by this caller.
+        assert_eq!(
+            check_header(&with_alg("RS256"), &[Algorithm::ES256]),
+            Err(Refusal::AlgorithmNotAllowed("RS256".into()))
+        );
+        // HMAC stays out even when a caller lists it.
+        assert_eq!(
+            check_header(&with_alg("HS256"), &[Algorithm::HS256]),
+            Err(Refusal::AlgorithmNotAllowed("HS256".into()))
+        );
+    }
+
+    #[test]
+    fn alg_with_control_characters_is_refused_in_printable_form() {
+        for alg in [
+            r"ES\u0000256",
+            r"\u0007\r\n",
+            r"ES256\u007f",
+            "\u{e9}\u{202e}",
+            r#"a\"b"#,
+        ] {
+            let token = header_of(&format!(r#"{{"alg":"{alg}","typ":"at+jwt","kid":"k"}}"#));
+            let Err(Refusal::AlgorithmNotAllowed(shown)) = check_header(&token, ASYMMETRIC) else {
+                panic!("{alg} passed");
+            };
+            assert!(shown.chars().all(|c| c.is_ascii_graphic()), "{shown:?}");
+        }
+        let long = "A".repeat(10_000);
+        let token = header_of(&format!(r#"{{"alg":"{long}","typ":"at+jwt","kid":"k"}}"#));
+        assert_eq!(
+            check_header(&token, ASYMMETRIC),
+            Err(Refusal::AlgorithmNotAllowed("A".repeat(ALG_NAME_MAX)))
+        );
+        // Not a string at all.
+        let token = header_of(r#"{"alg":5,"typ":"at+jwt","kid":"k"}"#);
+        assert_eq!(check_header(&token, ASYMMETRIC), Err(Refusal::Malformed));
+    }
+
+    #[test]
+    fn keys_in_the_header_and_a_missing_kid_are_refused() {
+        for member in [
+            r#""jwk":{"kty":"EC"}"#,
+            r#""jku":"https://evil.example/jwks""#,
+            r#""x5u":"https://evil.example/cert""#,
+            r#""x5c":["MIIB"]"#,
+        ] {
+            let token = header_of(&format!(
+                r#"{{"alg":"ES256","typ":"at+jwt","kid":"k",{member}}}"#
+            ));
+            assert_eq!(
+                check_header(&token, ASYMMETRIC),
+                Err(Refusal::EmbeddedKey),
+                "{member}"
+            );
+        }
+        let token = header_of(r#"{"alg":"ES256","typ":"at+jwt"}"#);
+        assert_eq!(check_header(&token, ASYMMETRIC), Err(Refusal::MissingKid));
+    }
+}
+
+/// Rule 32 of the security checklist, against both callers of the profile: each forged token
+/// differs from a valid one in one property only and is otherwise properly signed, so the
+/// check of that property is the reason it is refused.
+#[cfg(all(test, feature = "server", feature = "verify"))]
+mod both_checks {
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::keys::{generate, KeySet, MasterKey};
+    use crate::tokens::{check_own, verify_own};
+    use crate::verify::{Config, Verifier, VerifyError};
+
+    const NOW: i64 = 1_800_000_000;
+    const ISS: &str = "https://auth.example";
+    const AUD: &str = "https://api.example";
+
+    fn claims() -> Value {
+        json!({"iss": ISS, "sub": "usr_1", "aud": AUD, "client_id": "cl_1", "iat": NOW,
+               "exp": NOW + 900, "jti": "at_1", "scope": "api:read"})
+    }
+
+    #[tokio::test]
+    async fn each_forged_variant_is_refused_by_both_checks() {
+        let master = MasterKey::generate();
+        let row = generate(&master, "ES256", 0, 0).unwrap();
+        let keys = KeySet::from_rows(&[row], &master, NOW).unwrap();
+        let signer = keys.signer().unwrap();
+        let jwks: JwkSet = serde_json::from_slice(&keys.jwks().bytes).unwrap();
+        let mut config = Config::new(ISS, AUD);
+        // Nothing listens here, and the unknown kid may not trigger a fetch anyway.
+        config.jwks_uri = "http://127.0.0.1:9/jwks.json".into();
+        config.min_refetch_interval = std::time::Duration::from_secs(3600);
+        let verifier = Verifier::with_jwks(config, &jwks).unwrap();
+
+        let header = || {
+            let mut h = Header::new(Algorithm::ES256);
+            h.typ = Some("at+jwt".into());
+            h.kid = Some(signer.kid.clone());
+            h
+        };
+        let sign = |h: &Header, c: &Value| jsonwebtoken::encode(h, c, &signer.key).unwrap();
+        let with_header = |change: &dyn Fn(&mut Header)| {
+            let mut h = header();
+            change(&mut h);
+            sign(&h, &claims())
+        };
+        let with_claim = |name: &str, value: Value| {
+            let mut c = claims();
+            c[name] = value;
+            sign(&header(), &c)
+        };
+        let valid = sign(&header(), &claims());
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let payload = b64(&serde_json::to_vec(&claims()).unwrap());
+        let valid_signature = valid.rsplit('.').next().unwrap();
+        let mut wider = claims();
+        wider["scope"] = json!("api:read api:admin");
+        let valid_header = valid.split('.').next().unwrap();
+
+        let variants: Vec<(&str, String, Refusal)> = vec![
+            (
+                "unknown kid",
+                with_header(&|h| h.kid = Some("not-published".into())),
+                Refusal::UnknownKid,
+            ),
+            (
+                "typ JWT",
+                with_header(&|h| h.typ = Some("JWT".into())),
+                Refusal::WrongType,
+            ),
+            (
+                "typ missing",
+                with_header(&|h| h.typ = None),
+                Refusal::WrongType,
+            ),
+            (
+                "jku",
+                with_header(&|h| h.jku = Some("https://evil.example/jwks.json".into())),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "jwk (the real public key)",
+                with_header(&|h| h.jwk = Some(jwks.keys[0].clone())),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "x5u",
+                with_header(&|h| h.x5u = Some("https://evil.example/cert.pem".into())),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "x5c",
+                with_header(&|h| h.x5c = Some(vec!["MIIBfake".into()])),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "wrong iss",
+                with_claim("iss", json!("https://evil.example")),
+                Refusal::WrongIssuer,
+            ),
+            (
+                "expired",
+                with_claim("exp", json!(NOW - 3600)),
+                Refusal::Expired,
+            ),
+            (
+                "nbf in the future",
+                with_claim("nbf", json!(NOW + 3600)),
+                Refusal::NotYetValid,
+            ),
+            (
+                "alg none, unsigned",
+                format!(
+                    "{}.{payload}.",
+                    b64(
+                        format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#, signer.kid)
+                            .as_bytes()
+                    )
+                ),
+                Refusal::AlgorithmNotAllowed("none".into()),
+            ),
+            (
+                "HS256 keyed with the public JWKS",
+                {
+                    let mut h = header();
+                    h.alg = Algorithm::HS256;
+                    let secret = EncodingKey::from_secret(&keys.jwks().bytes);
+                    jsonwebtoken::encode(&h, &claims(), &secret).unwrap()
+                },
+                Refusal::AlgorithmNotAllowed("HS256".into()),
+            ),
+            (
+                "payload changed after signing",
+                format!(
+                    "{valid_header}.{}.{valid_signature}",
+                    b64(&serde_json::to_vec(&wider).unwrap())
+                ),
+                Refusal::BadSignature,
+            ),
+        ];
+
+        // The unmodified token passes both, so each refusal below is the variant's doing.
+        let own = verify_own(&keys, ISS, &valid, NOW).expect("the valid token passes verify_own");
+        assert_eq!(own.jti, "at_1");
+        let theirs = verifier.verify_at(&valid, NOW as u64).await;
+        assert_eq!(theirs.map(|c| c.jti), Ok("at_1".to_owned()));
+
+        // Both accept the same spellings of the type.
+        for typ in ["application/at+jwt", "AT+JWT"] {
+            let token = with_header(&|h| h.typ = Some(typ.into()));
+            assert!(verify_own(&keys, ISS, &token, NOW).is_some(), "{typ}");
+            assert!(
+                verifier.verify_at(&token, NOW as u64).await.is_ok(),
+                "{typ}"
+            );
+        }
+
+        for (what, token, refusal) in variants {
+            assert_eq!(
+                check_own(&keys, ISS, &token, NOW),
+                Err(refusal.clone()),
+                "{what}"
+            );
+            assert_eq!(verify_own(&keys, ISS, &token, NOW), None, "{what}");
+            assert_eq!(
+                verifier.verify_at(&token, NOW as u64).await,
+                Err(VerifyError::from(refusal)),
+                "{what}"
+            );
+        }
+    }
+}
