@@ -179,6 +179,12 @@ pub fn test_settings(database_url: &str, issuer: &str, keys_dir: &std::path::Pat
     Settings::load_from(None, env).expect("test settings")
 }
 
+/// Argon2 at the cost config/default.toml gives it, for the tests that time password checks.
+pub fn production_argon2(settings: &mut Settings) {
+    let defaults = Settings::load_from(None, Vec::new()).expect("default settings");
+    settings.passwords = defaults.passwords;
+}
+
 pub async fn spawn_app(db: Db) -> TestApp {
     spawn_with(db, |_| {})
         .await
@@ -815,6 +821,57 @@ pub fn sha256_hex(value: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Time and processes
 // ---------------------------------------------------------------------------------------------
+
+/// One timing comparison at a time in this process: two argon2-bound measurements running side
+/// by side on a small machine would mostly measure each other.
+static TIMING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Times `attempt(true)` against `attempt(false)` over `rounds` back-to-back pairs (alternating
+/// which goes first, after one untimed warm-up each) and returns the median time of each and the
+/// median of the pairs' ratios (false over true). A pair runs under the same load, so its ratio
+/// stays steady while the machine's load comes and goes.
+pub async fn compare_times<F, Fut>(rounds: usize, mut attempt: F) -> (Duration, Duration, f64)
+where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let _alone = TIMING.lock().await;
+    attempt(true).await;
+    attempt(false).await;
+    let (mut yes, mut no, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let mut pair = [Duration::ZERO; 2];
+        for which in [round % 2 == 0, round % 2 != 0] {
+            let started = Instant::now();
+            attempt(which).await;
+            pair[usize::from(which)] = started.elapsed();
+        }
+        ratios.push(pair[0].as_secs_f64() / pair[1].as_secs_f64());
+        no.push(pair[0]);
+        yes.push(pair[1]);
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort_unstable();
+        v[v.len() / 2]
+    };
+    ratios.sort_unstable_by(f64::total_cmp);
+    (median(&mut yes), median(&mut no), ratios[rounds / 2])
+}
+
+/// Asserts that `attempt(true)` and `attempt(false)` cost alike: the median ratio of their times
+/// within a factor of two. Generous enough for a loaded, shared machine, and still decisive
+/// where one of them skips an argon2 hash that dominates the other (a ratio near 0.05).
+pub async fn assert_same_cost<F, Fut>(what: &str, attempt: F)
+where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let (yes, no, ratio) = compare_times(21, attempt).await;
+    assert!(
+        (0.5..=2.0).contains(&ratio),
+        "{what}: medians {yes:?} and {no:?}, median ratio {ratio:.2}"
+    );
+}
 
 /// Polls `probe` until it returns `Some`, for at most `limit`.
 pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
