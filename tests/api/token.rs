@@ -1042,20 +1042,56 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     buffer
 }
 
+/// The session cookie a response sets.
+fn session_set_by(resp: &reqwest::Response) -> String {
+    cookie_pair(&set_cookie(resp).expect("a session cookie")).1
+}
+
 both_backends!(secrets_never_logged);
 async fn secrets_never_logged(app: TestApp) {
     let logs = capture_logs();
     let conf = app.confidential();
+    let first_party = app.password_client();
     let user = app.user("alice", &[]);
     let secret = conf.secret().to_owned();
+    let mut secrets: Vec<(&str, String)> = vec![
+        ("password", PASSWORD.to_owned()),
+        ("client secret", secret.clone()),
+        ("client secret", first_party.secret().to_owned()),
+    ];
 
-    let (code, p) = code_for(&app, &conf).await;
+    // The browser: session cookies before and after login, the forms' CSRF tokens and
+    // interaction ids, and a failed login with its wrong password.
+    let p = pkce();
+    let resp = app.get_authorize(&authz(&conf.id, &p.challenge, &[])).await;
+    secrets.push(("session cookie", session_set_by(&resp)));
+    let login = location(&resp);
+    let (interaction, csrf) = app.form_fields(&app.browser, &login).await;
+    let wrong = "wrong password on the login page";
+    let failed = app
+        .browser_post("/login", &login_form(&interaction, &csrf, "alice", wrong))
+        .await;
+    assert_eq!(failed.status().as_u16(), 200, "the login failed");
+    let resp = app.login(&login, "alice", PASSWORD).await;
+    secrets.push(("session cookie", session_set_by(&resp)));
+    let consent = location(&resp);
+    let (consent_interaction, consent_csrf) = app.form_fields(&app.browser, &consent).await;
+    let code = query_of(&location(&app.consent(&consent, "approve").await))["code"].clone();
+    secrets.extend([
+        ("failed login password", wrong.to_owned()),
+        ("interaction id", interaction),
+        ("csrf token", csrf),
+        ("interaction id", consent_interaction),
+        ("csrf token", consent_csrf),
+    ]);
+
     let exchange = || app.token().code(&code, &p.verifier).basic(&conf);
     let t1 = exchange().ok().await;
     // A replay and a failed authentication too: error paths log as well.
     exchange().fails(400, "invalid_grant").await;
     // The replay revoked the grant: a second login for the refresh part.
-    let (code2, p2) = code_for(&app, &conf).await;
+    let p2 = pkce();
+    let code2 = app.code_as(&conf, "alice", &p2, &[]).await;
     let redeem = app.token().code(&code2, &p2.verifier);
     let t2 = redeem.basic(&conf).ok().await;
     let refresh = |t: &Value| app.token().refresh(&s(t, "refresh_token"));
@@ -1064,34 +1100,47 @@ async fn secrets_never_logged(app: TestApp) {
     assert_eq!(wrong_secret.send().await.status().as_u16(), 401);
     // Reuse of a rotated refresh token (logged as a warning).
     refresh(&t2).basic(&conf).fails(400, "invalid_grant").await;
-    let (code3, p3) = code_for(&app, &conf).await;
-    let redeem = app.token().code(&code3, &p3.verifier);
-    let t4 = redeem.basic(&conf).ok().await;
+    let t4 = app.confidential_tokens(&conf, "alice").await;
     let revocation = app.revocation(&s(&t4, "refresh_token")).basic(&conf);
     assert_eq!(revocation.send().await.status().as_u16(), 200);
 
+    // The password grant: its password, a wrong one, and the tokens it issues and refreshes.
+    let t5 = app
+        .token()
+        .password("alice", PASSWORD)
+        .basic(&first_party)
+        .ok()
+        .await;
+    let t6 = refresh(&t5).basic(&first_party).ok().await;
+    let grant_wrong = "wrong password in the password grant";
+    let req = app
+        .token()
+        .password("alice", grant_wrong)
+        .basic(&first_party);
+    req.fails(400, "invalid_grant").await;
+    secrets.push(("password grant password", grant_wrong.to_owned()));
+
     let text =
         String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
-    let issued = text
-        .lines()
-        .any(|l| l.contains("access token issued") && l.contains(&conf.id));
-    assert!(
-        issued,
-        "the capture works: no 'access token issued' line for {}",
-        conf.id
-    );
+    for client in [&conf.id, &first_party.id] {
+        let issued = text
+            .lines()
+            .any(|l| l.contains("access token issued") && l.contains(client));
+        assert!(
+            issued,
+            "the capture works: no 'access token issued' line for {client}"
+        );
+    }
     assert!(text.contains(&user), "the login of {user} was logged");
+    assert!(text.contains("login failed"), "the failed login was logged");
 
-    let mut secrets: Vec<(&str, String)> = vec![
-        ("password", PASSWORD.to_owned()),
-        ("client secret", secret.clone()),
+    secrets.extend([
         ("code", code.clone()),
         ("code", code2.clone()),
-        ("code", code3.clone()),
         ("code_verifier", p.verifier.clone()),
         ("code_verifier", p2.verifier.clone()),
-    ];
-    for t in [&t1, &t2, &t3, &t4] {
+    ]);
+    for t in [&t1, &t2, &t3, &t4, &t5, &t6] {
         secrets.push(("refresh token", s(t, "refresh_token")));
         let at = s(t, "access_token");
         // The signature part: the header part is shared by every token of one key.
