@@ -1,12 +1,6 @@
 //! The authorization endpoint, login and consent pages (checklist 1-6, 14, 36, 40-44, 46-48, 50).
 
-// Test code: the helpers below panic on a broken response, like the tests themselves.
-#![allow(clippy::expect_used)]
-
 use std::collections::{BTreeSet, HashMap};
-
-use gatehouse::registry::NewClient;
-use reqwest::redirect::Policy;
 
 use crate::both_backends;
 use crate::helpers::*;
@@ -14,62 +8,6 @@ use crate::helpers::*;
 // ---------------------------------------------------------------------------------------------
 // Private helpers
 // ---------------------------------------------------------------------------------------------
-
-/// The standard authorize parameters for `client_id`, with overrides: `Some(v)` replaces (or
-/// adds) a parameter, `None` removes it.
-fn authz(client_id: &str, challenge: &str, overrides: &[(&str, Option<&str>)]) -> String {
-    let mut pairs: Vec<(String, String)> = vec![
-        ("client_id".into(), client_id.into()),
-        ("redirect_uri".into(), REDIRECT.into()),
-        ("response_type".into(), "code".into()),
-        ("state".into(), "state-123".into()),
-        ("code_challenge".into(), challenge.into()),
-        ("code_challenge_method".into(), "S256".into()),
-    ];
-    for (k, v) in overrides {
-        let pos = pairs.iter().position(|(name, _)| name == k);
-        match (pos, v) {
-            (Some(i), Some(v)) => pairs[i].1 = (*v).to_owned(),
-            (Some(i), None) => {
-                pairs.remove(i);
-            }
-            (None, Some(v)) => pairs.push(((*k).to_owned(), (*v).to_owned())),
-            (None, None) => {}
-        }
-    }
-    encode(
-        &pairs
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect::<Vec<_>>(),
-    )
-}
-
-/// Form-urlencodes pairs, in order (duplicates kept).
-fn encode(pairs: &[(&str, &str)]) -> String {
-    let mut s = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        s.append_pair(k, v);
-    }
-    s.finish()
-}
-
-fn header(resp: &reqwest::Response, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .map(|v| v.to_str().expect("ascii header").to_owned())
-}
-
-fn set_cookie(resp: &reqwest::Response) -> Option<String> {
-    header(resp, "set-cookie")
-}
-
-/// (name, value) of a Set-Cookie header.
-fn cookie_pair(set_cookie: &str) -> (String, String) {
-    let first = set_cookie.split(';').next().expect("cookie pair").trim();
-    let (name, value) = first.split_once('=').expect("name=value");
-    (name.to_owned(), value.to_owned())
-}
 
 /// The attributes of a Set-Cookie header, lower-cased, without the name=value pair.
 fn cookie_attributes(set_cookie: &str) -> Vec<String> {
@@ -105,113 +43,47 @@ async fn assert_page(resp: reqwest::Response, status: u16, what: &str) -> String
         "{what}: content-type {content_type}"
     );
     assert!(body.contains("<h1>"), "{what}: not a readable page: {body}");
-    assert!(
-        !body.to_ascii_lowercase().contains("internal error"),
-        "{what}: {body}"
-    );
+    let internal = body.to_ascii_lowercase().contains("internal error");
+    assert!(!internal, "{what}: {body}");
     body
 }
 
 /// Asserts a 400 error page and returns its text.
 async fn assert_bad_request_page(resp: reqwest::Response, what: &str) -> String {
     let body = assert_page(resp, 400, what).await;
-    assert!(
-        body.contains("This request cannot be completed"),
-        "{what}: {body}"
-    );
+    let readable = body.contains("This request cannot be completed");
+    assert!(readable, "{what}: {body}");
     body
 }
 
-/// Asserts an error redirect to exactly the registered redirect URI and returns its parameters.
-fn assert_error_redirect(
+/// The standard error redirect of these tests: `error`, the standard state.
+fn assert_error(
     app: &TestApp,
     resp: &reqwest::Response,
     error: &str,
-    state: Option<&str>,
     what: &str,
 ) -> HashMap<String, String> {
-    let status = resp.status().as_u16();
-    assert!(
-        status == 302 || status == 303,
-        "{what}: expected a redirect, got {status}"
-    );
-    let loc = location(resp);
-    let url = url::Url::parse(&loc).expect("absolute redirect");
-    assert_eq!(
-        format!("{}{}", url.origin().ascii_serialization(), url.path()),
-        REDIRECT,
-        "{what}: redirect target"
-    );
-    assert!(url.fragment().is_none(), "{what}: no fragment in {loc}");
-    let q = query_of(&loc);
-    assert_eq!(
-        q.get("error").map(String::as_str),
-        Some(error),
-        "{what}: error in {loc}"
-    );
-    assert_eq!(
-        q.get("state").map(String::as_str),
-        state,
-        "{what}: state in {loc}"
-    );
-    assert_eq!(q.get("iss"), Some(&app.issuer), "{what}: iss in {loc}");
-    assert!(
-        !q.contains_key("code"),
-        "{what}: an error must carry no code: {loc}"
-    );
-    q
+    assert_error_redirect(app, resp, error, Some(STATE), what)
 }
 
 fn assert_security_headers(resp: &reqwest::Response, what: &str) {
-    let xfo = header(resp, "x-frame-options").unwrap_or_default();
-    assert!(
-        xfo.eq_ignore_ascii_case("DENY"),
-        "{what}: X-Frame-Options {xfo:?}"
-    );
-    let csp = header(resp, "content-security-policy").unwrap_or_default();
-    assert!(
-        csp.contains("frame-ancestors 'none'"),
-        "{what}: CSP {csp:?}"
-    );
-    let nosniff = header(resp, "x-content-type-options").unwrap_or_default();
-    assert!(
-        nosniff.eq_ignore_ascii_case("nosniff"),
-        "{what}: X-Content-Type-Options {nosniff:?}"
-    );
-    let referrer = header(resp, "referrer-policy").unwrap_or_default();
-    assert!(
-        referrer.eq_ignore_ascii_case("no-referrer"),
-        "{what}: Referrer-Policy {referrer:?}"
-    );
-    let cache = header(resp, "cache-control").unwrap_or_default();
-    assert!(
-        cache.contains("no-store"),
-        "{what}: Cache-Control {cache:?}"
-    );
+    let is = |value: &str, expected: &str| value.eq_ignore_ascii_case(expected);
+    let has = |value: &str, expected: &str| value.contains(expected);
+    type Matches = fn(&str, &str) -> bool;
+    let rules: [(&str, &str, Matches); 5] = [
+        ("x-frame-options", "DENY", is),
+        ("content-security-policy", "frame-ancestors 'none'", has),
+        ("x-content-type-options", "nosniff", is),
+        ("referrer-policy", "no-referrer", is),
+        ("cache-control", "no-store", has),
+    ];
+    for (name, expected, matches) in rules {
+        let value = header(resp, name).unwrap_or_default();
+        assert!(matches(&value, expected), "{what}: {name} {value:?}");
+    }
 }
 
-/// A second, independent browser: its own cookie jar, no redirects followed.
-fn other_browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(Policy::none())
-        .build()
-        .expect("browser")
-}
-
-async fn get_with(browser: &reqwest::Client, url: &str) -> reqwest::Response {
-    browser.get(url).send().await.expect("GET")
-}
-
-async fn post_with(
-    browser: &reqwest::Client,
-    url: &str,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
-    browser.post(url).form(form).send().await.expect("POST")
-}
-
-/// The hidden interaction and csrf fields of the page at `location`, fetched with `browser`.
+/// The hidden interaction and csrf fields of the readable page at `location`, seen by `browser`.
 async fn form_fields(app: &TestApp, browser: &reqwest::Client, location: &str) -> (String, String) {
     let resp = get_with(browser, &app.url(location)).await;
     let page = assert_page(resp, 200, location).await;
@@ -220,15 +92,8 @@ async fn form_fields(app: &TestApp, browser: &reqwest::Client, location: &str) -
 
 /// `/authorize` for `client` in `browser`; returns the login (or consent) location.
 async fn start(app: &TestApp, browser: &reqwest::Client, client: &TestClient) -> String {
-    let pkce = pkce();
-    let resp = get_with(
-        browser,
-        &app.url(&format!(
-            "/authorize?{}",
-            authz(&client.id, &pkce.challenge, &[])
-        )),
-    )
-    .await;
+    let query = authz(&client.id, &pkce().challenge, &[]);
+    let resp = get_with(browser, &app.url(&format!("/authorize?{query}"))).await;
     assert_eq!(resp.status().as_u16(), 303, "authorize should continue");
     location(&resp)
 }
@@ -247,18 +112,17 @@ async fn logged_in_consent(app: &TestApp, client: &TestClient, username: &str) -
     consent
 }
 
-/// A second server like `app` (same backend) with tweaked settings.
-async fn spawn_like(
-    app: &TestApp,
-    tweak: impl FnOnce(&mut gatehouse::config::Settings),
-) -> TestApp {
-    match app.db {
-        Db::Sqlite => spawn_with(Db::Sqlite, None, tweak).await,
-        Db::Postgres => {
-            let base = std::env::var("GATEHOUSE_TEST_POSTGRES_URL").expect("postgres URL");
-            spawn_with(Db::Postgres, Some(base), tweak).await
-        }
-    }
+/// The consent form's fields.
+fn consent_form<'a>(
+    interaction: &'a str,
+    csrf: &'a str,
+    decision: &'a str,
+) -> [(&'static str, &'a str); 3] {
+    [
+        ("interaction", interaction),
+        ("csrf", csrf),
+        ("decision", decision),
+    ]
 }
 
 /// The text of every `<tag ...>` opening in a page.
@@ -281,32 +145,33 @@ fn tags<'a>(page: &'a str, tag: &str) -> Vec<&'a str> {
 /// The page with numeric character references for `<`, `>`, `"`, `'` and `&` written as named
 /// ones, so an escaped value can be looked for in one form.
 fn named_entities(page: &str) -> String {
-    page.replace("&#60;", "&lt;")
-        .replace("&#x3c;", "&lt;")
-        .replace("&#x3C;", "&lt;")
-        .replace("&#62;", "&gt;")
-        .replace("&#x3e;", "&gt;")
-        .replace("&#x3E;", "&gt;")
-        .replace("&#34;", "&quot;")
-        .replace("&#x22;", "&quot;")
-        .replace("&#39;", "&apos;")
-        .replace("&#x27;", "&apos;")
-        .replace("&#38;", "&amp;")
-        .replace("&#x26;", "&amp;")
+    let mut page = page.to_owned();
+    for (named, numeric) in [
+        ("&lt;", &["&#60;", "&#x3c;", "&#x3C;"][..]),
+        ("&gt;", &["&#62;", "&#x3e;", "&#x3E;"]),
+        ("&quot;", &["&#34;", "&#x22;"]),
+        ("&apos;", &["&#39;", "&#x27;"]),
+        ("&amp;", &["&#38;", "&#x26;"]),
+    ] {
+        for n in numeric {
+            page = page.replace(n, named);
+        }
+    }
+    page
+}
+
+fn assert_no_script(page: &str, what: &str) {
+    let script = page.to_ascii_lowercase().contains("<script");
+    assert!(!script, "{what}: has a script tag: {page}");
 }
 
 fn assert_no_third_party_assets(page: &str, what: &str) {
-    assert!(
-        !page.to_ascii_lowercase().contains("<script"),
-        "{what}: has a script tag"
-    );
+    assert_no_script(page, what);
     for tag in ["link", "script", "img", "iframe"] {
         for t in tags(page, tag) {
             let t = t.to_ascii_lowercase();
-            assert!(
-                !t.contains("http:") && !t.contains("https:") && !t.contains("\"//"),
-                "{what}: third-party asset in {t}"
-            );
+            let third_party = t.contains("http:") || t.contains("https:") || t.contains("\"//");
+            assert!(!third_party, "{what}: third-party asset in {t}");
         }
     }
 }
@@ -315,16 +180,14 @@ fn assert_no_third_party_assets(page: &str, what: &str) {
 // 1. redirect_uri exact match
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(redirect_uri_exact_match, |app: TestApp| async move {
+both_backends!(redirect_uri_exact_match);
+async fn redirect_uri_exact_match(app: TestApp) {
     let client = app.spa();
     let https_client = app.register(NewClient {
         name: "Https app".into(),
-        redirect_uris: vec!["https://app.example/cb".into()],
-        scopes: vec!["api:read".into()],
-        audiences: vec![AUDIENCE.into()],
-        ..Default::default()
+        redirect_uris: strings(&["https://app.example/cb"]),
+        ..spa_registration()
     });
-    let pkce = pkce();
     let variants = [
         "http://127.0.0.1:5173/callback/",
         "http://127.0.0.1:5173/callback?x=1",
@@ -355,13 +218,7 @@ both_backends!(redirect_uri_exact_match, |app: TestApp| async move {
         "not a url",
     ];
     for bad in variants {
-        let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("redirect_uri", Some(bad))],
-            ))
-            .await;
+        let resp = app.authorize(&client, &[("redirect_uri", Some(bad))]).await;
         let body = assert_bad_request_page(resp, bad).await;
         assert!(
             body.contains("redirect_uri"),
@@ -377,333 +234,226 @@ both_backends!(redirect_uri_exact_match, |app: TestApp| async move {
         "http://app.example/cb",
     ] {
         let resp = app
-            .get_authorize(&authz(
-                &https_client.id,
-                &pkce.challenge,
-                &[("redirect_uri", Some(bad))],
-            ))
+            .authorize(&https_client, &[("redirect_uri", Some(bad))])
             .await;
         assert_bad_request_page(resp, bad).await;
     }
     // The registered URIs, character for character, are accepted.
-    let resp = app
-        .get_authorize(&authz(&client.id, &pkce.challenge, &[]))
-        .await;
-    assert_eq!(
-        resp.status().as_u16(),
-        303,
-        "the exact registered URI is accepted"
-    );
-    assert!(location(&resp).starts_with("/login?"));
-    let resp = app
-        .get_authorize(&authz(
-            &https_client.id,
-            &pkce.challenge,
-            &[("redirect_uri", Some("https://app.example/cb"))],
-        ))
-        .await;
-    assert_eq!(
-        resp.status().as_u16(),
-        303,
-        "the exact registered https URI is accepted"
-    );
+    let resp = app.authorize(&client, &[]).await;
+    assert_to_login(&resp, "the exact registered URI is accepted");
+    let registered = [("redirect_uri", Some("https://app.example/cb"))];
+    let resp = app.authorize(&https_client, &registered).await;
+    let status = resp.status().as_u16();
+    assert_eq!(status, 303, "the exact registered https URI is accepted");
     // A URI registered for another client is not registered for this one.
-    let resp = app
-        .get_authorize(&authz(
-            &client.id,
-            &pkce.challenge,
-            &[("redirect_uri", Some("https://app.example/cb"))],
-        ))
-        .await;
+    let resp = app.authorize(&client, &registered).await;
     assert_bad_request_page(resp, "another client's redirect URI").await;
-});
+}
 
 // ---------------------------------------------------------------------------------------------
 // 2. bad client or redirect URI never redirects
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    bad_client_or_redirect_never_redirects,
-    |app: TestApp| async move {
-        let client = app.spa();
-        let pkce = pkce();
-        let cases: Vec<(&str, String, &str)> = vec![
-            (
-                "unknown client_id",
-                authz("cl_does_not_exist", &pkce.challenge, &[]),
-                "client_id",
+both_backends!(bad_client_or_redirect_never_redirects);
+async fn bad_client_or_redirect_never_redirects(app: TestApp) {
+    let client = app.spa();
+    let pkce = pkce();
+    let with = |overrides: &[(&str, Option<&str>)]| authz(&client.id, &pkce.challenge, overrides);
+    let evil = Some("https://evil.example/cb");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown client_id",
+            authz("cl_does_not_exist", &pkce.challenge, &[]),
+            "client_id",
+        ),
+        (
+            "missing client_id",
+            with(&[("client_id", None)]),
+            "client_id",
+        ),
+        (
+            "empty client_id",
+            with(&[("client_id", Some(""))]),
+            "client_id",
+        ),
+        (
+            "missing redirect_uri",
+            with(&[("redirect_uri", None)]),
+            "redirect_uri",
+        ),
+        (
+            "unregistered redirect_uri",
+            with(&[("redirect_uri", evil)]),
+            "redirect_uri",
+        ),
+        (
+            // Other errors are present too: the bad redirect URI still wins, no redirect.
+            "unregistered redirect_uri with bad scope and no PKCE",
+            with(&[
+                ("redirect_uri", evil),
+                ("scope", Some("admin")),
+                ("code_challenge", None),
+                ("response_type", Some("token")),
+            ]),
+            "redirect_uri",
+        ),
+        (
+            "unknown client with bad response_type",
+            authz(
+                "cl_nope",
+                &pkce.challenge,
+                &[("response_type", Some("token"))],
             ),
-            (
-                "missing client_id",
-                authz(&client.id, &pkce.challenge, &[("client_id", None)]),
-                "client_id",
-            ),
-            (
-                "empty client_id",
-                authz(&client.id, &pkce.challenge, &[("client_id", Some(""))]),
-                "client_id",
-            ),
-            (
-                "missing redirect_uri",
-                authz(&client.id, &pkce.challenge, &[("redirect_uri", None)]),
-                "redirect_uri",
-            ),
-            (
-                "unregistered redirect_uri",
-                authz(
-                    &client.id,
-                    &pkce.challenge,
-                    &[("redirect_uri", Some("https://evil.example/cb"))],
-                ),
-                "redirect_uri",
-            ),
-            (
-                // Other errors are present too: the bad redirect URI still wins, no redirect.
-                "unregistered redirect_uri with bad scope and no PKCE",
-                authz(
-                    &client.id,
-                    &pkce.challenge,
-                    &[
-                        ("redirect_uri", Some("https://evil.example/cb")),
-                        ("scope", Some("admin")),
-                        ("code_challenge", None),
-                        ("response_type", Some("token")),
-                    ],
-                ),
-                "redirect_uri",
-            ),
-            (
-                "unknown client with bad response_type",
-                authz(
-                    "cl_nope",
-                    &pkce.challenge,
-                    &[("response_type", Some("token"))],
-                ),
-                "client_id",
-            ),
-            ("no parameters at all", String::new(), "client_id"),
-        ];
-        for (what, query, mentions) in cases {
-            let resp = app.get_authorize(&query).await;
-            let body = assert_bad_request_page(resp, what).await;
-            assert!(
-                body.contains(mentions),
-                "{what}: page should mention {mentions}: {body}"
-            );
-            assert!(
-                !body.contains("evil.example"),
-                "{what}: no link to the attacker's URI"
-            );
-        }
+            "client_id",
+        ),
+        ("no parameters at all", String::new(), "client_id"),
+    ];
+    for (what, query, mentions) in cases {
+        let resp = app.get_authorize(&query).await;
+        let body = assert_bad_request_page(resp, what).await;
+        assert!(
+            body.contains(mentions),
+            "{what}: page should mention {mentions}: {body}"
+        );
+        let links = body.contains("evil.example");
+        assert!(!links, "{what}: no link to the attacker's URI");
     }
-);
+}
 
 // ---------------------------------------------------------------------------------------------
 // 3. other authorize errors redirect with error, state and iss
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    authorize_errors_redirect_with_state_and_iss,
-    |app: TestApp| async move {
-        let client = app.spa();
-        let pkce = pkce();
-        for scope in ["admin", "api:read admin", "api:read  api:write"] {
-            let resp = app
-                .get_authorize(&authz(
-                    &client.id,
-                    &pkce.challenge,
-                    &[("scope", Some(scope))],
-                ))
-                .await;
-            let q = assert_error_redirect(&app, &resp, "invalid_scope", Some("state-123"), scope);
-            assert!(q.contains_key("error_description"));
-        }
-        // An unknown resource is an error for the client too.
-        let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("resource", Some("https://other.example"))],
-            ))
-            .await;
-        assert_error_redirect(
-            &app,
-            &resp,
-            "invalid_target",
-            Some("state-123"),
-            "unknown resource",
-        );
-        // The state is returned verbatim, special characters included.
-        let state = "a b&c=d/é";
-        let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("scope", Some("admin")), ("state", Some(state))],
-            ))
-            .await;
-        assert_error_redirect(
-            &app,
-            &resp,
-            "invalid_scope",
-            Some(state),
-            "state round trip",
-        );
-        // A request within the allowed scopes is not an error.
-        let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("scope", Some("api:read"))],
-            ))
-            .await;
-        assert_eq!(resp.status().as_u16(), 303);
-        assert!(location(&resp).starts_with("/login?"));
+both_backends!(authorize_errors_redirect_with_state_and_iss);
+async fn authorize_errors_redirect_with_state_and_iss(app: TestApp) {
+    let client = app.spa();
+    for scope in ["admin", "api:read admin", "api:read  api:write"] {
+        let resp = app.authorize(&client, &[("scope", Some(scope))]).await;
+        let q = assert_error(&app, &resp, "invalid_scope", scope);
+        assert!(q.contains_key("error_description"));
     }
-);
+    // An unknown resource is an error for the client too.
+    let resource = [("resource", Some("https://other.example"))];
+    let resp = app.authorize(&client, &resource).await;
+    assert_error(&app, &resp, "invalid_target", "unknown resource");
+    // The state is returned verbatim, special characters included.
+    let state = "a b&c=d/é";
+    let resp = app
+        .authorize(&client, &[("scope", Some("admin")), ("state", Some(state))])
+        .await;
+    assert_error_redirect(
+        &app,
+        &resp,
+        "invalid_scope",
+        Some(state),
+        "state round trip",
+    );
+    // A request within the allowed scopes is not an error.
+    let resp = app.authorize(&client, &[("scope", Some("api:read"))]).await;
+    assert_to_login(&resp, "scope api:read");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 4-6. PKCE on the authorization request
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    public_client_without_code_challenge_rejected,
-    |app: TestApp| async move {
-        let client = app.spa();
-        let pkce = pkce();
-        for (what, overrides) in [
-            (
-                "no challenge, no method",
-                vec![("code_challenge", None), ("code_challenge_method", None)],
-            ),
-            ("method without challenge", vec![("code_challenge", None)]),
-            ("empty challenge", vec![("code_challenge", Some(""))]),
-        ] {
-            let resp = app
-                .get_authorize(&authz(&client.id, &pkce.challenge, &overrides))
-                .await;
-            let q = assert_error_redirect(&app, &resp, "invalid_request", Some("state-123"), what);
-            assert!(
-                q["error_description"].contains("code_challenge"),
-                "{what}: {q:?}"
-            );
-        }
-        // With a challenge the same request goes on to login.
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce.challenge, &[]))
-            .await;
-        assert_eq!(resp.status().as_u16(), 303);
-        assert!(location(&resp).starts_with("/login?"));
+both_backends!(public_client_without_code_challenge_rejected);
+async fn public_client_without_code_challenge_rejected(app: TestApp) {
+    let client = app.spa();
+    for (what, overrides) in [
+        (
+            "no challenge, no method",
+            vec![("code_challenge", None), ("code_challenge_method", None)],
+        ),
+        ("method without challenge", vec![("code_challenge", None)]),
+        ("empty challenge", vec![("code_challenge", Some(""))]),
+    ] {
+        let resp = app.authorize(&client, &overrides).await;
+        let q = assert_error(&app, &resp, "invalid_request", what);
+        assert!(
+            q["error_description"].contains("code_challenge"),
+            "{what}: {q:?}"
+        );
     }
-);
+    // With a challenge the same request goes on to login.
+    assert_to_login(&app.authorize(&client, &[]).await, "with a challenge");
+}
 
-both_backends!(
-    plain_or_unknown_challenge_method_rejected,
-    |app: TestApp| async move {
-        let client = app.spa();
-        let pkce = pkce();
-        for method in [
-            Some("plain"),
-            None,
-            Some("S512"),
-            Some("s256"),
-            Some("S256 "),
-            Some("RS256"),
-        ] {
-            let resp = app
-                .get_authorize(&authz(
-                    &client.id,
-                    &pkce.challenge,
-                    &[("code_challenge_method", method)],
-                ))
-                .await;
-            let what = format!("method {method:?}");
-            assert_error_redirect(&app, &resp, "invalid_request", Some("state-123"), &what);
-        }
-        // Plain with the verifier itself as the challenge (43 chars) is refused too.
+both_backends!(plain_or_unknown_challenge_method_rejected);
+async fn plain_or_unknown_challenge_method_rejected(app: TestApp) {
+    let client = app.spa();
+    let pkce = pkce();
+    for method in [
+        Some("plain"),
+        None,
+        Some("S512"),
+        Some("s256"),
+        Some("S256 "),
+        Some("RS256"),
+    ] {
         let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.verifier,
-                &[("code_challenge_method", Some("plain"))],
-            ))
+            .authorize(&client, &[("code_challenge_method", method)])
             .await;
-        assert_error_redirect(
+        assert_error(
             &app,
             &resp,
             "invalid_request",
-            Some("state-123"),
-            "plain with verifier",
+            &format!("method {method:?}"),
         );
-        // The metadata advertises S256 only.
-        let meta: serde_json::Value = app
-            .api
-            .get(app.url("/.well-known/oauth-authorization-server"))
-            .send()
-            .await
-            .expect("metadata")
-            .json()
-            .await
-            .expect("metadata json");
-        assert_eq!(
-            meta["code_challenge_methods_supported"],
-            serde_json::json!(["S256"])
-        );
-        // S256 is accepted.
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce.challenge, &[]))
-            .await;
-        assert_eq!(resp.status().as_u16(), 303);
     }
-);
+    // Plain with the verifier itself as the challenge (43 chars) is refused too.
+    let plain = [("code_challenge_method", Some("plain"))];
+    let resp = app
+        .get_authorize(&authz(&client.id, &pkce.verifier, &plain))
+        .await;
+    assert_error(&app, &resp, "invalid_request", "plain with verifier");
+    // The metadata advertises S256 only.
+    let meta = ok_json(app.get("/.well-known/oauth-authorization-server").await).await;
+    let methods = &meta["code_challenge_methods_supported"];
+    assert_eq!(methods, &serde_json::json!(["S256"]));
+    // S256 is accepted.
+    assert_eq!(app.authorize(&client, &[]).await.status().as_u16(), 303);
+}
 
-both_backends!(
-    malformed_code_challenge_rejected,
-    |app: TestApp| async move {
-        let client = app.spa();
-        let good = pkce().challenge;
-        assert_eq!(good.len(), 43);
-        let bad = [
-            good[..42].to_owned(),
-            format!("{good}A"),
-            format!("{}=", &good[..42]),
-            format!("{good}="),
-            format!("{}+", &good[..42]),
-            format!("{}/", &good[..42]),
-            format!("{}.", &good[..42]),
-            format!("{}~", &good[..42]),
-            format!("{} ", &good[..42]),
-            format!("{}é", &good[..41]),
-            "short".to_owned(),
-            "a".repeat(128),
-            "a".repeat(129),
-        ];
-        for challenge in &bad {
-            let resp = app.get_authorize(&authz(&client.id, challenge, &[])).await;
-            let q =
-                assert_error_redirect(&app, &resp, "invalid_request", Some("state-123"), challenge);
-            assert!(
-                q["error_description"].contains("code_challenge"),
-                "{challenge}: {q:?}"
-            );
-        }
-        let resp = app.get_authorize(&authz(&client.id, &good, &[])).await;
-        assert_eq!(
-            resp.status().as_u16(),
-            303,
-            "a well-formed challenge is accepted"
+both_backends!(malformed_code_challenge_rejected);
+async fn malformed_code_challenge_rejected(app: TestApp) {
+    let client = app.spa();
+    let good = pkce().challenge;
+    assert_eq!(good.len(), 43);
+    let bad = [
+        good[..42].to_owned(),
+        format!("{good}A"),
+        format!("{}=", &good[..42]),
+        format!("{good}="),
+        format!("{}+", &good[..42]),
+        format!("{}/", &good[..42]),
+        format!("{}.", &good[..42]),
+        format!("{}~", &good[..42]),
+        format!("{} ", &good[..42]),
+        format!("{}é", &good[..41]),
+        "short".to_owned(),
+        "a".repeat(128),
+        "a".repeat(129),
+    ];
+    for challenge in &bad {
+        let resp = app.get_authorize(&authz(&client.id, challenge, &[])).await;
+        let q = assert_error(&app, &resp, "invalid_request", challenge);
+        assert!(
+            q["error_description"].contains("code_challenge"),
+            "{challenge}: {q:?}"
         );
-        assert!(location(&resp).starts_with("/login?"));
     }
-);
+    let resp = app.get_authorize(&authz(&client.id, &good, &[])).await;
+    assert_to_login(&resp, "a well-formed challenge is accepted");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 14. response_type / response_mode
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(response_type_token_refused, |app: TestApp| async move {
+both_backends!(response_type_token_refused);
+async fn response_type_token_refused(app: TestApp) {
     let client = app.spa();
-    let pkce = pkce();
     for rt in [
         "token",
         "code token",
@@ -712,372 +462,242 @@ both_backends!(response_type_token_refused, |app: TestApp| async move {
         "token code",
         "CODE",
     ] {
-        let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("response_type", Some(rt))],
-            ))
-            .await;
-        assert_error_redirect(
-            &app,
-            &resp,
-            "unsupported_response_type",
-            Some("state-123"),
-            rt,
-        );
+        let resp = app.authorize(&client, &[("response_type", Some(rt))]).await;
+        assert_error(&app, &resp, "unsupported_response_type", rt);
     }
-    let resp = app
-        .get_authorize(&authz(
-            &client.id,
-            &pkce.challenge,
-            &[("response_type", None)],
-        ))
-        .await;
-    assert_error_redirect(
-        &app,
-        &resp,
-        "invalid_request",
-        Some("state-123"),
-        "no response_type",
-    );
+    let resp = app.authorize(&client, &[("response_type", None)]).await;
+    assert_error(&app, &resp, "invalid_request", "no response_type");
     for mode in ["fragment", "form_post", "query.jwt", "web_message"] {
         let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("response_mode", Some(mode))],
-            ))
+            .authorize(&client, &[("response_mode", Some(mode))])
             .await;
-        assert_error_redirect(&app, &resp, "invalid_request", Some("state-123"), mode);
+        assert_error(&app, &resp, "invalid_request", mode);
     }
     let resp = app
-        .get_authorize(&authz(
-            &client.id,
-            &pkce.challenge,
-            &[("response_mode", Some("query"))],
-        ))
+        .authorize(&client, &[("response_mode", Some("query"))])
         .await;
-    assert_eq!(resp.status().as_u16(), 303, "response_mode=query is fine");
-    assert!(location(&resp).starts_with("/login?"));
-});
+    assert_to_login(&resp, "response_mode=query is fine");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 36. iss on every authorization response
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    iss_on_every_authorization_response,
-    |app: TestApp| async move {
-        let client = app.spa();
-        app.user("alice", &[]);
-        let pkce = pkce();
-        // Success.
-        let q = app.authorize_code(&client, "alice", &pkce, &[]).await;
-        assert_eq!(q.get("iss"), Some(&app.issuer), "success redirect: {q:?}");
-        assert_eq!(q.get("state").map(String::as_str), Some("state-123"));
-        assert!(
-            q.get("code").is_some_and(|c| c.len() >= 43),
-            "code in {q:?}"
-        );
-        assert!(!q.contains_key("error"));
-        // Errors from /authorize.
-        for (what, overrides, error) in [
-            ("bad scope", vec![("scope", Some("admin"))], "invalid_scope"),
-            ("no pkce", vec![("code_challenge", None)], "invalid_request"),
-            (
-                "token",
-                vec![("response_type", Some("token"))],
-                "unsupported_response_type",
-            ),
-        ] {
-            let resp = app
-                .get_authorize(&authz(&client.id, &pkce.challenge, &overrides))
-                .await;
-            assert_error_redirect(&app, &resp, error, Some("state-123"), what);
-        }
-        // Without a state: iss still present, no state invented.
-        let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("state", None), ("scope", Some("admin"))],
-            ))
-            .await;
-        assert_error_redirect(&app, &resp, "invalid_scope", None, "no state");
-        // The user says no.
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce.challenge, &[]))
-            .await;
-        assert_eq!(resp.status().as_u16(), 303);
-        let consent = location(&resp);
-        assert!(consent.starts_with("/consent?"), "logged in: {consent}");
-        let resp = app.consent(&consent, "deny").await;
-        assert_error_redirect(&app, &resp, "access_denied", Some("state-123"), "deny");
+both_backends!(iss_on_every_authorization_response);
+async fn iss_on_every_authorization_response(app: TestApp) {
+    let client = app.spa_and_alice();
+    // Success.
+    let q = app.authorize_code(&client, "alice", &pkce(), &[]).await;
+    assert_eq!(q.get("iss"), Some(&app.issuer), "success redirect: {q:?}");
+    assert_eq!(q.get("state").map(String::as_str), Some(STATE));
+    let code = q.get("code").is_some_and(|c| c.len() >= 43);
+    assert!(code, "code in {q:?}");
+    assert!(!q.contains_key("error"));
+    // Errors from /authorize.
+    for (what, overrides, error) in [
+        ("bad scope", vec![("scope", Some("admin"))], "invalid_scope"),
+        ("no pkce", vec![("code_challenge", None)], "invalid_request"),
+        (
+            "token",
+            vec![("response_type", Some("token"))],
+            "unsupported_response_type",
+        ),
+    ] {
+        let resp = app.authorize(&client, &overrides).await;
+        assert_error(&app, &resp, error, what);
     }
-);
+    // Without a state: iss still present, no state invented.
+    let resp = app
+        .authorize(&client, &[("state", None), ("scope", Some("admin"))])
+        .await;
+    assert_error_redirect(&app, &resp, "invalid_scope", None, "no state");
+    // The user says no.
+    let resp = app.authorize(&client, &[]).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let consent = location(&resp);
+    assert!(consent.starts_with("/consent?"), "logged in: {consent}");
+    let resp = app.consent(&consent, "deny").await;
+    assert_error(&app, &resp, "access_denied", "deny");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 43. consent needs an explicit POST; deny gives access_denied; one answer per form
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    consent_requires_explicit_post_and_deny_gives_access_denied,
-    |app: TestApp| async move {
-        let client = app.spa();
-        app.user("alice", &[]);
-        let consent = logged_in_consent(&app, &client, "alice").await;
-        // GET shows the page, whatever the query says; it never redirects to the client.
-        let resp = app.browse(&consent).await;
-        let page = assert_page(resp, 200, "consent page").await;
-        assert!(
-            page.contains("Test SPA") && page.contains("decision"),
-            "{page}"
-        );
-        assert!(page.contains("method=\"post\""), "{page}");
-        let auto = format!("{consent}&decision=approve&csrf=x");
-        let resp = app.browse(&auto).await;
-        assert_page(resp, 200, "GET with decision=approve").await;
-        // No decision or an unknown one: nothing is issued, the request stays open.
-        let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
-        for decision in [None, Some("maybe"), Some("APPROVE")] {
-            let mut form = vec![
-                ("interaction", interaction.as_str()),
-                ("csrf", csrf.as_str()),
-            ];
-            if let Some(d) = decision {
-                form.push(("decision", d));
-            }
-            let resp = app.browser_post("/consent", &form).await;
-            assert_bad_request_page(resp, &format!("decision {decision:?}")).await;
-        }
-        // Deny (the request was not approved by the GETs above).
-        let deny = [
+both_backends!(consent_requires_explicit_post_and_deny_gives_access_denied);
+async fn consent_requires_explicit_post_and_deny_gives_access_denied(app: TestApp) {
+    let client = app.spa_and_alice();
+    let consent = logged_in_consent(&app, &client, "alice").await;
+    // GET shows the page, whatever the query says; it never redirects to the client.
+    let page = assert_page(app.browse(&consent).await, 200, "consent page").await;
+    assert!(
+        page.contains("Test SPA") && page.contains("decision"),
+        "{page}"
+    );
+    assert!(page.contains("method=\"post\""), "{page}");
+    let auto = format!("{consent}&decision=approve&csrf=x");
+    assert_page(app.browse(&auto).await, 200, "GET with decision=approve").await;
+    // No decision or an unknown one: nothing is issued, the request stays open.
+    let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
+    for decision in [None, Some("maybe"), Some("APPROVE")] {
+        let mut form = vec![
             ("interaction", interaction.as_str()),
             ("csrf", csrf.as_str()),
-            ("decision", "deny"),
         ];
-        let resp = app.browser_post("/consent", &deny).await;
-        assert_eq!(resp.status().as_u16(), 303);
-        assert_error_redirect(&app, &resp, "access_denied", Some("state-123"), "deny");
-        // The same form again, either way: one answer only.
-        let resp = app.browser_post("/consent", &deny).await;
-        assert_bad_request_page(resp, "deny twice").await;
-        let approve = [
-            ("interaction", interaction.as_str()),
-            ("csrf", csrf.as_str()),
-            ("decision", "approve"),
-        ];
-        let resp = app.browser_post("/consent", &approve).await;
-        assert_bad_request_page(resp, "approve after deny").await;
-        // Approve then approve again.
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-            .await;
-        let consent = location(&resp);
-        let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
-        let approve = [
-            ("interaction", interaction.as_str()),
-            ("csrf", csrf.as_str()),
-            ("decision", "approve"),
-        ];
-        let resp = app.browser_post("/consent", &approve).await;
-        assert_eq!(resp.status().as_u16(), 303);
-        assert!(query_of(&location(&resp)).contains_key("code"));
-        let resp = app.browser_post("/consent", &approve).await;
-        assert_bad_request_page(resp, "approve twice").await;
-        // Two submissions at once: exactly one answer.
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-            .await;
-        let consent = location(&resp);
-        let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
-        let approve = [
-            ("interaction", interaction.as_str()),
-            ("csrf", csrf.as_str()),
-            ("decision", "approve"),
-        ];
-        let (a, b) = tokio::join!(
-            app.browser_post("/consent", &approve),
-            app.browser_post("/consent", &approve)
-        );
-        let mut statuses = [a.status().as_u16(), b.status().as_u16()];
-        statuses.sort_unstable();
-        assert_eq!(statuses, [303, 400], "parallel consent submissions");
+        form.extend(decision.map(|d| ("decision", d)));
+        let resp = app.browser_post("/consent", &form).await;
+        assert_bad_request_page(resp, &format!("decision {decision:?}")).await;
     }
-);
+    // Deny (the request was not approved by the GETs above).
+    let deny = consent_form(&interaction, &csrf, "deny");
+    let resp = app.browser_post("/consent", &deny).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert_error(&app, &resp, "access_denied", "deny");
+    // The same form again, either way: one answer only.
+    let resp = app.browser_post("/consent", &deny).await;
+    assert_bad_request_page(resp, "deny twice").await;
+    let approve = consent_form(&interaction, &csrf, "approve");
+    let resp = app.browser_post("/consent", &approve).await;
+    assert_bad_request_page(resp, "approve after deny").await;
+    // Approve then approve again.
+    let consent = location(&app.authorize(&client, &[]).await);
+    let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
+    let approve = consent_form(&interaction, &csrf, "approve");
+    let resp = app.browser_post("/consent", &approve).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(query_of(&location(&resp)).contains_key("code"));
+    let resp = app.browser_post("/consent", &approve).await;
+    assert_bad_request_page(resp, "approve twice").await;
+    // Two submissions at once: exactly one answer.
+    let consent = location(&app.authorize(&client, &[]).await);
+    let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
+    let approve = consent_form(&interaction, &csrf, "approve");
+    let (a, b) = tokio::join!(
+        app.browser_post("/consent", &approve),
+        app.browser_post("/consent", &approve)
+    );
+    let mut statuses = [a.status().as_u16(), b.status().as_u16()];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [303, 400], "parallel consent submissions");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 42. CSRF token on login and consent; Origin check
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    csrf_token_required_on_login_and_consent,
-    |app: TestApp| async move {
-        let client = app.spa();
-        app.user("alice", &[]);
-        let login = start(&app, &app.browser, &client).await;
-        let (interaction, csrf) = form_fields(&app, &app.browser, &login).await;
-        // A second browser with its own session and its own valid csrf.
-        let other = other_browser();
-        let other_login = start(&app, &other, &client).await;
-        let (other_interaction, other_csrf) = form_fields(&app, &other, &other_login).await;
-        assert_ne!(csrf, other_csrf);
+both_backends!(csrf_token_required_on_login_and_consent);
+async fn csrf_token_required_on_login_and_consent(app: TestApp) {
+    let client = app.spa_and_alice();
+    let login = start(&app, &app.browser, &client).await;
+    let (interaction, csrf) = form_fields(&app, &app.browser, &login).await;
+    // A second browser with its own session and its own valid csrf.
+    let other = new_browser();
+    let other_login = start(&app, &other, &client).await;
+    let (other_interaction, other_csrf) = form_fields(&app, &other, &other_login).await;
+    assert_ne!(csrf, other_csrf);
 
-        let creds = |csrf: Option<&'static str>| -> Vec<(&'static str, String)> {
-            let mut f = vec![
-                ("interaction", interaction.clone()),
-                ("username", "alice".to_owned()),
-                ("password", PASSWORD.to_owned()),
-            ];
-            if let Some(c) = csrf {
-                f.push(("csrf", c.to_owned()));
-            }
-            f
-        };
-        let bad_forms: Vec<(&str, Vec<(&str, String)>)> = vec![
-            ("no csrf", creds(None)),
-            ("empty csrf", creds(Some(""))),
-            (
-                "wrong csrf",
-                creds(Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")),
-            ),
-            ("another browser's csrf", {
-                let mut f = creds(None);
-                f.push(("csrf", other_csrf.clone()));
-                f
-            }),
-            ("csrf with a suffix", {
-                let mut f = creds(None);
-                f.push(("csrf", format!("{csrf}x")));
-                f
-            }),
-        ];
-        for (what, form) in &bad_forms {
-            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let resp = app.browser_post("/login", &form).await;
-            assert!(set_cookie(&resp).is_none(), "{what}: no new session");
-            assert_bad_request_page(resp, what).await;
+    let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let suffixed = format!("{csrf}x");
+    for (what, token) in [
+        ("no csrf", None),
+        ("empty csrf", Some("")),
+        ("wrong csrf", Some(wrong)),
+        ("another browser's csrf", Some(other_csrf.as_str())),
+        ("csrf with a suffix", Some(suffixed.as_str())),
+    ] {
+        let mut form = vec![("interaction", interaction.as_str()), ("username", "alice")];
+        form.push(("password", PASSWORD));
+        form.extend(token.map(|c| ("csrf", c)));
+        let resp = app.browser_post("/login", &form).await;
+        assert!(set_cookie(&resp).is_none(), "{what}: no new session");
+        assert_bad_request_page(resp, what).await;
+    }
+    // The other browser cannot use this browser's interaction, even with its csrf.
+    let stolen = login_form(&interaction, &csrf, "alice", PASSWORD);
+    let resp = post_with(&other, &app.url("/login"), &stolen).await;
+    assert!(set_cookie(&resp).is_none());
+    assert_bad_request_page(resp, "stolen interaction and csrf").await;
+    // A cross-site post is refused outright, even with the right csrf: by Origin, or by
+    // Sec-Fetch-Site when the browser sends it.
+    let post_from = |origin: &str, fetch_site: Option<&str>, path: &str| {
+        let req = app.browser.post(app.url(path)).header("Origin", origin);
+        match fetch_site {
+            Some(site) => req.header("Sec-Fetch-Site", site),
+            None => req,
         }
-        // The other browser cannot use this browser's interaction, even with its csrf.
-        let stolen = [
-            ("interaction", interaction.as_str()),
-            ("csrf", csrf.as_str()),
-            ("username", "alice"),
-            ("password", PASSWORD),
-        ];
-        let resp = post_with(&other, &app.url("/login"), &stolen).await;
-        assert!(set_cookie(&resp).is_none());
-        assert_bad_request_page(resp, "stolen interaction and csrf").await;
-        // A cross-site post is refused outright, even with the right csrf: by Origin, or by
-        // Sec-Fetch-Site when the browser sends it.
-        let cross_site: [(&str, Option<&str>); 5] = [
-            ("https://evil.example", None),
-            ("http://127.0.0.1:5173", None),
-            ("null", Some("cross-site")),
-            ("http://127.0.0.1:5173", Some("same-site")),
-            (app.address.as_str(), Some("cross-site")),
-        ];
-        for (origin, fetch_site) in cross_site {
-            let mut req = app.browser.post(app.url("/login")).header("Origin", origin);
-            if let Some(site) = fetch_site {
-                req = req.header("Sec-Fetch-Site", site);
-            }
-            let resp = req.form(&stolen).send().await.expect("POST");
-            assert!(set_cookie(&resp).is_none(), "origin {origin}: no session");
-            assert_page(resp, 403, origin).await;
-        }
-        // None of that logged the browser in.
-        let resp = app
-            .browse(&format!(
-                "/consent?interaction={}",
-                encode_value(&interaction)
-            ))
-            .await;
-        assert_eq!(
-            resp.status().as_u16(),
-            303,
-            "not logged in: consent sends back to login"
-        );
-        assert!(location(&resp).starts_with("/login?"));
-        // The genuine form works: what Chromium sends for our own page under
-        // Referrer-Policy: no-referrer is `Origin: null` with `Sec-Fetch-Site: same-origin`.
-        let resp = app
-            .browser
-            .post(app.url("/login"))
-            .header("Origin", "null")
-            .header("Sec-Fetch-Site", "same-origin")
+    };
+    let cross_site: [(&str, Option<&str>); 5] = [
+        ("https://evil.example", None),
+        ("http://127.0.0.1:5173", None),
+        ("null", Some("cross-site")),
+        ("http://127.0.0.1:5173", Some("same-site")),
+        (app.address.as_str(), Some("cross-site")),
+    ];
+    for (origin, fetch_site) in cross_site {
+        let resp = post_from(origin, fetch_site, "/login")
             .form(&stolen)
             .send()
             .await
             .expect("POST");
-        assert_eq!(resp.status().as_u16(), 303, "same-origin login");
-        let consent = location(&resp);
-        assert!(consent.starts_with("/consent?"));
+        assert!(set_cookie(&resp).is_none(), "origin {origin}: no session");
+        assert_page(resp, 403, origin).await;
+    }
+    // None of that logged the browser in.
+    let resp = app
+        .browse(&format!(
+            "/consent?interaction={}",
+            encode_value(&interaction)
+        ))
+        .await;
+    let status = resp.status().as_u16();
+    assert_eq!(status, 303, "not logged in: consent sends back to login");
+    assert!(location(&resp).starts_with("/login?"));
+    // The genuine form works: what Chromium sends for our own page under
+    // Referrer-Policy: no-referrer is `Origin: null` with `Sec-Fetch-Site: same-origin`.
+    let genuine = post_from("null", Some("same-origin"), "/login").form(&stolen);
+    let resp = genuine.send().await.expect("POST");
+    assert_eq!(resp.status().as_u16(), 303, "same-origin login");
+    let consent = location(&resp);
+    assert!(consent.starts_with("/consent?"));
 
-        // Consent: the same checks.
-        let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
-        for (what, token) in [
-            ("no csrf", None),
-            (
-                "wrong csrf",
-                Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
-            ),
-            ("another browser's csrf", Some(other_csrf.as_str())),
-        ] {
-            let mut form = vec![
-                ("interaction", interaction.as_str()),
-                ("decision", "approve"),
-            ];
-            if let Some(t) = token {
-                form.push(("csrf", t));
-            }
-            let resp = app.browser_post("/consent", &form).await;
-            assert_bad_request_page(resp, &format!("consent: {what}")).await;
-        }
-        let good = [
+    // Consent: the same checks.
+    let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
+    for (what, token) in [
+        ("no csrf", None),
+        ("wrong csrf", Some(wrong)),
+        ("another browser's csrf", Some(other_csrf.as_str())),
+    ] {
+        let mut form = vec![
             ("interaction", interaction.as_str()),
-            ("csrf", csrf.as_str()),
             ("decision", "approve"),
         ];
-        let resp = post_with(&other, &app.url("/consent"), &good).await;
-        assert_bad_request_page(resp, "consent from another browser").await;
-        let resp = app
-            .browser
-            .post(app.url("/consent"))
-            .header("Origin", "https://evil.example")
-            .form(&good)
-            .send()
-            .await
-            .expect("POST");
-        assert_page(resp, 403, "consent cross-site origin").await;
-        // The forged attempts consumed nothing: the real form still gets its one code.
-        let resp = app.browser_post("/consent", &good).await;
-        assert_eq!(resp.status().as_u16(), 303);
-        assert!(query_of(&location(&resp)).contains_key("code"));
-        // The other browser's own flow is untouched and still not logged in.
-        let other_form = [
-            ("interaction", other_interaction.as_str()),
-            ("csrf", csrf.as_str()),
-            ("username", "alice"),
-            ("password", PASSWORD),
-        ];
-        let resp = post_with(&other, &app.url("/login"), &other_form).await;
-        assert_bad_request_page(resp, "other browser with this browser's csrf").await;
+        form.extend(token.map(|t| ("csrf", t)));
+        let resp = app.browser_post("/consent", &form).await;
+        assert_bad_request_page(resp, &format!("consent: {what}")).await;
     }
-);
-
-fn encode_value(v: &str) -> String {
-    form_urlencoded::byte_serialize(v.as_bytes()).collect()
+    let good = consent_form(&interaction, &csrf, "approve");
+    let resp = post_with(&other, &app.url("/consent"), &good).await;
+    assert_bad_request_page(resp, "consent from another browser").await;
+    let evil = post_from("https://evil.example", None, "/consent").form(&good);
+    let resp = evil.send().await.expect("POST");
+    assert_page(resp, 403, "consent cross-site origin").await;
+    // The forged attempts consumed nothing: the real form still gets its one code.
+    let resp = app.browser_post("/consent", &good).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(query_of(&location(&resp)).contains_key("code"));
+    // The other browser's own flow is untouched and still not logged in.
+    let other_form = login_form(&other_interaction, &csrf, "alice", PASSWORD);
+    let resp = post_with(&other, &app.url("/login"), &other_form).await;
+    assert_bad_request_page(resp, "other browser with this browser's csrf").await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // 44. 303 after credential POSTs
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(login_post_answers_303, |app: TestApp| async move {
-    let client = app.spa();
-    app.user("alice", &[]);
+both_backends!(login_post_answers_303);
+async fn login_post_answers_303(app: TestApp) {
+    let client = app.spa_and_alice();
     let login = start(&app, &app.browser, &client).await;
     let resp = app.login(&login, "alice", PASSWORD).await;
     assert_eq!(
@@ -1091,121 +711,93 @@ both_backends!(login_post_answers_303, |app: TestApp| async move {
     assert_eq!(resp.status().as_u16(), 303, "consent approve answers 303");
     assert!(location(&resp).starts_with(REDIRECT));
     let resp = app
-        .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
+        .consent(&location(&app.authorize(&client, &[]).await), "deny")
         .await;
-    let resp = app.consent(&location(&resp), "deny").await;
     assert_eq!(resp.status().as_u16(), 303, "consent deny answers 303");
     // A failed login is no redirect at all.
-    let other = other_browser();
+    let other = new_browser();
     let login = start(&app, &other, &client).await;
     assert!(login.starts_with("/login?"));
     let (interaction, csrf) = form_fields(&app, &other, &login).await;
-    let resp = post_with(
-        &other,
-        &app.url("/login"),
-        &[
-            ("interaction", &interaction),
-            ("csrf", &csrf),
-            ("username", "alice"),
-            ("password", "nope"),
-        ],
-    )
-    .await;
+    let form = login_form(&interaction, &csrf, "alice", "nope");
+    let resp = post_with(&other, &app.url("/login"), &form).await;
     assert_page(resp, 200, "failed login").await;
-});
+}
 
 // ---------------------------------------------------------------------------------------------
 // 46. session cookie
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(session_cookie_flags, |app: TestApp| async move {
-    let client = app.spa();
-    app.user("alice", &[]);
-    let resp = app
-        .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-        .await;
-    assert_eq!(resp.status().as_u16(), 303);
-    let cookie = set_cookie(&resp).expect("a session cookie after /authorize");
-    let login = location(&resp);
-    let (name, before) = cookie_pair(&cookie);
+/// Asserts the flags every session cookie carries; returns its name, value and attributes.
+fn session_cookie(resp: &reqwest::Response, what: &str) -> (String, String, Vec<String>) {
+    let cookie = set_cookie(resp).unwrap_or_else(|| panic!("a session cookie {what}"));
+    let (name, value) = cookie_pair(&cookie);
     let attrs = cookie_attributes(&cookie);
-    assert_eq!(name, "gatehouse_session", "{cookie}");
-    assert!(attrs.contains(&"httponly".to_owned()), "{cookie}");
-    assert!(attrs.contains(&"samesite=lax".to_owned()), "{cookie}");
-    assert!(attrs.contains(&"path=/".to_owned()), "{cookie}");
-    assert!(
-        !attrs.iter().any(|a| a.starts_with("domain")),
-        "host-only cookie: {cookie}"
-    );
-    assert!(before.len() >= 43, "session id of 256 bits: {cookie}");
+    for flag in ["httponly", "samesite=lax", "path=/"] {
+        assert!(
+            attrs.contains(&flag.to_owned()),
+            "{what}: {flag} in {cookie}"
+        );
+    }
+    let domain = attrs.iter().any(|a| a.starts_with("domain"));
+    assert!(!domain, "host-only cookie: {cookie}");
+    (name, value, attrs)
+}
+
+both_backends!(session_cookie_flags);
+async fn session_cookie_flags(app: TestApp) {
+    let client = app.spa_and_alice();
+    let resp = app.authorize(&client, &[]).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let (name, before, attrs) = session_cookie(&resp, "after /authorize");
+    let login = location(&resp);
+    assert_eq!(name, "gatehouse_session");
+    assert!(before.len() >= 43, "session id of 256 bits: {before}");
     // Plain http (loopback development): no Secure, or the browser could not send it back.
-    assert!(!attrs.contains(&"secure".to_owned()), "{cookie}");
+    assert!(!attrs.contains(&"secure".to_owned()), "{attrs:?}");
 
     // Login issues a new session id; the old one is dead.
     let resp = app.login(&login, "alice", PASSWORD).await;
     assert_eq!(resp.status().as_u16(), 303);
-    let cookie = set_cookie(&resp).expect("a new session cookie after login");
-    let (name, after) = cookie_pair(&cookie);
+    let (name, after, _) = session_cookie(&resp, "after login");
     assert_eq!(name, "gatehouse_session");
     assert_ne!(before, after, "login must change the session id");
-    let attrs = cookie_attributes(&cookie);
-    assert!(attrs.contains(&"httponly".to_owned()) && attrs.contains(&"samesite=lax".to_owned()));
-    assert!(attrs.contains(&"path=/".to_owned()));
     let consent = location(&resp);
-    let fixated = reqwest::Client::builder()
-        .redirect(Policy::none())
-        .build()
-        .expect("client");
-    let resp = fixated
-        .get(app.url(&consent))
-        .header("Cookie", format!("gatehouse_session={before}"))
-        .send()
-        .await
-        .expect("GET");
+    let with_session = |id: &str| {
+        let cookieless = app.api.get(app.url(&consent));
+        cookieless
+            .header("Cookie", format!("gatehouse_session={id}"))
+            .send()
+    };
+    let resp = with_session(&before).await.expect("GET");
     assert_bad_request_page(resp, "pre-login session id after login").await;
-    let resp = fixated
-        .get(app.url(&consent))
-        .header("Cookie", format!("gatehouse_session={after}"))
-        .send()
-        .await
-        .expect("GET");
+    let resp = with_session(&after).await.expect("GET");
     assert_page(resp, 200, "new session id").await;
 
     // An https issuer: __Host- prefix, Secure, HSTS.
-    let secure = spawn_like(&app, |s| s.server.issuer = "https://auth.example".into()).await;
-    let client = secure.spa();
-    let resp = secure
-        .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
+    let secure = app
+        .sibling(|s| s.server.issuer = "https://auth.example".into())
         .await;
+    let resp = secure.authorize(&secure.spa(), &[]).await;
     assert_eq!(resp.status().as_u16(), 303);
-    let cookie = set_cookie(&resp).expect("session cookie");
-    let (name, _) = cookie_pair(&cookie);
-    let attrs = cookie_attributes(&cookie);
-    assert_eq!(name, "__Host-gatehouse_session", "{cookie}");
-    assert!(attrs.contains(&"secure".to_owned()), "{cookie}");
-    assert!(attrs.contains(&"httponly".to_owned()), "{cookie}");
-    assert!(attrs.contains(&"samesite=lax".to_owned()), "{cookie}");
-    assert!(attrs.contains(&"path=/".to_owned()), "{cookie}");
-    assert!(!attrs.iter().any(|a| a.starts_with("domain")), "{cookie}");
+    let (name, _, attrs) = session_cookie(&resp, "on https");
+    assert_eq!(name, "__Host-gatehouse_session");
+    assert!(attrs.contains(&"secure".to_owned()), "{attrs:?}");
     let hsts = header(&resp, "strict-transport-security").expect("HSTS on an https issuer");
     assert!(hsts.contains("max-age="), "{hsts}");
     let resp = secure.browse("/no-such-page").await;
-    assert!(
-        header(&resp, "strict-transport-security").is_some(),
-        "HSTS on every response"
-    );
-});
+    let hsts = header(&resp, "strict-transport-security");
+    assert!(hsts.is_some(), "HSTS on every response");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 41. framing
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(pages_forbid_framing, |app: TestApp| async move {
-    let client = app.spa();
-    app.user("alice", &[]);
-    let resp = app
-        .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-        .await;
+both_backends!(pages_forbid_framing);
+async fn pages_forbid_framing(app: TestApp) {
+    let client = app.spa_and_alice();
+    let resp = app.authorize(&client, &[]).await;
     assert_security_headers(&resp, "authorize redirect");
     let login = location(&resp);
     let resp = app.browse(&login).await;
@@ -1213,8 +805,7 @@ both_backends!(pages_forbid_framing, |app: TestApp| async move {
     assert_page(resp, 200, "login page").await;
     let resp = app.login(&login, "alice", PASSWORD).await;
     assert_security_headers(&resp, "login POST");
-    let consent = location(&resp);
-    let resp = app.browse(&consent).await;
+    let resp = app.browse(&location(&resp)).await;
     assert_security_headers(&resp, "consent page");
     assert_page(resp, 200, "consent page").await;
     let resp = app.get_authorize("client_id=nope").await;
@@ -1223,210 +814,146 @@ both_backends!(pages_forbid_framing, |app: TestApp| async move {
     let resp = app.browse("/no-such-page").await;
     assert_security_headers(&resp, "404 page");
     assert_page(resp, 404, "404 page").await;
-    let resp = app
+    let cross_site = app
         .browser
         .post(app.url("/login"))
-        .header("Origin", "https://evil.example")
+        .header("Origin", "https://evil.example");
+    let resp = cross_site
         .form(&[("interaction", "x")])
         .send()
         .await
         .expect("POST");
     assert_security_headers(&resp, "403 page");
     assert_page(resp, 403, "403 page").await;
-});
+}
 
 // ---------------------------------------------------------------------------------------------
 // 47. escaping and no inline script
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    pages_escape_client_name_and_no_inline_script,
-    |app: TestApp| async move {
-        let client = app.register(NewClient {
-            name: "<script>alert(1)</script>".into(),
-            redirect_uris: vec![REDIRECT.into()],
-            scopes: vec!["api:read".into(), "<img>".into()],
-            audiences: vec![AUDIENCE.into()],
-            allowed_origins: vec![ORIGIN.into()],
-            ..Default::default()
-        });
-        app.user("alice", &[]);
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-            .await;
-        let login = location(&resp);
-        let resp = app.browse(&login).await;
-        let csp = header(&resp, "content-security-policy").expect("CSP");
-        assert!(csp.contains("script-src 'self'"), "{csp}");
-        assert!(
-            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
-            "{csp}"
-        );
-        let page = assert_page(resp, 200, "login").await;
-        assert!(
-            named_entities(&page).contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
-            "client name escaped: {page}"
-        );
-        assert!(
-            !page.to_ascii_lowercase().contains("<script"),
-            "no script tag: {page}"
-        );
-        // The username echoed back after a failed login is escaped, attribute included.
-        let (interaction, csrf) = form_fields(&app, &app.browser, &login).await;
-        let evil_user = "\"><script>alert(2)</script>";
-        let resp = app
-            .browser_post(
-                "/login",
-                &[
-                    ("interaction", &interaction),
-                    ("csrf", &csrf),
-                    ("username", evil_user),
-                    ("password", "x"),
-                ],
-            )
-            .await;
-        let page = assert_page(resp, 200, "failed login").await;
-        assert!(
-            named_entities(&page).contains("&quot;&gt;&lt;script&gt;alert(2)"),
-            "{page}"
-        );
-        assert!(!page.to_ascii_lowercase().contains("<script"), "{page}");
-        assert!(!page.contains("\"><"), "attribute break-out: {page}");
-        // Consent page: client name and scopes escaped.
-        let resp = app.login(&login, "alice", PASSWORD).await;
-        let consent = location(&resp);
-        let resp = app.browse(&consent).await;
-        let csp = header(&resp, "content-security-policy").expect("CSP");
-        assert!(
-            csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
-            "{csp}"
-        );
-        let page = assert_page(resp, 200, "consent").await;
-        assert!(
-            named_entities(&page).contains("&lt;script&gt;alert(1)"),
-            "{page}"
-        );
-        assert!(
-            named_entities(&page).contains("&lt;img&gt;"),
-            "scope escaped: {page}"
-        );
-        assert!(!page.to_ascii_lowercase().contains("<script"), "{page}");
-        assert!(!page.to_ascii_lowercase().contains("<img"), "{page}");
-        // Error pages have no script either.
-        let resp = app
-            .get_authorize("client_id=%3Cscript%3Ealert(3)%3C/script%3E")
-            .await;
-        let page = assert_bad_request_page(resp, "error page").await;
-        assert!(!page.to_ascii_lowercase().contains("<script"), "{page}");
-        let resp = app.browse("/%3Cscript%3E").await;
-        let page = assert_page(resp, 404, "404").await;
-        assert!(!page.to_ascii_lowercase().contains("<script"), "{page}");
-    }
-);
+/// The Content-Security-Policy of a page: scripts from our origin only.
+fn assert_script_policy(resp: &reqwest::Response) {
+    let csp = header(resp, "content-security-policy").expect("CSP");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    let unsafe_ = csp.contains("unsafe-inline") || csp.contains("unsafe-eval");
+    assert!(!unsafe_, "{csp}");
+}
+
+both_backends!(pages_escape_client_name_and_no_inline_script);
+async fn pages_escape_client_name_and_no_inline_script(app: TestApp) {
+    let client = app.register(NewClient {
+        name: "<script>alert(1)</script>".into(),
+        scopes: strings(&["api:read", "<img>"]),
+        ..spa_registration()
+    });
+    app.user("alice", &[]);
+    let login = location(&app.authorize(&client, &[]).await);
+    let resp = app.browse(&login).await;
+    assert_script_policy(&resp);
+    let page = assert_page(resp, 200, "login").await;
+    let escaped = named_entities(&page).contains("&lt;script&gt;alert(1)&lt;/script&gt;");
+    assert!(escaped, "client name escaped: {page}");
+    assert_no_script(&page, "login");
+    // The username echoed back after a failed login is escaped, attribute included.
+    let (interaction, csrf) = form_fields(&app, &app.browser, &login).await;
+    let evil_user = "\"><script>alert(2)</script>";
+    let form = login_form(&interaction, &csrf, evil_user, "x");
+    let page = assert_page(app.browser_post("/login", &form).await, 200, "failed login").await;
+    let escaped = named_entities(&page).contains("&quot;&gt;&lt;script&gt;alert(2)");
+    assert!(escaped, "{page}");
+    assert_no_script(&page, "failed login");
+    assert!(!page.contains("\"><"), "attribute break-out: {page}");
+    // Consent page: client name and scopes escaped.
+    let consent = location(&app.login(&login, "alice", PASSWORD).await);
+    let resp = app.browse(&consent).await;
+    assert_script_policy(&resp);
+    let page = assert_page(resp, 200, "consent").await;
+    let entities = named_entities(&page);
+    assert!(entities.contains("&lt;script&gt;alert(1)"), "{page}");
+    assert!(entities.contains("&lt;img&gt;"), "scope escaped: {page}");
+    assert_no_script(&page, "consent");
+    assert!(!page.to_ascii_lowercase().contains("<img"), "{page}");
+    // Error pages have no script either.
+    let resp = app
+        .get_authorize("client_id=%3Cscript%3Ealert(3)%3C/script%3E")
+        .await;
+    let page = assert_bad_request_page(resp, "error page").await;
+    assert_no_script(&page, "error page");
+    let page = assert_page(app.browse("/%3Cscript%3E").await, 404, "404").await;
+    assert_no_script(&page, "404");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 40. no tokens in URLs, no third-party assets
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(no_tokens_in_urls, |app: TestApp| async move {
-    let client = app.spa();
-    app.user("alice", &[]);
-    let resp = app
-        .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-        .await;
-    let login = location(&resp);
+both_backends!(no_tokens_in_urls);
+async fn no_tokens_in_urls(app: TestApp) {
+    let client = app.spa_and_alice();
+    let no_referrer = |resp: &reqwest::Response| {
+        assert_eq!(
+            header(resp, "referrer-policy").as_deref(),
+            Some("no-referrer")
+        );
+    };
+    let login = location(&app.authorize(&client, &[]).await);
     let keys: BTreeSet<String> = relative_query(&app, &login).into_keys().collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["interaction".to_owned()]),
-        "login URL: {login}"
-    );
+    assert_eq!(keys, set(&["interaction"]), "login URL: {login}");
     assert!(login.starts_with("/login?"));
     let resp = app.browse(&login).await;
-    assert_eq!(
-        header(&resp, "referrer-policy").as_deref(),
-        Some("no-referrer")
-    );
+    no_referrer(&resp);
     let page = assert_page(resp, 200, "login").await;
-    assert!(
-        page.contains("action=\"/login\""),
-        "form posts to /login with no query: {page}"
-    );
+    let action = page.contains("action=\"/login\"");
+    assert!(action, "form posts to /login with no query: {page}");
     assert!(page.contains("type=\"password\""));
     assert_no_third_party_assets(&page, "login");
-    let resp = app.login(&login, "alice", PASSWORD).await;
-    let consent = location(&resp);
+    let consent = location(&app.login(&login, "alice", PASSWORD).await);
     assert!(consent.starts_with("/consent?"));
     let consent_q = relative_query(&app, &consent);
-    let keys: BTreeSet<&String> = consent_q.keys().collect();
-    assert_eq!(keys.len(), 1, "consent URL: {consent}");
+    assert_eq!(consent_q.len(), 1, "consent URL: {consent}");
     assert!(
         consent_q.contains_key("interaction"),
         "consent URL: {consent}"
     );
     let resp = app.browse(&consent).await;
-    assert_eq!(
-        header(&resp, "referrer-policy").as_deref(),
-        Some("no-referrer")
-    );
+    no_referrer(&resp);
     let page = assert_page(resp, 200, "consent").await;
     assert!(page.contains("action=\"/consent\""), "{page}");
     assert_no_third_party_assets(&page, "consent");
     // The code appears only in the final redirect, never in our own URLs.
-    let resp = app.consent(&consent, "approve").await;
-    let final_location = location(&resp);
+    let final_location = location(&app.consent(&consent, "approve").await);
     let q = query_of(&final_location);
-    let keys: BTreeSet<&str> = q.keys().map(String::as_str).collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["code", "state", "iss"]),
-        "{final_location}"
-    );
+    let keys: BTreeSet<String> = q.keys().cloned().collect();
+    assert_eq!(keys, set(&["code", "state", "iss"]), "{final_location}");
     assert!(!login.contains(&q["code"]) && !consent.contains(&q["code"]));
     assert_ne!(consent_q["interaction"], q["code"]);
     // Error pages: same.
     let resp = app.get_authorize("client_id=nope").await;
-    assert_eq!(
-        header(&resp, "referrer-policy").as_deref(),
-        Some("no-referrer")
-    );
+    no_referrer(&resp);
     let page = assert_bad_request_page(resp, "400").await;
     assert_no_third_party_assets(&page, "400");
     // The stylesheet is ours.
     assert!(page.contains("href=\"/static/gatehouse.css\""), "{page}");
-    let resp = app
-        .api
-        .get(app.url("/static/gatehouse.css"))
-        .send()
-        .await
-        .expect("css");
+    let resp = app.get("/static/gatehouse.css").await;
     assert_eq!(resp.status().as_u16(), 200);
     let ct = header(&resp, "content-type").unwrap_or_default();
     assert!(ct.starts_with("text/css"), "{ct}");
-    assert!(
-        !resp.text().await.expect("css").contains("@import"),
-        "no imported third-party CSS"
-    );
-});
+    let css = resp.text().await.expect("css");
+    assert!(!css.contains("@import"), "no imported third-party CSS");
+}
 
 // ---------------------------------------------------------------------------------------------
 // 48. login never redirects off site
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(login_never_redirects_off_site, |app: TestApp| async move {
-    let client = app.spa();
-    app.user("alice", &[]);
-    let pkce = pkce();
-    let resp = app
-        .get_authorize(&authz(
-            &client.id,
-            &pkce.challenge,
-            &[
-                ("return_to", Some("https://evil.example")),
-                ("next", Some("//evil.example/x")),
-            ],
-        ))
-        .await;
+both_backends!(login_never_redirects_off_site);
+async fn login_never_redirects_off_site(app: TestApp) {
+    let client = app.spa_and_alice();
+    let overrides = [
+        ("return_to", Some("https://evil.example")),
+        ("next", Some("//evil.example/x")),
+    ];
+    let resp = app.authorize(&client, &overrides).await;
     assert_eq!(resp.status().as_u16(), 303);
     let login = location(&resp);
     assert!(
@@ -1435,20 +962,13 @@ both_backends!(login_never_redirects_off_site, |app: TestApp| async move {
     );
     let with_next = format!("{login}&return_to=https%3A%2F%2Fevil.example&next=%2F%2Fevil.example");
     let (interaction, csrf) = form_fields(&app, &app.browser, &with_next).await;
-    let resp = app
-        .browser_post(
-            "/login",
-            &[
-                ("interaction", &interaction),
-                ("csrf", &csrf),
-                ("username", "alice"),
-                ("password", PASSWORD),
-                ("return_to", "https://evil.example"),
-                ("next", "//evil.example/x"),
-                ("redirect_uri", "https://evil.example/cb"),
-            ],
-        )
-        .await;
+    let mut form = login_form(&interaction, &csrf, "alice", PASSWORD).to_vec();
+    form.extend([
+        ("return_to", "https://evil.example"),
+        ("next", "//evil.example/x"),
+        ("redirect_uri", "https://evil.example/cb"),
+    ]);
+    let resp = app.browser_post("/login", &form).await;
     assert_eq!(resp.status().as_u16(), 303);
     let consent = location(&resp);
     assert!(
@@ -1456,361 +976,266 @@ both_backends!(login_never_redirects_off_site, |app: TestApp| async move {
         "login goes to consent only: {consent}"
     );
     assert!(!consent.contains("evil"), "{consent}");
-    let resp = app.consent(&consent, "approve").await;
-    let done = location(&resp);
+    let done = location(&app.consent(&consent, "approve").await);
     assert!(done.starts_with(&format!("{REDIRECT}?")), "{done}");
     assert!(!done.contains("evil"), "{done}");
-});
+}
 
 // ---------------------------------------------------------------------------------------------
 // 50. no user enumeration
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(no_user_enumeration_on_login, |app: TestApp| async move {
-    let client = app.spa();
-    app.user("alice", &[]);
-    async fn attempt(app: &TestApp, client: &TestClient, username: &str) -> (u16, bool, String) {
-        let login = start(app, &app.browser, client).await;
-        let (interaction, csrf) = form_fields(app, &app.browser, &login).await;
-        let resp = app
-            .browser_post(
-                "/login",
-                &[
-                    ("interaction", &interaction),
-                    ("csrf", &csrf),
-                    ("username", username),
-                    ("password", "wrong password"),
-                ],
-            )
-            .await;
-        let status = resp.status().as_u16();
-        let cookie = set_cookie(&resp).is_some();
-        let page = resp.text().await.expect("page");
-        let normalised = page
-            .replace(&interaction, "INTERACTION")
-            .replace(&csrf, "CSRF")
-            .replace(&format!("value=\"{username}\""), "value=\"USER\"");
-        (status, cookie, normalised)
-    }
-    let (unknown_status, unknown_cookie, unknown_page) = attempt(&app, &client, "mallory").await;
-    let (known_status, known_cookie, known_page) = attempt(&app, &client, "alice").await;
+/// A failed login as `username` on a fresh login page: status, whether a session cookie was
+/// set, and the page with what differs per attempt (ids, the echoed username) normalised.
+async fn failed_login(app: &TestApp, client: &TestClient, username: &str) -> (u16, bool, String) {
+    let login = start(app, &app.browser, client).await;
+    let (interaction, csrf) = form_fields(app, &app.browser, &login).await;
+    let form = login_form(&interaction, &csrf, username, "wrong password");
+    let resp = app.browser_post("/login", &form).await;
+    let status = resp.status().as_u16();
+    let cookie = set_cookie(&resp).is_some();
+    let page = resp.text().await.expect("page");
+    let normalised = page
+        .replace(&interaction, "INTERACTION")
+        .replace(&csrf, "CSRF")
+        .replace(&format!("value=\"{username}\""), "value=\"USER\"");
+    (status, cookie, normalised)
+}
+
+// Argon2 at its production cost, so that the timing below compares hashes.
+both_backends!(no_user_enumeration_on_login, production_argon2);
+async fn no_user_enumeration_on_login(app: TestApp) {
+    let client = app.spa_and_alice();
+    let (unknown_status, unknown_cookie, unknown_page) =
+        failed_login(&app, &client, "mallory").await;
+    let (known_status, known_cookie, known_page) = failed_login(&app, &client, "alice").await;
     assert_eq!(unknown_status, 200);
     assert_eq!(known_status, 200);
     assert!(
         !unknown_cookie && !known_cookie,
         "no session change on failure"
     );
-    assert!(
-        unknown_page.contains("Invalid username or password"),
-        "{unknown_page}"
-    );
-    assert!(
-        known_page.contains("Invalid username or password"),
-        "{known_page}"
-    );
+    let message = "Invalid username or password";
+    assert!(unknown_page.contains(message), "{unknown_page}");
+    assert!(known_page.contains(message), "{known_page}");
     assert_eq!(
         unknown_page, known_page,
         "pages must not tell the two cases apart"
     );
-});
+
+    // Nor does the time: a wrong password for a known user and any password for an unknown
+    // one each cost one argon2 hash, so their medians stay within a factor of two.
+    let login = start(&app, &app.browser, &client).await;
+    let (interaction, csrf) = form_fields(&app, &app.browser, &login).await;
+    let (app, interaction, csrf) = (&app, &interaction, &csrf);
+    let what = "login page: wrong password (true), unknown user (false)";
+    assert_same_cost(what, |known| async move {
+        let username = if known { "alice" } else { "mallory" };
+        let form = login_form(interaction, csrf, username, "wrong password");
+        let resp = app.browser_post("/login", &form).await;
+        assert_eq!(resp.status().as_u16(), 200, "a failed login");
+    })
+    .await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Bad input
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    authorize_rejects_duplicate_and_oversized_params,
-    |app: TestApp| async move {
-        let client = app.spa();
-        let pkce = pkce();
-        let base = authz(&client.id, &pkce.challenge, &[]);
-        let other = app.spa();
-        let cases = [
-            (
-                "client_id twice, same value",
-                format!("{base}&client_id={}", client.id),
-            ),
-            (
-                "client_id twice, two clients",
-                format!("{base}&client_id={}", other.id),
-            ),
-            ("state twice", format!("{base}&state=other")),
-            (
-                "redirect_uri twice",
-                format!("{base}&redirect_uri={}", encode_value(REDIRECT)),
-            ),
-            ("response_type twice", format!("{base}&response_type=code")),
-            (
-                "code_challenge twice",
-                format!("{base}&code_challenge={}", pkce.challenge),
-            ),
-            (
-                "state too long",
-                authz(
-                    &client.id,
-                    &pkce.challenge,
-                    &[("state", Some(&"s".repeat(4097)))],
-                ),
-            ),
-            (
-                "scope too long",
-                authz(
-                    &client.id,
-                    &pkce.challenge,
-                    &[("scope", Some(&"a".repeat(5000)))],
-                ),
-            ),
-            (
-                "redirect_uri too long",
-                authz(
-                    &client.id,
-                    &pkce.challenge,
-                    &[(
-                        "redirect_uri",
-                        Some(&format!("{REDIRECT}?{}", "a".repeat(4100))),
-                    )],
-                ),
-            ),
-            (
-                "parameter name too long",
-                format!("{base}&{}=1", "k".repeat(100)),
-            ),
-            (
-                "too many parameters",
-                format!(
-                    "{base}&{}",
-                    (0..40)
-                        .map(|i| format!("p{i}=1"))
-                        .collect::<Vec<_>>()
-                        .join("&")
-                ),
-            ),
-        ];
-        for (what, query) in cases {
-            let resp = app.get_authorize(&query).await;
-            assert_bad_request_page(resp, what).await;
-        }
-        // At the limit is fine.
-        let resp = app
-            .get_authorize(&authz(
-                &client.id,
-                &pkce.challenge,
-                &[("state", Some(&"s".repeat(4096)))],
-            ))
-            .await;
-        assert_eq!(
-            resp.status().as_u16(),
-            303,
-            "a 4096-character state is accepted"
+both_backends!(authorize_rejects_duplicate_and_oversized_params);
+async fn authorize_rejects_duplicate_and_oversized_params(app: TestApp) {
+    let client = app.spa();
+    let pkce = pkce();
+    let with = |overrides: &[(&str, Option<&str>)]| authz(&client.id, &pkce.challenge, overrides);
+    let base = with(&[]);
+    let other = app.spa();
+    let long_redirect = format!("{REDIRECT}?{}", "a".repeat(4100));
+    let many: Vec<String> = (0..40).map(|i| format!("p{i}=1")).collect();
+    let cases = [
+        (
+            "client_id twice, same value",
+            format!("{base}&client_id={}", client.id),
+        ),
+        (
+            "client_id twice, two clients",
+            format!("{base}&client_id={}", other.id),
+        ),
+        ("state twice", format!("{base}&state=other")),
+        (
+            "redirect_uri twice",
+            format!("{base}&redirect_uri={}", encode_value(REDIRECT)),
+        ),
+        ("response_type twice", format!("{base}&response_type=code")),
+        (
+            "code_challenge twice",
+            format!("{base}&code_challenge={}", pkce.challenge),
+        ),
+        (
+            "state too long",
+            with(&[("state", Some(&"s".repeat(4097)))]),
+        ),
+        (
+            "scope too long",
+            with(&[("scope", Some(&"a".repeat(5000)))]),
+        ),
+        (
+            "redirect_uri too long",
+            with(&[("redirect_uri", Some(&long_redirect))]),
+        ),
+        (
+            "parameter name too long",
+            format!("{base}&{}=1", "k".repeat(100)),
+        ),
+        ("too many parameters", format!("{base}&{}", many.join("&"))),
+    ];
+    for (what, query) in cases {
+        let resp = app.get_authorize(&query).await;
+        assert_bad_request_page(resp, what).await;
+    }
+    // At the limit is fine.
+    let resp = app
+        .get_authorize(&with(&[("state", Some(&"s".repeat(4096)))]))
+        .await;
+    assert_to_login(&resp, "a 4096-character state is accepted");
+}
+
+both_backends!(login_with_expired_or_unknown_interaction_shows_readable_page);
+async fn login_with_expired_or_unknown_interaction_shows_readable_page(app: TestApp) {
+    let client = app.spa_and_alice();
+    let bogus = "not-a-real-interaction-0123456789abcdefghijklmnop";
+    async fn readable(resp: reqwest::Response, what: &str) {
+        let body = assert_bad_request_page(resp, what).await;
+        assert!(
+            body.contains("expired") || body.contains("start again"),
+            "{what}: {body}"
         );
-        assert!(location(&resp).starts_with("/login?"));
     }
-);
+    // A browser with no session at all.
+    let fresh = new_browser();
+    let bogus_login = format!("/login?interaction={bogus}");
+    readable(
+        get_with(&fresh, &app.url(&bogus_login)).await,
+        "GET no session",
+    )
+    .await;
+    readable(
+        get_with(&fresh, &app.url("/login")).await,
+        "GET no interaction",
+    )
+    .await;
+    let form = login_form(bogus, "x", "alice", PASSWORD);
+    readable(
+        post_with(&fresh, &app.url("/login"), &form).await,
+        "POST no session",
+    )
+    .await;
+    readable(
+        post_with(&fresh, &app.url("/login"), &[]).await,
+        "POST empty",
+    )
+    .await;
+    // A browser with a session and a real interaction, using a bogus one.
+    let login = start(&app, &app.browser, &client).await;
+    let (_, csrf) = form_fields(&app, &app.browser, &login).await;
+    readable(app.browse(&bogus_login).await, "GET bogus").await;
+    let resp = app
+        .browser_post("/login", &login_form(bogus, &csrf, "alice", PASSWORD))
+        .await;
+    assert!(set_cookie(&resp).is_none());
+    readable(resp, "POST bogus").await;
+    let bogus_consent = format!("/consent?interaction={bogus}");
+    readable(app.browse(&bogus_consent).await, "consent GET bogus").await;
+    let form = consent_form(bogus, &csrf, "approve");
+    readable(
+        app.browser_post("/consent", &form).await,
+        "consent POST bogus",
+    )
+    .await;
+    let duplicate = app.browse("/login?interaction=a&interaction=b").await;
+    let body = assert_bad_request_page(duplicate, "duplicate").await;
+    assert!(body.contains("interaction"), "{body}");
 
-both_backends!(
-    login_with_expired_or_unknown_interaction_shows_readable_page,
-    |app: TestApp| async move {
-        let client = app.spa();
-        app.user("alice", &[]);
-        let bogus = "not-a-real-interaction-0123456789abcdefghijklmnop";
-        async fn readable(resp: reqwest::Response, what: &str) {
-            let body = assert_bad_request_page(resp, what).await;
-            assert!(
-                body.contains("expired") || body.contains("start again"),
-                "{what}: {body}"
-            );
-        }
-        // A browser with no session at all.
-        let fresh = other_browser();
-        readable(
-            get_with(&fresh, &app.url(&format!("/login?interaction={bogus}"))).await,
-            "GET no session",
-        )
-        .await;
-        readable(
-            get_with(&fresh, &app.url("/login")).await,
-            "GET no interaction",
-        )
-        .await;
-        readable(
-            post_with(
-                &fresh,
-                &app.url("/login"),
-                &[
-                    ("interaction", bogus),
-                    ("csrf", "x"),
-                    ("username", "alice"),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await,
-            "POST no session",
-        )
-        .await;
-        readable(
-            post_with(&fresh, &app.url("/login"), &[]).await,
-            "POST empty",
-        )
-        .await;
-        // A browser with a session and a real interaction, using a bogus one.
-        let login = start(&app, &app.browser, &client).await;
-        let (_, csrf) = form_fields(&app, &app.browser, &login).await;
-        readable(
-            app.browse(&format!("/login?interaction={bogus}")).await,
-            "GET bogus",
-        )
-        .await;
-        let resp = app
-            .browser_post(
-                "/login",
-                &[
-                    ("interaction", bogus),
-                    ("csrf", &csrf),
-                    ("username", "alice"),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
-        assert!(set_cookie(&resp).is_none());
-        readable(resp, "POST bogus").await;
-        readable(
-            app.browse(&format!("/consent?interaction={bogus}")).await,
-            "consent GET bogus",
-        )
-        .await;
-        readable(
-            app.browser_post(
-                "/consent",
-                &[
-                    ("interaction", bogus),
-                    ("csrf", &csrf),
-                    ("decision", "approve"),
-                ],
-            )
-            .await,
-            "consent POST bogus",
-        )
-        .await;
-        let body = assert_bad_request_page(
-            app.browse("/login?interaction=a&interaction=b").await,
-            "duplicate",
-        )
-        .await;
-        assert!(body.contains("interaction"), "{body}");
-
-        // A real interaction that expired.
-        let short = spawn_like(&app, |s| s.session.interaction_ttl_secs = 1).await;
-        let client = short.spa();
-        short.user("alice", &[]);
-        let login = start(&short, &short.browser, &client).await;
-        let (interaction, csrf) = form_fields(&short, &short.browser, &login).await;
-        tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-        readable(short.browse(&login).await, "GET expired").await;
-        let resp = short
-            .browser_post(
-                "/login",
-                &[
-                    ("interaction", &interaction),
-                    ("csrf", &csrf),
-                    ("username", "alice"),
-                    ("password", PASSWORD),
-                ],
-            )
-            .await;
-        assert!(set_cookie(&resp).is_none());
-        readable(resp, "POST expired").await;
-    }
-);
+    // A real interaction that expired.
+    let short = app.sibling(|s| s.session.interaction_ttl_secs = 1).await;
+    let client = short.spa();
+    short.user("alice", &[]);
+    let login = start(&short, &short.browser, &client).await;
+    let (interaction, csrf) = form_fields(&short, &short.browser, &login).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    readable(short.browse(&login).await, "GET expired").await;
+    let form = login_form(&interaction, &csrf, "alice", PASSWORD);
+    let resp = short.browser_post("/login", &form).await;
+    assert!(set_cookie(&resp).is_none());
+    readable(resp, "POST expired").await;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Login failures and existing sessions
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    login_wrong_password_shows_error_and_no_session_user,
-    |app: TestApp| async move {
-        let client = app.spa();
-        app.user("alice", &[]);
-        let login = start(&app, &app.browser, &client).await;
-        for (user, password) in [
-            ("alice", "wrong password"),
-            ("alice", ""),
-            ("", PASSWORD),
-            ("ALICE", "x"),
-        ] {
-            let resp = app.login(&login, user, password).await;
-            assert!(
-                set_cookie(&resp).is_none(),
-                "{user}/{password}: no new session"
-            );
-            let page = assert_page(resp, 200, "wrong password").await;
-            assert!(page.contains("Invalid username or password"), "{page}");
-            assert!(
-                page.contains("name=\"password\""),
-                "the form is shown again"
-            );
-            assert!(
-                !page.contains("wrong password") && !page.contains(PASSWORD),
-                "password never echoed"
-            );
-        }
-        // The session has no user: consent sends back to login, and no code can be had.
-        let interaction = relative_query(&app, &login)["interaction"].clone();
-        let consent = format!("/consent?interaction={}", encode_value(&interaction));
-        let resp = app.browse(&consent).await;
-        assert_eq!(resp.status().as_u16(), 303);
-        assert!(location(&resp).starts_with("/login?"), "not logged in");
-        let (_, csrf) = form_fields(&app, &app.browser, &login).await;
-        let resp = app
-            .browser_post(
-                "/consent",
-                &[
-                    ("interaction", &interaction),
-                    ("csrf", &csrf),
-                    ("decision", "approve"),
-                ],
-            )
-            .await;
-        assert_bad_request_page(resp, "consent without login").await;
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-            .await;
+both_backends!(login_wrong_password_shows_error_and_no_session_user);
+async fn login_wrong_password_shows_error_and_no_session_user(app: TestApp) {
+    let client = app.spa_and_alice();
+    let login = start(&app, &app.browser, &client).await;
+    for (user, password) in [
+        ("alice", "wrong password"),
+        ("alice", ""),
+        ("", PASSWORD),
+        ("ALICE", "x"),
+    ] {
+        let resp = app.login(&login, user, password).await;
         assert!(
-            location(&resp).starts_with("/login?"),
-            "still not logged in"
+            set_cookie(&resp).is_none(),
+            "{user}/{password}: no new session"
         );
-        // The right password still works afterwards.
-        let resp = app.login(&login, "alice", PASSWORD).await;
-        assert_eq!(resp.status().as_u16(), 303);
-        assert!(location(&resp).starts_with("/consent?"));
+        let page = assert_page(resp, 200, "wrong password").await;
+        assert!(page.contains("Invalid username or password"), "{page}");
+        assert!(
+            page.contains("name=\"password\""),
+            "the form is shown again"
+        );
+        let echoed = page.contains("wrong password") || page.contains(PASSWORD);
+        assert!(!echoed, "password never echoed");
     }
-);
+    // The session has no user: consent sends back to login, and no code can be had.
+    let interaction = relative_query(&app, &login)["interaction"].clone();
+    let consent = format!("/consent?interaction={}", encode_value(&interaction));
+    let resp = app.browse(&consent).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(location(&resp).starts_with("/login?"), "not logged in");
+    let (_, csrf) = form_fields(&app, &app.browser, &login).await;
+    let form = consent_form(&interaction, &csrf, "approve");
+    let resp = app.browser_post("/consent", &form).await;
+    assert_bad_request_page(resp, "consent without login").await;
+    let resp = app.authorize(&client, &[]).await;
+    assert!(
+        location(&resp).starts_with("/login?"),
+        "still not logged in"
+    );
+    // The right password still works afterwards.
+    let resp = app.login(&login, "alice", PASSWORD).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    assert!(location(&resp).starts_with("/consent?"));
+}
 
-both_backends!(
-    already_logged_in_browser_skips_login,
-    |app: TestApp| async move {
-        let client = app.spa();
-        app.user("alice", &[]);
-        let q = app.authorize_code(&client, "alice", &pkce(), &[]).await;
-        assert!(q.contains_key("code"));
-        let resp = app
-            .get_authorize(&authz(&client.id, &pkce().challenge, &[]))
-            .await;
-        assert_eq!(resp.status().as_u16(), 303);
-        let consent = location(&resp);
-        assert!(
-            consent.starts_with("/consent?interaction="),
-            "logged-in browser goes to consent: {consent}"
-        );
-        assert!(set_cookie(&resp).is_none(), "the existing session is kept");
-        let resp = app.browse(&consent).await;
-        let page = assert_page(resp, 200, "consent").await;
-        assert!(page.contains("alice"), "{page}");
-        let resp = app.consent(&consent, "approve").await;
-        assert!(query_of(&location(&resp)).contains_key("code"));
-        // Another browser is not logged in.
-        let other = other_browser();
-        let login = start(&app, &other, &client).await;
-        assert!(login.starts_with("/login?"), "{login}");
-    }
-);
+both_backends!(already_logged_in_browser_skips_login);
+async fn already_logged_in_browser_skips_login(app: TestApp) {
+    let client = app.spa_and_alice();
+    let q = app.authorize_code(&client, "alice", &pkce(), &[]).await;
+    assert!(q.contains_key("code"));
+    let resp = app.authorize(&client, &[]).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let consent = location(&resp);
+    assert!(
+        consent.starts_with("/consent?interaction="),
+        "logged-in browser goes to consent: {consent}"
+    );
+    assert!(set_cookie(&resp).is_none(), "the existing session is kept");
+    let page = assert_page(app.browse(&consent).await, 200, "consent").await;
+    assert!(page.contains("alice"), "{page}");
+    let resp = app.consent(&consent, "approve").await;
+    assert!(query_of(&location(&resp)).contains_key("code"));
+    // Another browser is not logged in.
+    let login = start(&app, &new_browser(), &client).await;
+    assert!(login.starts_with("/login?"), "{login}");
+}

@@ -7,8 +7,10 @@
 use gatehouse::config::Settings;
 use gatehouse::registry::NewClient;
 use reqwest::header::HeaderMap;
+
 use serde_json::Value;
 
+use crate::both_backends;
 use crate::helpers::*;
 
 /// More requests at once than the one slot and two queue places hold.
@@ -21,35 +23,6 @@ fn one_slot_short_queue(s: &mut Settings) {
     s.passwords.max_queued_hashes = 2;
     s.passwords.memory_kib = 32 * 1024;
     s.passwords.iterations = 3;
-}
-
-/// Runs `body` against a server with [`one_slot_short_queue`] on SQLite, and on PostgreSQL when
-/// `GATEHOUSE_TEST_POSTGRES_URL` is set.
-macro_rules! bounded_backends {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = spawn_with(Db::Sqlite, None, one_slot_short_queue).await;
-                ($body)(app).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(base) = std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
-                    .ok()
-                    .filter(|u| !u.is_empty())
-                else {
-                    eprintln!("GATEHOUSE_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
-                    return;
-                };
-                let app = spawn_with(Db::Postgres, Some(base), one_slot_short_queue).await;
-                ($body)(app).await;
-            }
-        }
-    };
 }
 
 /// Status, headers and body text of a response.
@@ -113,8 +86,9 @@ async fn burst(requests: Vec<reqwest::RequestBuilder>) -> Vec<(u16, HeaderMap, S
     answers
 }
 
-bounded_backends!(
+both_backends!(
     bounded_work_full_queue_answers_503,
+    one_slot_short_queue,
     |app: TestApp| async move {
         let client = password_client(&app);
         app.user("alice", &[]);
@@ -149,14 +123,15 @@ bounded_backends!(
     }
 );
 
-bounded_backends!(
+both_backends!(
     bounded_work_full_queue_shows_try_again_page,
+    one_slot_short_queue,
     |app: TestApp| async move {
         let spa = app.spa();
         app.user("alice", &[]);
         let pkce = pkce();
         let resp = app
-            .get_authorize(&app.authorize_query(&spa, &pkce.challenge, &[]))
+            .get_authorize(&authz(&spa.id, &pkce.challenge, &[]))
             .await;
         assert_eq!(resp.status().as_u16(), 303);
         let login = location(&resp);

@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
-use diesel::Connection;
 use serde_json::Value;
 
+use crate::helpers::{free_port, ok_json, sha256_hex, KillOnDrop, PgDatabase, PASSWORD};
+
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-const GOOD_PASSWORD: &str = "correct horse battery staple";
+const GOOD_PASSWORD: &str = PASSWORD;
 
 /// A database for one CLI test: a SQLite file in a temp dir, or a fresh PostgreSQL database
 /// dropped at the end.
@@ -19,60 +19,10 @@ struct TestDb {
     label: &'static str,
     url: String,
     dir: tempfile::TempDir,
-    _pg: Option<PgGuard>,
-}
-
-struct PgGuard {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for PgGuard {
-    fn drop(&mut self) {
-        if let Ok(mut conn) = diesel::pg::PgConnection::establish(&self.admin_url) {
-            let _ = conn.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
+    _pg: Option<PgDatabase>,
 }
 
 impl TestDb {
-    fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("g.db").display());
-        TestDb {
-            label: "sqlite",
-            url,
-            dir,
-            _pg: None,
-        }
-    }
-
-    fn postgres(base: &str) -> TestDb {
-        let name = format!(
-            "gatehouse_cli_{}",
-            gatehouse::secret::hex(&gatehouse::secret::random_bytes::<8>())
-        );
-        let mut admin = diesel::pg::PgConnection::establish(base)
-            .expect("connect to GATEHOUSE_TEST_POSTGRES_URL");
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .expect("create test database");
-        let mut url = url::Url::parse(base).expect("postgres URL");
-        url.set_path(&format!("/{name}"));
-        TestDb {
-            label: "postgres",
-            url: url.to_string(),
-            dir: tempfile::tempdir().expect("temp dir"),
-            _pg: Some(PgGuard {
-                admin_url: base.to_owned(),
-                name,
-            }),
-        }
-    }
-
     fn keys_dir(&self) -> PathBuf {
         self.dir.path().join("keys")
     }
@@ -80,15 +30,24 @@ impl TestDb {
 
 /// SQLite always; PostgreSQL too when GATEHOUSE_TEST_POSTGRES_URL is set.
 fn backends() -> Vec<TestDb> {
-    let mut out = vec![TestDb::sqlite()];
-    match std::env::var("GATEHOUSE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    {
-        Some(base) => out.push(TestDb::postgres(&base)),
-        None => eprintln!("GATEHOUSE_TEST_POSTGRES_URL not set: PostgreSQL variant skipped"),
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("g.db").display());
+    let sqlite = TestDb {
+        label: "sqlite",
+        url,
+        dir,
+        _pg: None,
+    };
+    let postgres = PgDatabase::create("gatehouse_cli").map(|pg| TestDb {
+        label: "postgres",
+        url: pg.url.clone(),
+        dir: tempfile::tempdir().expect("temp dir"),
+        _pg: Some(pg),
+    });
+    if postgres.is_none() {
+        eprintln!("GATEHOUSE_TEST_POSTGRES_URL not set: PostgreSQL variant skipped");
     }
-    out
+    [Some(sqlite), postgres].into_iter().flatten().collect()
 }
 
 /// A `gatehouse` command with a clean environment: no inherited GATEHOUSE_* settings.
@@ -175,12 +134,6 @@ fn json_out(o: &Output, what: &str) -> Value {
     let out = ok(o, what);
     serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}): {out}"))
-}
-
-fn sha256_hex(text: &str) -> String {
-    gatehouse::secret::hex(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes()).as_ref(),
-    )
 }
 
 const CLIENT_ARGS: [&str; 10] = [
@@ -571,24 +524,10 @@ fn migrations_run_up_and_down() {
     }
 }
 
-/// Kills the server when the test ends, whatever happens.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_starts_on_fresh_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let issuer = format!("http://127.0.0.1:{port}");
     let log_path = dir.path().join("server.log");
     let log = std::fs::File::create(&log_path).expect("log file");
@@ -644,30 +583,16 @@ async fn serve_starts_on_fresh_directory() {
         "no SQLite database in the working directory"
     );
 
-    let jwks: Value = http
-        .get(format!("{issuer}/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("GET jwks")
-        .json()
-        .await
-        .expect("jwks json");
+    let get = |path: &str| http.get(format!("{issuer}{path}")).send();
+    let jwks = ok_json(get("/.well-known/jwks.json").await.expect("GET jwks")).await;
     let keys = jwks["keys"].as_array().expect("keys");
     assert_eq!(keys.len(), 1, "{jwks}");
-    let metadata: Value = http
-        .get(format!("{issuer}/.well-known/oauth-authorization-server"))
-        .send()
+    let metadata = get("/.well-known/oauth-authorization-server")
         .await
-        .expect("GET metadata")
-        .json()
-        .await
-        .expect("metadata json");
+        .expect("GET metadata");
+    let metadata = ok_json(metadata).await;
     assert_eq!(metadata["issuer"], Value::String(issuer.clone()));
-    let ready = http
-        .get(format!("{issuer}/readyz"))
-        .send()
-        .await
-        .expect("GET readyz");
+    let ready = get("/readyz").await.expect("GET readyz");
     assert_eq!(ready.status().as_u16(), 200);
 
     // The CLI sees the key the server created, as the one that signs.

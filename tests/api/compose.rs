@@ -383,8 +383,8 @@ fn master_key_and_database_password_must_be_given() {
 #[test]
 fn resource_server_trusts_the_gatehouse_issuer() {
     let compose = compose();
-    let gatehouse = service(&compose, "gatehouse");
-    let resource_server = service(&compose, "resource-server");
+    let [gatehouse, resource_server] =
+        ["gatehouse", "resource-server"].map(|s| service(&compose, s));
     let raw = environment(resource_server);
     for name in ["RS_BIND", "RS_ISSUER", "RS_AUDIENCE"] {
         assert!(raw.contains_key(name), "resource-server needs {name}");

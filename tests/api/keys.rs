@@ -4,69 +4,38 @@
 
 use std::collections::BTreeSet;
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::web;
-use diesel::RunQueryDsl;
-use gatehouse::config::Settings;
 use gatehouse::keys::rotation::{self, Rotation};
 use gatehouse::keys::schedule::{Decision, KeyState, Policy, Trigger};
 use gatehouse::keys::KeyInfo;
-use gatehouse::registry::NewClient;
-use gatehouse::state::{now, AppState};
+use gatehouse::state::AppState;
 use gatehouse::store::keys::SigningKeyRow;
 use serde_json::Value;
 
 use crate::both_backends;
 use crate::helpers::*;
 
-const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
-
 // ---------------------------------------------------------------------------------------------
 // Private helpers
 // ---------------------------------------------------------------------------------------------
 
-/// A machine client (client_credentials) for AUDIENCE.
-fn machine(app: &TestApp) -> TestClient {
-    app.register(NewClient {
-        name: "Key rotation probe".into(),
-        confidential: true,
-        grant_types: vec!["client_credentials".parse().expect("grant type")],
-        scopes: vec!["api:read".into()],
-        audiences: vec![AUDIENCE.into()],
-        ..Default::default()
-    })
-}
-
 /// An access token from the server at `address` (client_credentials, HTTP Basic).
 async fn token_from(address: &str, client: &TestClient) -> String {
-    let resp = reqwest::Client::new()
-        .post(format!("{address}/token"))
-        .header(
-            "Authorization",
-            basic(&client.id, client.secret.as_deref().expect("secret")),
-        )
+    let req = reqwest::Client::new().post(format!("{address}/token"));
+    let req = req.header("Authorization", client.basic());
+    let resp = req
         .form(&[("grant_type", "client_credentials")])
         .send()
-        .await
-        .expect("POST /token");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.expect("token json");
-    assert_eq!(status, 200, "token request failed: {body}");
-    body["access_token"]
-        .as_str()
-        .expect("access_token")
-        .to_owned()
+        .await;
+    s(&ok_json(resp.expect("POST /token")).await, "access_token")
 }
 
 /// The JWKS of the server at `address`.
 async fn jwks_from(address: &str) -> Vec<Value> {
-    let jwks: Value = reqwest::get(format!("{address}/.well-known/jwks.json"))
-        .await
-        .expect("GET jwks")
-        .json()
-        .await
-        .expect("jwks json");
+    let resp = reqwest::get(format!("{address}/.well-known/jwks.json")).await;
+    let jwks = ok_json(resp.expect("GET jwks")).await;
     jwks["keys"].as_array().expect("keys array").clone()
 }
 
@@ -76,17 +45,10 @@ fn kids(keys: &[Value]) -> BTreeSet<String> {
         .collect()
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
-    items.iter().map(|s| (*s).to_owned()).collect()
-}
-
 /// The `kid` and `alg` in a JWT's header.
 fn header_of(jwt: &str) -> (String, String) {
     let (h, _) = jwt_parts(jwt);
-    (
-        h["kid"].as_str().expect("kid").to_owned(),
-        h["alg"].as_str().expect("alg").to_owned(),
-    )
+    (s(&h, "kid"), s(&h, "alg"))
 }
 
 /// What a resource server does: finds the token's key in the JWKS and verifies the signature
@@ -120,7 +82,7 @@ fn rotate(app: &TestApp, algorithm: &str) -> Rotation {
         algorithm,
         &Policy::of(&app.settings),
         Trigger::Manual,
-        now(),
+        app.now(),
     )
     .expect("rotate")
 }
@@ -132,51 +94,22 @@ fn rotated(rotation: Rotation) -> SigningKeyRow {
     }
 }
 
-/// Lets `secs` seconds pass for the signing keys: every stored key time moves back by `secs`.
+/// Lets `secs` seconds pass for the signing keys.
 fn advance(app: &TestApp, secs: i64) {
-    let mut conn = app.conn();
-    diesel::sql_query(format!(
-        "UPDATE signing_keys SET created_at = created_at - {secs}, \
-         activate_at = activate_at - {secs}, retire_at = retire_at - {secs}, \
-         expires_at = expires_at - {secs}"
-    ))
-    .execute(&mut conn)
-    .expect("shift key times");
+    app.age_signing_keys(secs);
 }
 
 /// What the background task does every `keys.reload_secs`, now.
 fn reload(app: &TestApp) {
-    gatehouse::flows::keys::reload(&app.state, now()).expect("reload keys");
+    gatehouse::flows::keys::reload(&app.state, app.now()).expect("reload keys");
 }
 
 /// `gatehouse keys list`, as states by kid.
 fn states(app: &TestApp) -> Vec<(String, &'static str)> {
-    let rows = SigningKeyRow::all(&mut app.conn()).expect("keys");
-    KeyInfo::list(&rows, now())
+    KeyInfo::list(&app.signing_keys(), app.now())
         .into_iter()
         .map(|k| (k.kid, k.state))
         .collect()
-}
-
-fn pg_base(app: &TestApp) -> Option<String> {
-    (app.db == Db::Postgres)
-        .then(|| std::env::var("GATEHOUSE_TEST_POSTGRES_URL").expect("postgres URL"))
-}
-
-/// Polls `probe` until it returns `Some`, for at most `limit`.
-async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A second Gatehouse on the same database and master key as `app` (same issuer: two instances
@@ -191,14 +124,7 @@ async fn second_instance(app: &TestApp, tweak: impl FnOnce(&mut Settings)) -> In
     let address = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     let mut settings = app.settings.clone();
     tweak(&mut settings);
-    let master = app.state.master.clone();
-    let state = tokio::task::spawn_blocking(move || AppState::init(settings, master))
-        .await
-        .expect("join")
-        .expect("second instance state");
-    let state = web::Data::new(state);
-    let server = gatehouse::server::build(state.clone(), listener).expect("server");
-    tokio::spawn(server);
+    let state = start_server(settings, app.state.master.clone(), listener).await;
     Instance {
         address,
         _state: state,
@@ -209,18 +135,18 @@ async fn second_instance(app: &TestApp, tweak: impl FnOnce(&mut Settings)) -> In
 // Publish before use
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(rotation_publishes_before_use, |app: TestApp| async move {
-    let client = machine(&app);
-    let conf = app.confidential();
+both_backends!(rotation_publishes_before_use);
+async fn rotation_publishes_before_use(app: TestApp) {
+    let client = app.machine_client();
     let before = token_from(&app.address, &client).await;
     let (old, _) = header_of(&before);
     assert_eq!(kids(&jwks_from(&app.address).await), set(&[&old]));
 
-    let t = now();
+    let t = app.now();
     let new = rotated(rotate(&app, "ES256"));
     let delay = app.settings.keys.publish_delay_secs;
-    assert!((t + delay..=now() + delay).contains(&new.activate_at));
-    let rows = SigningKeyRow::all(&mut app.conn()).unwrap();
+    assert!((t + delay..=app.now() + delay).contains(&new.activate_at));
+    let rows = app.signing_keys();
     let retiring = rows.iter().find(|r| r.kid == old).unwrap();
     assert_eq!(
         retiring.retire_at,
@@ -258,6 +184,7 @@ both_backends!(rotation_publishes_before_use, |app: TestApp| async move {
     assert_eq!(kids(&keys), set(&[&old, &new.kid]));
     verify_with(&keys, &after, &app.issuer);
     verify_with(&keys, &before, &app.issuer);
+    let conf = app.confidential();
     for token in [&before, &during, &after] {
         assert_eq!(app.introspect(&conf, token).await["active"], true);
     }
@@ -265,235 +192,228 @@ both_backends!(rotation_publishes_before_use, |app: TestApp| async move {
         states(&app),
         [(old.clone(), "retired"), (new.kid.clone(), "signing")]
     );
-});
+}
 
-both_backends!(
-    retired_key_leaves_jwks_after_expiry,
-    |app: TestApp| async move {
-        let client = machine(&app);
-        let conf = app.confidential();
-        let old_token = token_from(&app.address, &client).await;
-        let (old, _) = header_of(&old_token);
-        let new = rotated(rotate(&app, "ES256"));
-        advance(&app, app.settings.keys.publish_delay_secs);
-        reload(&app);
-        let new_token = token_from(&app.address, &client).await;
-        assert_eq!(header_of(&new_token).0, new.kid);
-        assert_eq!(app.introspect(&conf, &old_token).await["active"], true);
+both_backends!(retired_key_leaves_jwks_after_expiry);
+async fn retired_key_leaves_jwks_after_expiry(app: TestApp) {
+    let client = app.machine_client();
+    let conf = app.confidential();
+    let old_token = token_from(&app.address, &client).await;
+    let (old, _) = header_of(&old_token);
+    let new = rotated(rotate(&app, "ES256"));
+    advance(&app, app.settings.keys.publish_delay_secs);
+    reload(&app);
+    let new_token = token_from(&app.address, &client).await;
+    assert_eq!(header_of(&new_token).0, new.kid);
+    assert_eq!(app.introspect(&conf, &old_token).await["active"], true);
 
-        // Shortly before its expiry the retired key is still published …
-        let rows = SigningKeyRow::all(&mut app.conn()).unwrap();
-        let expires_at = rows
-            .iter()
-            .find(|r| r.kid == old)
-            .unwrap()
-            .expires_at
-            .unwrap();
-        advance(&app, expires_at - now() - 30);
-        reload(&app);
-        assert_eq!(kids(&jwks_from(&app.address).await), set(&[&old, &new.kid]));
-        assert_eq!(app.introspect(&conf, &old_token).await["active"], true);
-        // … and then it leaves the JWKS; what it signed is no longer a token of ours.
-        advance(&app, 30);
-        reload(&app);
-        let keys = jwks_from(&app.address).await;
-        assert_eq!(kids(&keys), set(&[&new.kid]));
-        assert_eq!(app.introspect(&conf, &old_token).await["active"], false);
-        assert_eq!(app.introspect(&conf, &new_token).await["active"], true);
-        verify_with(&keys, &new_token, &app.issuer);
-        assert_eq!(
-            states(&app),
-            [(old.clone(), "expired"), (new.kid.clone(), "signing")]
-        );
-    }
-);
-
-both_backends!(
-    second_rotation_while_pending_refused,
-    |app: TestApp| async move {
-        let first = rotated(rotate(&app, "ES256"));
-        match rotate(&app, "ES256") {
-            Rotation::Skipped(Decision::AlreadyPending { kid, activate_at }) => {
-                assert_eq!(kid, first.kid);
-                assert_eq!(activate_at, first.activate_at);
-            }
-            other => panic!("a second rotation while one is pending: {other:?}"),
-        }
-        // The scheduled rotation refuses too, however due.
-        let due = Policy {
-            rotate_every_secs: 1,
-            ..Policy::of(&app.settings)
-        };
-        let scheduled = rotation::rotate(
-            &mut app.conn(),
-            &app.state.master,
-            "ES256",
-            &due,
-            Trigger::Scheduled,
-            now() + 5,
-        )
+    // Shortly before its expiry the retired key is still published …
+    let rows = app.signing_keys();
+    let expires_at = rows
+        .iter()
+        .find(|r| r.kid == old)
+        .unwrap()
+        .expires_at
         .unwrap();
-        assert!(
-            matches!(
-                scheduled,
-                Rotation::Skipped(Decision::AlreadyPending { .. })
-            ),
-            "{scheduled:?}"
-        );
+    advance(&app, expires_at - app.now() - 30);
+    reload(&app);
+    assert_eq!(kids(&jwks_from(&app.address).await), set(&[&old, &new.kid]));
+    assert_eq!(app.introspect(&conf, &old_token).await["active"], true);
+    // … and then it leaves the JWKS; what it signed is no longer a token of ours.
+    advance(&app, 30);
+    reload(&app);
+    let keys = jwks_from(&app.address).await;
+    assert_eq!(kids(&keys), set(&[&new.kid]));
+    assert_eq!(app.introspect(&conf, &old_token).await["active"], false);
+    assert_eq!(app.introspect(&conf, &new_token).await["active"], true);
+    verify_with(&keys, &new_token, &app.issuer);
+    assert_eq!(
+        states(&app),
+        [(old.clone(), "expired"), (new.kid.clone(), "signing")]
+    );
+}
 
-        // Once it signs, four rotations at once (four connections, as from four instances)
-        // add exactly one pending key.
-        advance(&app, app.settings.keys.publish_delay_secs);
-        let barrier = std::sync::Barrier::new(4);
-        let outcomes: Vec<Rotation> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    let mut conn = app.conn();
-                    let barrier = &barrier;
-                    let app = &app;
-                    s.spawn(move || {
-                        barrier.wait();
-                        rotation::rotate(
-                            &mut conn,
-                            &app.state.master,
-                            "ES256",
-                            &Policy::of(&app.settings),
-                            Trigger::Manual,
-                            now(),
-                        )
-                        .expect("concurrent rotate")
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
-        let added = outcomes
-            .iter()
-            .filter(|o| matches!(o, Rotation::Rotated(_)))
-            .count();
-        assert_eq!(added, 1, "{outcomes:?}");
-        assert!(outcomes.iter().all(|o| matches!(
-            o,
-            Rotation::Rotated(_) | Rotation::Skipped(Decision::AlreadyPending { .. })
-        )));
-        let listed = states(&app);
-        assert_eq!(listed.len(), 3, "{listed:?}");
-        assert_eq!(
-            listed.iter().filter(|(_, s)| *s == "published").count(),
-            1,
-            "{listed:?}"
-        );
-        assert_eq!(listed[1], (first.kid.clone(), "signing"));
+both_backends!(second_rotation_while_pending_refused);
+async fn second_rotation_while_pending_refused(app: TestApp) {
+    let first = rotated(rotate(&app, "ES256"));
+    match rotate(&app, "ES256") {
+        Rotation::Skipped(Decision::AlreadyPending { kid, activate_at }) => {
+            assert_eq!(kid, first.kid);
+            assert_eq!(activate_at, first.activate_at);
+        }
+        other => panic!("a second rotation while one is pending: {other:?}"),
     }
-);
+    // The scheduled rotation refuses too, however due.
+    let due = Policy {
+        rotate_every_secs: 1,
+        ..Policy::of(&app.settings)
+    };
+    let scheduled = rotation::rotate(
+        &mut app.conn(),
+        &app.state.master,
+        "ES256",
+        &due,
+        Trigger::Scheduled,
+        app.now() + 5,
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            scheduled,
+            Rotation::Skipped(Decision::AlreadyPending { .. })
+        ),
+        "{scheduled:?}"
+    );
+
+    // Once it signs, four rotations at once (four connections, as from four instances)
+    // add exactly one pending key.
+    advance(&app, app.settings.keys.publish_delay_secs);
+    let barrier = std::sync::Barrier::new(4);
+    let outcomes: Vec<Rotation> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let mut conn = app.conn();
+                let barrier = &barrier;
+                let app = &app;
+                s.spawn(move || {
+                    barrier.wait();
+                    rotation::rotate(
+                        &mut conn,
+                        &app.state.master,
+                        "ES256",
+                        &Policy::of(&app.settings),
+                        Trigger::Manual,
+                        app.now(),
+                    )
+                    .expect("concurrent rotate")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let added = outcomes
+        .iter()
+        .filter(|o| matches!(o, Rotation::Rotated(_)))
+        .count();
+    assert_eq!(added, 1, "{outcomes:?}");
+    assert!(outcomes.iter().all(|o| matches!(
+        o,
+        Rotation::Rotated(_) | Rotation::Skipped(Decision::AlreadyPending { .. })
+    )));
+    let listed = states(&app);
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert_eq!(
+        listed.iter().filter(|(_, s)| *s == "published").count(),
+        1,
+        "{listed:?}"
+    );
+    assert_eq!(listed[1], (first.kid.clone(), "signing"));
+}
 
 // ---------------------------------------------------------------------------------------------
 // Algorithms
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    rs256_and_eddsa_keys_sign_and_verify,
-    |app: TestApp| async move {
-        for (alg, kty) in [("RS256", "RSA"), ("EdDSA", "OKP")] {
-            let other = spawn_with(app.db, pg_base(&app), |s| s.keys.algorithm = alg.into()).await;
-            let client = machine(&other);
-            let token = token_from(&other.address, &client).await;
-            let (kid, header_alg) = header_of(&token);
-            assert_eq!(header_alg, alg);
-            let keys = jwks_from(&other.address).await;
-            assert_eq!(keys.len(), 1);
-            assert_eq!(keys[0]["kty"], kty, "{}", keys[0]);
-            assert_eq!(keys[0]["kid"], kid.as_str());
-            assert_eq!(keys[0]["use"], "sig");
-            verify_with(&keys, &token, &other.issuer);
-            let conf = other.confidential();
-            assert_eq!(other.introspect(&conf, &token).await["active"], true);
-        }
-
-        // The configuration changes from ES256 to RS256, then to EdDSA: each rotation publishes
-        // a key of the new algorithm; the old keys stay published and their tokens stay valid.
-        let client = machine(&app);
-        let conf = app.confidential();
-        let es = token_from(&app.address, &client).await;
-        let mut tokens = vec![es];
-        for alg in ["RS256", "EdDSA"] {
-            let new = rotated(rotate(&app, alg));
-            assert_eq!(new.alg, alg);
-            advance(&app, app.settings.keys.publish_delay_secs);
-            reload(&app);
-            let token = token_from(&app.address, &client).await;
-            assert_eq!(header_of(&token), (new.kid.clone(), alg.to_owned()));
-            tokens.push(token);
-        }
-        let keys = jwks_from(&app.address).await;
-        let ktys: BTreeSet<&str> = keys.iter().map(|k| k["kty"].as_str().unwrap()).collect();
-        assert_eq!(ktys, BTreeSet::from(["EC", "RSA", "OKP"]));
-        for token in &tokens {
-            verify_with(&keys, token, &app.issuer);
-            assert_eq!(app.introspect(&conf, token).await["active"], true);
-        }
-        // An EdDSA token re-labelled with the RS256 key's kid is checked with RS256: refused.
-        let (rs_kid, _) = header_of(&tokens[1]);
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.typ = Some("at+jwt".into());
-        header.kid = Some(rs_kid);
-        let header = {
-            use base64::Engine;
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(serde_json::to_vec(&header).unwrap())
-        };
-        let forged = format!("{header}.{}", tokens[2].split_once('.').unwrap().1);
-        assert_eq!(app.introspect(&conf, &forged).await["active"], false);
+both_backends!(rs256_and_eddsa_keys_sign_and_verify);
+async fn rs256_and_eddsa_keys_sign_and_verify(app: TestApp) {
+    for (alg, kty) in [("RS256", "RSA"), ("EdDSA", "OKP")] {
+        let other = app.sibling(|s| s.keys.algorithm = alg.into()).await;
+        let client = other.machine_client();
+        let token = token_from(&other.address, &client).await;
+        let (kid, header_alg) = header_of(&token);
+        assert_eq!(header_alg, alg);
+        let keys = jwks_from(&other.address).await;
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0]["kty"], kty, "{}", keys[0]);
+        assert_eq!(keys[0]["kid"], kid.as_str());
+        assert_eq!(keys[0]["use"], "sig");
+        verify_with(&keys, &token, &other.issuer);
+        let conf = other.confidential();
+        assert_eq!(other.introspect(&conf, &token).await["active"], true);
     }
-);
+
+    // The configuration changes from ES256 to RS256, then to EdDSA: each rotation publishes
+    // a key of the new algorithm; the old keys stay published and their tokens stay valid.
+    let client = app.machine_client();
+    let conf = app.confidential();
+    let es = token_from(&app.address, &client).await;
+    let mut tokens = vec![es];
+    for alg in ["RS256", "EdDSA"] {
+        let new = rotated(rotate(&app, alg));
+        assert_eq!(new.alg, alg);
+        advance(&app, app.settings.keys.publish_delay_secs);
+        reload(&app);
+        let token = token_from(&app.address, &client).await;
+        assert_eq!(header_of(&token), (new.kid.clone(), alg.to_owned()));
+        tokens.push(token);
+    }
+    let keys = jwks_from(&app.address).await;
+    let ktys: BTreeSet<&str> = keys.iter().map(|k| k["kty"].as_str().unwrap()).collect();
+    assert_eq!(ktys, BTreeSet::from(["EC", "RSA", "OKP"]));
+    for token in &tokens {
+        verify_with(&keys, token, &app.issuer);
+        assert_eq!(app.introspect(&conf, token).await["active"], true);
+    }
+    // An EdDSA token re-labelled with the RS256 key's kid is checked with RS256: refused.
+    let (rs_kid, _) = header_of(&tokens[1]);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(rs_kid);
+    let header = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&header).unwrap())
+    };
+    let forged = format!("{header}.{}", tokens[2].split_once('.').unwrap().1);
+    assert_eq!(app.introspect(&conf, &forged).await["active"], false);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Reload and scheduled rotation
 // ---------------------------------------------------------------------------------------------
 
-both_backends!(
-    scheduled_rotation_publishes_before_use,
-    |app: TestApp| async move {
-        let scheduled = spawn_with(app.db, pg_base(&app), |s| {
+both_backends!(scheduled_rotation_publishes_before_use);
+async fn scheduled_rotation_publishes_before_use(app: TestApp) {
+    let scheduled = app
+        .sibling(|s| {
             s.keys.reload_secs = 1;
             s.keys.publish_delay_secs = 2;
             s.keys.rotate_every_secs = 3;
         })
         .await;
-        let client = machine(&scheduled);
-        let first = header_of(&token_from(&scheduled.address, &client).await).0;
-        // The background task rotates on its own and then signs with the new key.
-        let token = eventually(
-            Duration::from_secs(20),
-            "a token from a rotated key",
-            || async {
-                let token = token_from(&scheduled.address, &client).await;
-                (header_of(&token).0 != first).then_some(token)
-            },
-        )
-        .await;
-        // The key that signed it was published before it signed, for the whole delay.
-        let (kid, _) = header_of(&token);
-        let rows = SigningKeyRow::all(&mut scheduled.conn()).unwrap();
-        let key = rows.iter().find(|r| r.kid == kid).expect("stored key");
-        assert_eq!(key.activate_at - key.created_at, 2);
-        let (_, claims) = jwt_parts(&token);
-        assert!(claims["iat"].as_i64().unwrap() >= key.activate_at);
-        let first_row = rows.iter().find(|r| r.kid == first).unwrap();
-        assert_eq!(first_row.retire_at, Some(rows[1].activate_at));
-        verify_with(
-            &jwks_from(&scheduled.address).await,
-            &token,
-            &scheduled.issuer,
-        );
-        // No state says a key both waits and signs.
-        let signing: Vec<_> = KeyInfo::list(&rows, now())
-            .into_iter()
-            .filter(|k| k.state == KeyState::Signing.as_str())
-            .collect();
-        assert_eq!(signing.len(), 1, "{signing:?}");
-    }
-);
+    let client = scheduled.machine_client();
+    let first = header_of(&token_from(&scheduled.address, &client).await).0;
+    // The background task rotates on its own and then signs with the new key.
+    let token = eventually(
+        Duration::from_secs(20),
+        "a token from a rotated key",
+        || async {
+            let token = token_from(&scheduled.address, &client).await;
+            (header_of(&token).0 != first).then_some(token)
+        },
+    )
+    .await;
+    // The key that signed it was published before it signed, for the whole delay.
+    let (kid, _) = header_of(&token);
+    let rows = scheduled.signing_keys();
+    let key = rows.iter().find(|r| r.kid == kid).expect("stored key");
+    assert_eq!(key.activate_at - key.created_at, 2);
+    let (_, claims) = jwt_parts(&token);
+    assert!(claims["iat"].as_i64().unwrap() >= key.activate_at);
+    let first_row = rows.iter().find(|r| r.kid == first).unwrap();
+    assert_eq!(first_row.retire_at, Some(rows[1].activate_at));
+    verify_with(
+        &jwks_from(&scheduled.address).await,
+        &token,
+        &scheduled.issuer,
+    );
+    // No state says a key both waits and signs.
+    let signing: Vec<_> = KeyInfo::list(&rows, app.now())
+        .into_iter()
+        .filter(|k| k.state == KeyState::Signing.as_str())
+        .collect();
+    assert_eq!(signing.len(), 1, "{signing:?}");
+}
 
 // ---------------------------------------------------------------------------------------------
 // Two instances, one PostgreSQL database
@@ -507,7 +427,7 @@ async fn two_instances_share_rotated_keys() {
     };
     // B reloads every second through its background task; A is reloaded by hand.
     let b = second_instance(&a, |s| s.keys.reload_secs = 1).await;
-    let client = machine(&a);
+    let client = a.machine_client();
     let conf = a.confidential();
     let first = token_from(&b.address, &client).await;
     let (old, _) = header_of(&first);

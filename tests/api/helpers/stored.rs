@@ -1,0 +1,249 @@
+//! What the tests read from, and change in, Gatehouse's storage directly: the clock, the
+//! registry commands, and the rows they age to fake expiry. Every reach into `gatehouse::store`,
+//! `gatehouse::registry` or `gatehouse::state::now` from the integration tests goes through here,
+//! so that it can move to the application's own clock and functions in one place.
+
+use diesel::prelude::*;
+use gatehouse::passwords::Passwords;
+use gatehouse::registry::{self, NewClient, RegistryError};
+use gatehouse::store::keys::SigningKeyRow;
+use gatehouse::store::schema::{auth_codes, clients, grants, interactions, refresh_tokens};
+use gatehouse::store::{AnyConnection, Backend, ConnectionManager};
+
+use super::{sha256_hex, TestApp, TestClient, PASSWORD};
+
+impl TestApp {
+    /// The time the server reads (seconds since the epoch).
+    pub fn now(&self) -> i64 {
+        gatehouse::state::now()
+    }
+
+    /// A direct database connection (what the CLI uses).
+    pub fn conn(&self) -> AnyConnection {
+        ConnectionManager::new(self.database_url.clone())
+            .connect()
+            .expect("connect")
+    }
+
+    pub fn backend(&self) -> Backend {
+        Backend::of(&self.database_url)
+    }
+
+    fn passwords(&self) -> Passwords {
+        Passwords::new(&self.settings.passwords).expect("passwords")
+    }
+
+    // --- the registry, as `gatehouse client …` and `gatehouse user …` use it
+
+    /// Registers a client as `gatehouse client create` does, or says why not.
+    pub fn try_register(&self, req: &NewClient) -> Result<TestClient, RegistryError> {
+        let r = registry::create_client(&mut self.conn(), req, self.now())?;
+        Ok(TestClient {
+            id: r.client.id.to_string(),
+            secret: r.secret.map(|s| s.expose().to_owned()),
+        })
+    }
+
+    /// Creates a user with [`PASSWORD`] as `gatehouse user create` does; returns its id.
+    pub fn user(&self, username: &str, roles: &[&str]) -> String {
+        let roles = super::strings(roles);
+        let passwords = self.passwords();
+        registry::create_user(
+            &mut self.conn(),
+            &passwords,
+            username,
+            PASSWORD,
+            &roles,
+            self.now(),
+        )
+        .expect("create user")
+        .id
+    }
+
+    /// `gatehouse user passwd`.
+    pub fn set_password(&self, username: &str, password: &str) {
+        let passwords = self.passwords();
+        registry::set_password(&mut self.conn(), &passwords, username, password, self.now())
+            .expect("set password");
+    }
+
+    /// `gatehouse user disable`.
+    pub fn disable_user(&self, username: &str) -> Result<(), RegistryError> {
+        registry::disable_user(&mut self.conn(), username, self.now()).map(drop)
+    }
+
+    /// `gatehouse user roles`.
+    pub fn set_roles(&self, username: &str, roles: &[&str]) -> Result<(), RegistryError> {
+        registry::set_roles(&mut self.conn(), username, &super::strings(roles)).map(drop)
+    }
+
+    /// Rewrites a client's grant types (a JSON array), as an admin editing the row would.
+    pub fn set_grant_types(&self, client: &TestClient, grant_types_json: &str) {
+        diesel::update(clients::table.find(&client.id))
+            .set(clients::grant_types.eq(grant_types_json))
+            .execute(&mut self.conn())
+            .expect("set grant types");
+    }
+
+    // --- codes
+
+    /// (created_at, expires_at) of a stored code.
+    pub fn code_times(&self, code: &str) -> (i64, i64) {
+        auth_codes::table
+            .find(sha256_hex(code))
+            .select((auth_codes::created_at, auth_codes::expires_at))
+            .first(&mut self.conn())
+            .expect("stored code")
+    }
+
+    /// Lets a code expire.
+    pub fn expire_code(&self, code: &str) {
+        diesel::update(auth_codes::table.find(sha256_hex(code)))
+            .set(auth_codes::expires_at.eq(self.now() - 1))
+            .execute(&mut self.conn())
+            .expect("expire code");
+    }
+
+    /// Every stored code challenge.
+    pub fn code_challenges(&self) -> Vec<String> {
+        auth_codes::table
+            .select(auth_codes::code_challenge)
+            .load(&mut self.conn())
+            .expect("challenges")
+    }
+
+    /// How many authorization requests wait at the login or consent page.
+    pub fn pending_interactions(&self) -> i64 {
+        interactions::table
+            .count()
+            .get_result(&mut self.conn())
+            .expect("count")
+    }
+
+    /// Every column of every stored code, as text.
+    pub fn code_rows(&self) -> Vec<Vec<String>> {
+        auth_codes::table
+            .select((
+                auth_codes::code_hash,
+                auth_codes::grant_id,
+                auth_codes::client_id,
+                auth_codes::user_id,
+                auth_codes::redirect_uri,
+                auth_codes::scope,
+                auth_codes::audience,
+                auth_codes::code_challenge,
+            ))
+            .load::<(
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+                String,
+            )>(&mut self.conn())
+            .expect("auth_codes")
+            .into_iter()
+            .map(|(a, b, c, d, e, f, g, h)| vec![a, b, c, d, e, f, g, h])
+            .collect()
+    }
+
+    // --- refresh tokens and their families
+
+    /// Every column of every stored refresh token, as text.
+    pub fn refresh_rows(&self) -> Vec<Vec<String>> {
+        refresh_tokens::table
+            .select((
+                refresh_tokens::token_hash,
+                refresh_tokens::grant_id,
+                refresh_tokens::client_id,
+                refresh_tokens::user_id,
+                refresh_tokens::scope,
+                refresh_tokens::audience,
+            ))
+            .load::<(String, String, String, Option<String>, String, String)>(&mut self.conn())
+            .expect("refresh_tokens")
+            .into_iter()
+            .map(|(a, b, c, d, e, f)| vec![a, b, c, d.unwrap_or_default(), e, f])
+            .collect()
+    }
+
+    /// The stored hash of a client's secret.
+    pub fn client_secret_hash(&self, client: &TestClient) -> Option<String> {
+        clients::table
+            .find(&client.id)
+            .select(clients::secret_hash)
+            .first(&mut self.conn())
+            .expect("client row")
+    }
+
+    /// How many refresh tokens have been rotated.
+    pub fn rotated_refresh_tokens(&self) -> i64 {
+        refresh_tokens::table
+            .filter(refresh_tokens::rotated_at.is_not_null())
+            .count()
+            .get_result(&mut self.conn())
+            .expect("count")
+    }
+
+    /// When a refresh token expires.
+    pub fn refresh_expiry(&self, refresh_token: &str) -> i64 {
+        refresh_tokens::table
+            .find(sha256_hex(refresh_token))
+            .select(refresh_tokens::expires_at)
+            .first(&mut self.conn())
+            .expect("stored refresh token")
+    }
+
+    /// Lets one refresh token reach its idle expiry, `secs_ago` seconds ago; returns the rows
+    /// changed (refresh tokens are found by their SHA-256).
+    pub fn expire_refresh_token(&self, refresh_token: &str, secs_ago: i64) -> usize {
+        diesel::update(refresh_tokens::table.find(sha256_hex(refresh_token)))
+            .set(refresh_tokens::expires_at.eq(self.now() - secs_ago))
+            .execute(&mut self.conn())
+            .expect("expire refresh token")
+    }
+
+    /// Moves every rotation `secs` into the past.
+    pub fn age_rotations(&self, secs: i64) {
+        diesel::update(refresh_tokens::table.filter(refresh_tokens::rotated_at.is_not_null()))
+            .set(refresh_tokens::rotated_at.eq(self.now() - secs))
+            .execute(&mut self.conn())
+            .expect("age rotations");
+    }
+
+    /// (created_at, expires_at) of a user's first grant (refresh-token family).
+    pub fn grant_times(&self, user_id: &str) -> (i64, i64) {
+        grants::table
+            .filter(grants::user_id.eq(user_id))
+            .select((grants::created_at, grants::expires_at))
+            .first(&mut self.conn())
+            .expect("grant")
+    }
+
+    /// Lets every grant reach its absolute end.
+    pub fn expire_grants(&self) {
+        diesel::update(grants::table)
+            .set(grants::expires_at.eq(self.now() - 1))
+            .execute(&mut self.conn())
+            .expect("expire grants");
+    }
+
+    // --- signing keys
+
+    pub fn signing_keys(&self) -> Vec<SigningKeyRow> {
+        SigningKeyRow::all(&mut self.conn()).expect("signing keys")
+    }
+
+    /// Lets `secs` seconds pass for the signing keys: every stored key time moves back by `secs`.
+    pub fn age_signing_keys(&self, secs: i64) {
+        diesel::sql_query(format!(
+            "UPDATE signing_keys SET created_at = created_at - {secs}, \
+             activate_at = activate_at - {secs}, retire_at = retire_at - {secs}, \
+             expires_at = expires_at - {secs}"
+        ))
+        .execute(&mut self.conn())
+        .expect("shift key times");
+    }
+}
