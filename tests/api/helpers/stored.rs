@@ -1,21 +1,28 @@
-//! What the tests read from, and change in, Gatehouse's storage directly: the clock, the
-//! registry commands, and the rows they age to fake expiry. Every reach into `gatehouse::store`,
-//! `gatehouse::registry` or `gatehouse::state::now` from the integration tests goes through here,
-//! so that it can move to the application's own clock and functions in one place.
+//! What the tests read from Gatehouse's storage and registry directly, and the clock they move.
+//! Every reach into `gatehouse::store` or `gatehouse::registry` from the integration tests goes
+//! through here. Expiry is never faked by rewriting rows: the test moves the server's clock
+//! (`AppState::clock`) past the stored expiry instead.
 
 use diesel::prelude::*;
+use gatehouse::oauth::model::StoredRefresh;
 use gatehouse::passwords::Passwords;
 use gatehouse::registry::{self, NewClient, RegistryError};
+use gatehouse::store::codes::AuthCode;
 use gatehouse::store::keys::SigningKeyRow;
 use gatehouse::store::schema::{auth_codes, clients, grants, interactions, refresh_tokens};
-use gatehouse::store::{AnyConnection, Backend, ConnectionManager};
+use gatehouse::store::{refresh, AnyConnection, Backend, ConnectionManager};
 
 use super::{sha256_hex, TestApp, TestClient, PASSWORD};
 
 impl TestApp {
     /// The time the server reads (seconds since the epoch).
     pub fn now(&self) -> i64 {
-        gatehouse::state::now()
+        self.state.clock.now()
+    }
+
+    /// Lets `secs` seconds pass for the server.
+    pub fn advance_clock(&self, secs: i64) {
+        self.state.clock.advance(secs);
     }
 
     /// A direct database connection (what the CLI uses).
@@ -96,12 +103,12 @@ impl TestApp {
             .expect("stored code")
     }
 
-    /// Lets a code expire.
+    /// Lets time pass until a code has expired.
     pub fn expire_code(&self, code: &str) {
-        diesel::update(auth_codes::table.find(sha256_hex(code)))
-            .set(auth_codes::expires_at.eq(self.now() - 1))
-            .execute(&mut self.conn())
-            .expect("expire code");
+        let stored = AuthCode::find(&mut self.conn(), &sha256_hex(code))
+            .expect("read code")
+            .expect("stored code");
+        self.advance_clock(stored.expires_at - self.now());
     }
 
     /// Every stored code challenge.
@@ -187,30 +194,31 @@ impl TestApp {
             .expect("count")
     }
 
+    /// A refresh token as the server reads it (found by its SHA-256).
+    pub fn stored_refresh(&self, refresh_token: &str) -> Option<StoredRefresh> {
+        refresh::find(&mut self.conn(), &sha256_hex(refresh_token)).expect("read refresh token")
+    }
+
     /// When a refresh token expires.
     pub fn refresh_expiry(&self, refresh_token: &str) -> i64 {
-        refresh_tokens::table
-            .find(sha256_hex(refresh_token))
-            .select(refresh_tokens::expires_at)
-            .first(&mut self.conn())
+        self.stored_refresh(refresh_token)
             .expect("stored refresh token")
+            .expires_at
     }
 
-    /// Lets one refresh token reach its idle expiry, `secs_ago` seconds ago; returns the rows
-    /// changed (refresh tokens are found by their SHA-256).
+    /// Lets time pass until one refresh token reached its idle expiry `secs_ago` seconds ago;
+    /// returns how many stored tokens the value names (refresh tokens are found by their SHA-256).
     pub fn expire_refresh_token(&self, refresh_token: &str, secs_ago: i64) -> usize {
-        diesel::update(refresh_tokens::table.find(sha256_hex(refresh_token)))
-            .set(refresh_tokens::expires_at.eq(self.now() - secs_ago))
-            .execute(&mut self.conn())
-            .expect("expire refresh token")
+        let Some(stored) = self.stored_refresh(refresh_token) else {
+            return 0;
+        };
+        self.advance_clock(stored.expires_at - self.now() + secs_ago);
+        1
     }
 
-    /// Moves every rotation `secs` into the past.
+    /// Lets `secs` seconds pass since the last rotations.
     pub fn age_rotations(&self, secs: i64) {
-        diesel::update(refresh_tokens::table.filter(refresh_tokens::rotated_at.is_not_null()))
-            .set(refresh_tokens::rotated_at.eq(self.now() - secs))
-            .execute(&mut self.conn())
-            .expect("age rotations");
+        self.advance_clock(secs);
     }
 
     /// (created_at, expires_at) of a user's first grant (refresh-token family).
@@ -222,12 +230,9 @@ impl TestApp {
             .expect("grant")
     }
 
-    /// Lets every grant reach its absolute end.
+    /// Lets time pass until every grant made so far has reached its absolute end.
     pub fn expire_grants(&self) {
-        diesel::update(grants::table)
-            .set(grants::expires_at.eq(self.now() - 1))
-            .execute(&mut self.conn())
-            .expect("expire grants");
+        self.advance_clock(self.settings.tokens.refresh_token_ttl_secs);
     }
 
     // --- signing keys
