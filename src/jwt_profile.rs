@@ -125,6 +125,56 @@ pub trait Lifetime {
     fn nbf(&self) -> Option<i64>;
 }
 
+/// The claims of a Gatehouse access token (RFC 9068 §2.2): what the server signs and what
+/// resource servers read, one definition for both.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    /// The user's id, or the client's own for client_credentials (never equal, checklist 34).
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub iat: i64,
+    pub exp: i64,
+    /// Gatehouse issues none; honoured when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    #[serde(default)]
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The grant (refresh-token family) the token was issued from; introspection reports the
+    /// token inactive once that grant is revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl AccessClaims {
+    /// The granted scopes.
+    pub fn scopes(&self) -> impl Iterator<Item = &str> {
+        self.scope.split(' ').filter(|s| !s.is_empty())
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes().any(|s| s == scope)
+    }
+
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+impl Lifetime for AccessClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+
+    fn nbf(&self) -> Option<i64> {
+        self.nbf
+    }
+}
+
 /// What the claims must say, and the time to check them at.
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {

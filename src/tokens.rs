@@ -1,30 +1,12 @@
 //! JWT access tokens (RFC 9068) and their claims.
 
 use jsonwebtoken::Header;
-use serde::{Deserialize, Serialize};
 
 use crate::jwt_profile::{self, Expected, Refusal};
 use crate::keys::{KeySet, Signer};
 use crate::secret::new_id;
 
-/// The claims of a Gatehouse access token (RFC 9068 §2.2).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub client_id: String,
-    pub iat: i64,
-    pub exp: i64,
-    pub jti: String,
-    pub scope: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub roles: Vec<String>,
-    /// The grant (refresh-token family) the token was issued from; introspection reports the
-    /// token inactive once that grant is revoked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sid: Option<String>,
-}
+pub use crate::jwt_profile::AccessClaims;
 
 /// What an access token is issued for.
 #[derive(Debug, Clone)]
@@ -56,6 +38,7 @@ pub fn mint(
         scope: grant.scope.to_owned(),
         roles: grant.roles.to_vec(),
         sid: grant.grant_id.map(str::to_owned),
+        nbf: None,
     };
     let mut header = Header::new(signer.alg);
     header.typ = Some("at+jwt".to_owned());
@@ -68,25 +51,6 @@ pub fn mint(
 /// them, so a token is inactive from its `exp` on, exactly the lifetime it was issued with.
 /// Resource servers, on other clocks, have `verify::Config::leeway_secs`.
 pub const OWN_LEEWAY_SECS: u64 = 0;
-
-/// The claims as the check reads them: the token's, and `nbf` should a token carry one.
-#[derive(Deserialize)]
-struct OwnClaims {
-    #[serde(flatten)]
-    claims: AccessClaims,
-    #[serde(default)]
-    nbf: Option<i64>,
-}
-
-impl jwt_profile::Lifetime for OwnClaims {
-    fn exp(&self) -> i64 {
-        self.claims.exp
-    }
-
-    fn nbf(&self) -> Option<i64> {
-        self.nbf
-    }
-}
 
 /// Checks one of our own access tokens (introspection, revocation) against the profile that
 /// resource servers check too ([`jwt_profile`]): a key of our key set, with its own algorithm,
@@ -113,8 +77,7 @@ pub(crate) fn check_own(
         leeway_secs: OWN_LEEWAY_SECS,
         now,
     };
-    jwt_profile::check_claims::<OwnClaims>(token, &header, *key_alg, key, &expected)
-        .map(|own| own.claims)
+    jwt_profile::check_claims::<AccessClaims>(token, &header, *key_alg, key, &expected)
 }
 
 #[cfg(test)]

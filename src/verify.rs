@@ -20,9 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use serde::Deserialize;
 
-use crate::jwt_profile::{self, Expected, Lifetime, Refusal, ASYMMETRIC};
+use crate::jwt_profile::{self, Expected, Refusal, ASYMMETRIC};
 
 /// What a verifier accepts.
 #[derive(Debug, Clone)]
@@ -63,37 +62,7 @@ impl Config {
 }
 
 /// The claims of a verified Gatehouse access token.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Claims {
-    pub iss: String,
-    pub sub: String,
-    pub aud: String,
-    pub client_id: String,
-    pub iat: i64,
-    pub exp: i64,
-    #[serde(default)]
-    pub nbf: Option<i64>,
-    pub jti: String,
-    #[serde(default)]
-    pub scope: String,
-    #[serde(default)]
-    pub roles: Vec<String>,
-}
-
-impl Claims {
-    /// The granted scopes.
-    pub fn scopes(&self) -> impl Iterator<Item = &str> {
-        self.scope.split(' ').filter(|s| !s.is_empty())
-    }
-
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scopes().any(|s| s == scope)
-    }
-
-    pub fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
-    }
-}
+pub use crate::jwt_profile::AccessClaims as Claims;
 
 /// Why a token was refused. `Display` is a short description fit for `error_description`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,16 +112,6 @@ impl From<Refusal> for VerifyError {
             Refusal::Expired => VerifyError::Expired,
             Refusal::NotYetValid => VerifyError::NotYetValid,
         }
-    }
-}
-
-impl Lifetime for Claims {
-    fn exp(&self) -> i64 {
-        self.exp
-    }
-
-    fn nbf(&self) -> Option<i64> {
-        self.nbf
     }
 }
 
