@@ -375,6 +375,60 @@ async fn refresh_token_bound_to_client(app: TestApp) {
     app.token().refresh(&crt).basic(&conf).ok().await;
 }
 
+both_backends!(error_descriptions_never_say_more_than_invalid);
+/// Rule 60: a token holder learns that a code or refresh token is not valid, and nothing more:
+/// another client's, a disabled user's and an unknown one get the very same answer.
+async fn error_descriptions_never_say_more_than_invalid(app: TestApp) {
+    let spa = app.spa_and_alice();
+    let other = app.spa();
+    app.user("bob", &[]);
+
+    let unknown = app
+        .token()
+        .refresh("an-unknown-refresh-token")
+        .client(&spa)
+        .fails(400, "invalid_grant")
+        .await;
+    let rt = s(&app.tokens_for(&spa, "alice").await, "refresh_token");
+    let foreign = app
+        .token()
+        .refresh(&rt)
+        .client(&other)
+        .fails(400, "invalid_grant")
+        .await;
+    assert_eq!(foreign, unknown, "another client's refresh token");
+    app.disable_user("alice").expect("disable alice");
+    let disabled = app
+        .token()
+        .refresh(&rt)
+        .client(&spa)
+        .fails(400, "invalid_grant")
+        .await;
+    assert_eq!(disabled, unknown, "a disabled user's refresh token");
+
+    let pkce = pkce();
+    let code = app.code_as(&spa, "bob", &pkce, &[]).await;
+    let unknown = app
+        .token()
+        .code("an-unknown-code", &pkce.verifier)
+        .client(&other)
+        .fails(400, "invalid_grant")
+        .await;
+    let foreign = app
+        .token()
+        .code(&code, &pkce.verifier)
+        .client(&other)
+        .fails(400, "invalid_grant")
+        .await;
+    assert_eq!(foreign, unknown, "another client's code");
+    // Control: the code was not spent by the other client's attempt.
+    app.token()
+        .code(&code, &pkce.verifier)
+        .client(&spa)
+        .ok()
+        .await;
+}
+
 both_backends!(refresh_scope_may_narrow_never_widen);
 async fn refresh_scope_may_narrow_never_widen(app: TestApp) {
     let (client, t0) = app.signed_in("alice", &[]).await;
