@@ -19,6 +19,7 @@ pub struct Settings {
     pub session: SessionSettings,
     pub jwks: JwksSettings,
     pub passwords: PasswordSettings,
+    pub clients: ClientSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +85,14 @@ pub struct SessionSettings {
 pub struct JwksSettings {
     /// Cache-Control max-age of JWKS and metadata.
     pub max_age_secs: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ClientSettings {
+    /// How long a client that authenticated with its secret is remembered for client_credentials
+    /// (0 = never): deleting a client, rotating its secret or editing it takes effect on every
+    /// instance within this bound. A failed authentication always reads the database.
+    pub cache_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -187,6 +196,9 @@ impl Settings {
 
     /// Rejects settings that would make Gatehouse insecure or broken, with a readable reason.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(0..=300).contains(&self.clients.cache_secs) {
+            anyhow::bail!("clients.cache_secs must be between 0 (off) and 300");
+        }
         let issuer = url::Url::parse(&self.server.issuer).map_err(|e| {
             anyhow::anyhow!("server.issuer {:?} is not a URL: {e}", self.server.issuer)
         })?;

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::Settings;
 use crate::document::Document;
 use crate::error::AppError;
+use crate::flows::client_cache::ClientCache;
 use crate::keys::{KeySet, Keys, MasterKey};
 use crate::oauth::metadata::Metadata;
 use crate::passwords::Passwords;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub metadata: Document,
     /// The service layer's clock.
     pub clock: Clock,
+    /// Confidential clients that authenticated a moment ago (client_credentials' fast path).
+    pub clients: ClientCache,
 }
 
 /// The service layer's clock: the wall clock, plus an offset that only tests move forward (to
@@ -81,6 +84,7 @@ impl AppState {
             master,
             metadata,
             clock: Clock::default(),
+            clients: ClientCache::new(settings.clients.cache_secs),
             pool,
             settings,
         })

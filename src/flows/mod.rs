@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod client_cache;
 pub mod introspect;
 pub mod keys;
 pub mod logout;

@@ -97,19 +97,20 @@ fn form_decode(text: &str) -> Option<String> {
 /// and a wrong secret cost the same (checklist 25).
 const DUMMY_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Whether `creds` are this client's: its id, and its secret when it has one (in constant time).
+pub fn presented_by(client: &Client, creds: &ClientCredentials) -> bool {
+    let passphrase = creds.secret.as_ref().map(|s| s.expose().as_bytes());
+    ClientRegistrar(client)
+        .check(&creds.client_id, passphrase)
+        .is_ok()
+}
+
 /// Authenticates the client through its registrar (`ClientRegistrar::check`): confidential
 /// clients by secret, public clients by id alone. Unknown client, missing secret and wrong secret
 /// all give the same `invalid_client` after the same work (checklist 25).
 pub fn check(client: Option<Client>, creds: &ClientCredentials) -> Result<Client, OAuthError> {
-    let passphrase = creds.secret.as_ref().map(|s| s.expose().as_bytes());
     match client {
-        Some(c)
-            if ClientRegistrar(&c)
-                .check(&creds.client_id, passphrase)
-                .is_ok() =>
-        {
-            Ok(c)
-        }
+        Some(c) if presented_by(&c, creds) => Ok(c),
         Some(_) => Err(OAuthError::invalid_client()),
         None => {
             // The hash and comparison a known client's check would have cost.

@@ -239,6 +239,33 @@ async fn client_credentials_token_has_client_subject_and_no_refresh(app: TestApp
     public.fails(400, "unauthorized_client").await;
 }
 
+both_backends!(client_cache_answers_only_a_proven_secret_within_its_bound);
+/// The client_credentials fast path remembers a client that proved its secret for
+/// `clients.cache_secs`: a wrong secret still reads the database (and fails), and a deleted
+/// client is refused once that bound has passed.
+async fn client_cache_answers_only_a_proven_secret_within_its_bound(app: TestApp) {
+    let bound = app.settings.clients.cache_secs;
+    assert!(bound > 0, "the cache is on by default");
+    let client = app.confidential_with(&["client_credentials"]);
+    machine(&app, &client).ok().await;
+    // Remembered: and still a wrong secret is invalid_client, with the same answer as ever.
+    let (status, headers, body) = app
+        .token()
+        .client_credentials()
+        .basic_as(&client.id, "not-the-secret")
+        .read()
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+    assert!(headers.contains_key("www-authenticate"));
+
+    app.delete_client(&client);
+    app.advance_clock(bound);
+    machine(&app, &client).fails(401, "invalid_client").await;
+}
+
 both_backends!(client_credentials_auth_methods);
 async fn client_credentials_auth_methods(app: TestApp) {
     let client = app.machine_client();

@@ -1,15 +1,37 @@
-//! The client credentials grant's service (RFC 6749 §4.4): the client read already done, nothing
-//! written, one signature.
+//! The client credentials grant's service (RFC 6749 §4.4): nothing written, one signature. A
+//! client that authenticated a moment ago is answered from the client cache
+//! (`flows::client_cache`) without a database hop; any other presentation reads the client in
+//! one hop, and a success is remembered.
 
+use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::grants::client_credentials::decide;
 use crate::oauth::grants::Issue;
-use crate::oauth::model::Client;
+use crate::oauth::model::GrantType;
 use crate::oauth::token_request::ClientCredentialsRequest;
-use crate::oauth::OAuthError;
+use crate::state::AppState;
 
-pub(super) fn grant(
-    client: &Client,
-    request: &ClientCredentialsRequest,
-) -> Result<Issue, OAuthError> {
-    decide(client, request).into_result()
+use super::{in_pool, may_use, EndpointError, Hop};
+
+pub(super) async fn grant(
+    state: &AppState,
+    creds: ClientCredentials,
+    request: ClientCredentialsRequest,
+    now: i64,
+) -> Result<Hop<Issue>, EndpointError> {
+    if let Some(client) = state.clients.authenticate(&creds, now) {
+        let result = may_use(&client, GrantType::ClientCredentials)
+            .and_then(|()| decide(&client, &request).into_result());
+        return Ok(Ok((client, result)));
+    }
+    let hop = in_pool(
+        state,
+        creds,
+        GrantType::ClientCredentials,
+        move |_, client| Ok(decide(client, &request).into_result()),
+    )
+    .await?;
+    if let Ok((client, Ok(_))) = &hop {
+        state.clients.remember(client, now);
+    }
+    Ok(hop)
 }

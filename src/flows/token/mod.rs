@@ -92,15 +92,7 @@ pub async fn token(
             )
             .await
         }
-        TokenRequest::ClientCredentials(r) => {
-            in_pool(
-                state,
-                creds,
-                GrantType::ClientCredentials,
-                move |_, client| Ok(client_credentials::grant(client, &r)),
-            )
-            .await
-        }
+        TokenRequest::ClientCredentials(r) => client_credentials::grant(state, creds, r, now).await,
     };
     match hop {
         Err(e) => Answer::failed(e),
@@ -140,12 +132,22 @@ fn with_client<T>(
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };
-    if !client.allows_grant(grant_type) {
-        let e = OAuthError::unauthorized_client("this client may not use this grant type");
+    if let Err(e) = may_use(&client, grant_type) {
         return Ok(Ok((client, Err(e))));
     }
     let result = grant(conn, &client)?;
     Ok(Ok((client, result)))
+}
+
+/// Grant types are allow-listed per client (checklist 27).
+fn may_use(client: &Client, grant_type: GrantType) -> Result<(), OAuthError> {
+    if client.allows_grant(grant_type) {
+        Ok(())
+    } else {
+        Err(OAuthError::unauthorized_client(
+            "this client may not use this grant type",
+        ))
+    }
 }
 
 /// How a grant's write transaction ended when it did not commit an issue.

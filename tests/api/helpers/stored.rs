@@ -4,7 +4,7 @@
 //! (`AppState::clock`) past the stored expiry instead.
 
 use diesel::prelude::*;
-use gatehouse::oauth::model::StoredRefresh;
+use gatehouse::oauth::model::{Client, StoredRefresh};
 use gatehouse::passwords::Passwords;
 use gatehouse::registry::{self, NewClient, RegistryError};
 use gatehouse::store::codes::AuthCode;
@@ -82,6 +82,11 @@ impl TestApp {
     /// `gatehouse user roles`.
     pub fn set_roles(&self, username: &str, roles: &[&str]) -> Result<(), RegistryError> {
         registry::set_roles(&mut self.conn(), username, &super::strings(roles)).map(drop)
+    }
+
+    /// `gatehouse client delete`.
+    pub fn delete_client(&self, client: &TestClient) {
+        assert!(Client::delete(&mut self.conn(), &client.id).expect("delete client"));
     }
 
     /// Rewrites a client's grant types (a JSON array), as an admin editing the row would.
@@ -178,11 +183,10 @@ impl TestApp {
 
     /// The stored hash of a client's secret.
     pub fn client_secret_hash(&self, client: &TestClient) -> Option<String> {
-        clients::table
-            .find(&client.id)
-            .select(clients::secret_hash)
-            .first(&mut self.conn())
-            .expect("client row")
+        Client::find(&mut self.conn(), &client.id)
+            .expect("read client")
+            .expect("registered client")
+            .secret_hash
     }
 
     /// How many refresh tokens have been rotated.

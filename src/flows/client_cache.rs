@@ -1,0 +1,127 @@
+//! Confidential clients that authenticated with their secret a moment ago, remembered for
+//! `clients.cache_secs` so that client_credentials needs no database hop (DESIGN.md budgets
+//! "one indexed read or a bounded cache").
+//!
+//! Only successes are remembered, and only a presentation that matches a remembered client is
+//! answered from here: any other (unknown client, wrong or rotated secret) goes to the database
+//! as before, so a failure costs what it always cost (checklist 25) and a new secret works at
+//! once. An entry is only ever made by a client that proved its secret, so anonymous requests
+//! cannot grow the cache. Deleting or editing a client takes effect on every instance within
+//! `clients.cache_secs`.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use crate::oauth::client_auth::{presented_by, ClientCredentials};
+use crate::oauth::model::Client;
+
+/// The cache. Time is the service clock's unix seconds.
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    ttl_secs: i64,
+    entries: RwLock<HashMap<String, (i64, Client)>>,
+}
+
+impl ClientCache {
+    pub fn new(ttl_secs: i64) -> ClientCache {
+        ClientCache {
+            ttl_secs,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The remembered client these credentials authenticate, if it was remembered less than
+    /// `ttl_secs` before `now`.
+    pub fn authenticate(&self, creds: &ClientCredentials, now: i64) -> Option<Client> {
+        if self.ttl_secs <= 0 {
+            return None;
+        }
+        let entries = self.entries.read().ok()?;
+        let (at, client) = entries.get(&creds.client_id)?;
+        (now < at + self.ttl_secs && presented_by(client, creds)).then(|| client.clone())
+    }
+
+    /// Remembers a confidential client that has just authenticated with its secret.
+    pub fn remember(&self, client: &Client, now: i64) {
+        if self.ttl_secs <= 0 || !client.is_confidential() {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.write() {
+            // Entries of clients no longer seen are dropped as new ones come.
+            let ttl = self.ttl_secs;
+            entries.retain(|_, (at, _)| now < *at + ttl);
+            entries.insert(client.id.to_string(), (now, client.clone()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oauth::client_auth::AuthMethod;
+    use crate::oauth::model::GrantType;
+    use crate::secret::{PlainToken, TokenHash};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn machine() -> Client {
+        Client {
+            id: "cl_machine".into(),
+            name: "machine".into(),
+            secret_hash: Some(TokenHash::of("s3cret").0),
+            redirect_uris: vec![],
+            grant_types: vec![GrantType::ClientCredentials],
+            scopes: vec![],
+            audiences: vec!["https://api.example".into()],
+            allowed_origins: vec![],
+            created_at: 0,
+        }
+    }
+
+    fn creds(id: &str, secret: &str) -> ClientCredentials {
+        ClientCredentials {
+            client_id: id.into(),
+            secret: Some(PlainToken::from_presented(secret)),
+            method: AuthMethod::Basic,
+        }
+    }
+
+    #[test]
+    fn remembered_client_authenticates_until_the_bound() {
+        let cache = ClientCache::new(5);
+        assert_eq!(
+            cache.authenticate(&creds("cl_machine", "s3cret"), NOW),
+            None
+        );
+        cache.remember(&machine(), NOW);
+        assert_eq!(
+            cache.authenticate(&creds("cl_machine", "s3cret"), NOW + 4),
+            Some(machine())
+        );
+        assert_eq!(
+            cache.authenticate(&creds("cl_machine", "s3cret"), NOW + 5),
+            None,
+            "expired: the database decides again"
+        );
+    }
+
+    #[test]
+    fn client_cache_never_answers_a_wrong_secret() {
+        let cache = ClientCache::new(5);
+        cache.remember(&machine(), NOW);
+        assert_eq!(cache.authenticate(&creds("cl_machine", "wrong"), NOW), None);
+        assert_eq!(cache.authenticate(&creds("cl_other", "s3cret"), NOW), None);
+    }
+
+    #[test]
+    fn public_clients_and_a_zero_bound_are_not_cached() {
+        let mut public = machine();
+        public.secret_hash = None;
+        let cache = ClientCache::new(5);
+        cache.remember(&public, NOW);
+        assert!(cache.entries.read().unwrap().is_empty());
+        let off = ClientCache::new(0);
+        off.remember(&machine(), NOW);
+        assert_eq!(off.authenticate(&creds("cl_machine", "s3cret"), NOW), None);
+    }
+}
