@@ -14,7 +14,8 @@ use crate::oauth::pkce;
 use crate::oauth::token_request::CodeRequest;
 use crate::secret::PlainToken;
 
-/// The one answer for a code that is unknown, another client's, or its user's no longer (rule 60).
+/// The one answer for a code that is unknown, another client's, of a revoked grant, or of a
+/// disabled user (rule 60).
 fn not_valid() -> OAuthError {
     OAuthError::invalid_grant("the code is not valid")
 }
@@ -39,7 +40,7 @@ pub fn decide(
         return lost_race(code);
     }
     if code.grant.is_revoked() {
-        return Plan::refuse(OAuthError::invalid_grant("the authorization was revoked"));
+        return Plan::refuse(not_valid());
     }
     if code.expires_at <= now {
         return Plan::refuse(OAuthError::invalid_grant("the code has expired"));
@@ -283,6 +284,7 @@ mod tests {
             refused(&run(&c, "cl_a", &request(), NOW)),
             Some(("invalid_grant", Finish::Rollback))
         );
+        assert_eq!(run(&c, "cl_a", &request(), NOW), Plan::refuse(not_valid()));
     }
 
     #[test]
