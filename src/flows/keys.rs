@@ -1,5 +1,6 @@
 //! The background task that keeps a running instance's signing keys current: a scheduled
-//! rotation when due (`keys::rotation`), then a reload of the keys from the database.
+//! rotation when due (`keys::rotation`), then a reload of the keys from the database. Each round
+//! also purges audit events past their retention (`flows::audit`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -78,6 +79,11 @@ fn tick(state: &AppState) -> Duration {
             Ok(Rotation::Skipped(_)) => {}
             Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled key rotation failed"),
         }
+    }
+    match super::audit::purge_expired(state, now) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "audit events past their retention purged"),
+        Err(e) => tracing::error!(error = format!("{e:#}"), "purging audit events failed"),
     }
     if let Err(e) = reload(state, now) {
         tracing::error!(

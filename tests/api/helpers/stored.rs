@@ -81,7 +81,13 @@ impl TestApp {
 
     /// `gatehouse user roles`.
     pub fn set_roles(&self, username: &str, roles: &[&str]) -> Result<(), RegistryError> {
-        registry::set_roles(&mut self.conn(), username, &super::strings(roles)).map(drop)
+        registry::set_roles(
+            &mut self.conn(),
+            username,
+            &super::strings(roles),
+            self.now(),
+        )
+        .map(drop)
     }
 
     /// `gatehouse client delete`.
