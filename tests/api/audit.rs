@@ -349,3 +349,26 @@ async fn audit_anonymises_the_forwarded_address_of_a_trusted_proxy(app: TestApp)
         assert!(!row.contains(CLIENT_ADDRESS), "{table}: {row}");
     }
 }
+
+#[test]
+fn audit_retention_is_thirty_days_and_at_least_one() {
+    let load = |days: &str| {
+        Settings::load_from(
+            None,
+            vec![(
+                "GATEHOUSE_AUDIT__RETENTION_DAYS".to_owned(),
+                days.to_owned(),
+            )],
+        )
+    };
+    let defaults = Settings::load_from(None, Vec::new()).expect("defaults");
+    assert_eq!(defaults.audit.retention_days, 30);
+    assert_eq!(
+        load("7").expect("7 days").audit.retention_secs(),
+        7 * 86_400
+    );
+    for bad in ["0", "-1", "100000"] {
+        let err = load(bad).expect_err(bad).to_string();
+        assert!(err.contains("audit.retention_days"), "{bad}: {err}");
+    }
+}
