@@ -317,11 +317,8 @@ pub async fn login_submit(
     entry.actor = Actor::User(user.id.clone());
     let replaced = state
         .db(move |conn| {
-            let replaced = Session::replace(conn, &old, &new)?;
-            if replaced {
-                audit::record(conn, &entry)?;
-            }
-            Ok::<_, AppError>(replaced)
+            Session::replace_and(conn, &old, &new, |conn| audit::record(conn, &entry))
+                .map_err(AppError::from)
         })
         .await?;
     if !replaced {
