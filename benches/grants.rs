@@ -263,6 +263,7 @@ async fn main() {
                 ("code_verifier", VERIFIER),
             ]),
             None,
+            None,
         )
         .await;
         refresh_tokens_out.push(answer.result.expect("exchange").refresh_token.expect("rt"));
@@ -278,6 +279,7 @@ async fn main() {
                 ("refresh_token", rt),
                 ("client_id", client.id.as_str()),
             ]),
+            None,
             None,
         )
         .await;
@@ -370,7 +372,8 @@ async fn main() {
     let mut last_token = String::new();
     for _ in 0..n {
         let answer =
-            gatehouse::flows::token::token(&state, cc_params.clone(), Some(basic.clone())).await;
+            gatehouse::flows::token::token(&state, cc_params.clone(), Some(basic.clone()), None)
+                .await;
         last_token = answer.result.expect("client_credentials").access_token;
     }
     let cc_rate = n as f64 / start.elapsed().as_secs_f64();
@@ -413,7 +416,8 @@ async fn main() {
     let start = Instant::now();
     for _ in 0..m {
         let answer =
-            gatehouse::flows::token::token(&state, pw_params.clone(), Some(basic.clone())).await;
+            gatehouse::flows::token::token(&state, pw_params.clone(), Some(basic.clone()), None)
+                .await;
         answer.result.expect("password grant");
     }
     let pw_rate = m as f64 / start.elapsed().as_secs_f64();

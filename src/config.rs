@@ -20,6 +20,7 @@ pub struct Settings {
     pub jwks: JwksSettings,
     pub passwords: PasswordSettings,
     pub clients: ClientSettings,
+    pub audit: AuditSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -93,6 +94,19 @@ pub struct ClientSettings {
     /// (0 = never): deleting a client, rotating its secret or editing it takes effect on every
     /// instance within this bound. A failed authentication always reads the database.
     pub cache_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuditSettings {
+    /// Days an audit event is kept; older ones are purged by the background task.
+    pub retention_days: i64,
+}
+
+impl AuditSettings {
+    /// The retention in seconds.
+    pub fn retention_secs(&self) -> i64 {
+        self.retention_days.saturating_mul(86_400)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -196,6 +210,9 @@ impl Settings {
 
     /// Rejects settings that would make Gatehouse insecure or broken, with a readable reason.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=3650).contains(&self.audit.retention_days) {
+            anyhow::bail!("audit.retention_days must be between 1 and 3650");
+        }
         if !(0..=300).contains(&self.clients.cache_secs) {
             anyhow::bail!("clients.cache_secs must be between 0 (off) and 300");
         }

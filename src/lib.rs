@@ -8,6 +8,8 @@
 //! check, [`verify`]); both are on by default.
 
 #[cfg(feature = "server")]
+pub mod audit;
+#[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
 pub mod document;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use gatehouse::audit::{self, AuditEvent};
 use gatehouse::config::Settings;
 use gatehouse::keys::rotation::{self, Rotation};
 use gatehouse::keys::schedule::{Decision, Policy, Trigger};
@@ -15,6 +16,7 @@ use gatehouse::passwords::Passwords;
 use gatehouse::registry::{self, NewClient};
 use gatehouse::state::{now, AppState};
 use gatehouse::store::keys::SigningKeyRow;
+use gatehouse::store::users::User;
 use gatehouse::store::{self, AnyConnection, ConnectionManager};
 
 /// Gatehouse: an OAuth 2.0 authorization server (authorization code + PKCE, JWT access tokens,
@@ -44,6 +46,34 @@ enum Command {
     /// List and rotate signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Read the audit log of security events.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print recent security events, newest last (one line each, or JSON).
+    Tail {
+        /// Print a JSON array of events.
+        #[arg(long)]
+        json: bool,
+        /// Only events about this user (by login name).
+        #[arg(long, value_name = "USERNAME")]
+        user: Option<String>,
+        /// Only events about this client_id.
+        #[arg(long, value_name = "CLIENT_ID")]
+        client: Option<String>,
+        /// Only events of this name, e.g. sign_in or refresh_reuse_detected.
+        #[arg(long, value_name = "EVENT")]
+        event: Option<String>,
+        /// Only events since then: unix seconds, or a duration back such as 30m, 1h or 2d.
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// At most this many events (the most recent).
+        #[arg(long, value_name = "N", default_value_t = 50)]
+        limit: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +198,7 @@ fn main() -> ExitCode {
         Some(Command::Client(c)) => client(&settings, c),
         Some(Command::User(u)) => user(&settings, u),
         Some(Command::Keys(k)) => keys(&settings, k),
+        Some(Command::Audit(a)) => audit(&settings, a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -324,7 +355,7 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Delete { client_id } => {
-            if Client::delete(&mut conn, &client_id)? {
+            if registry::delete_client(&mut conn, &client_id, now())? {
                 println!("deleted {client_id}");
             } else {
                 anyhow::bail!("no client with id {client_id}");
@@ -358,7 +389,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         } => (username, roles, json),
         UserCommand::SetRoles { username, roles } => {
             let mut conn = connect(settings)?;
-            let user = registry::set_roles(&mut conn, &username, &roles)?;
+            let user = registry::set_roles(&mut conn, &username, &roles, now())?;
             println!(
                 "{} now has roles: [{}]",
                 user.username,
@@ -428,6 +459,71 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
                 or_never(k.expires_at)
             );
         }
+    }
+    Ok(())
+}
+
+fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Tail {
+        json,
+        user,
+        client,
+        event,
+        since,
+        limit,
+    } = command;
+    if !(1..=10_000).contains(&limit) {
+        anyhow::bail!("--limit must be between 1 and 10000");
+    }
+    if let Some(name) = &event {
+        if AuditEvent::parse(name).is_none() {
+            let names: Vec<&str> = AuditEvent::ALL.iter().map(|e| e.as_str()).collect();
+            anyhow::bail!("unknown event {name:?}: use one of {}", names.join(", "));
+        }
+    }
+    let since = match since {
+        Some(text) => Some(audit::parse_since(&text, now()).ok_or_else(|| {
+            anyhow::anyhow!("--since {text:?} is neither unix seconds nor a duration like 1h or 2d")
+        })?),
+        None => None,
+    };
+    let mut conn = connect(settings)?;
+    let user_id = match user {
+        Some(name) => Some(
+            User::find_by_username(&mut conn, &name)?
+                .ok_or_else(|| anyhow::anyhow!("no user named {name:?}"))?
+                .id,
+        ),
+        None => None,
+    };
+    let filter = store::audit::Filter {
+        user_id,
+        client_id: client,
+        event,
+        since,
+        limit,
+    };
+    let rows = store::audit::recent(&mut conn, &filter)?;
+    if json {
+        println!("{}", serde_json::to_string(&rows)?);
+        return Ok(());
+    }
+    if rows.is_empty() {
+        println!("no audit events");
+    }
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
+    for r in rows {
+        println!(
+            "{}  {:22}  {:7}  actor={}  user={}  client={}  network={}  {}",
+            audit::format_utc(r.at),
+            r.event,
+            r.outcome,
+            r.actor,
+            or_dash(&r.user_id),
+            or_dash(&r.client_id),
+            or_dash(&r.network),
+            r.detail.unwrap_or_default(),
+        );
     }
     Ok(())
 }

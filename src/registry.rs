@@ -1,5 +1,8 @@
 //! Registering clients and users: the checks shared by the CLI (and later the admin API).
+//!
+//! Every change is written to the audit log in its own transaction, by the operator.
 
+use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
 use crate::oauth::model::{Client, GrantType};
 use crate::passwords::{self, Passwords};
 use crate::secret::{new_id, PlainToken};
@@ -177,6 +180,11 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
     })
 }
 
+/// An operator's change at `now`.
+fn by_operator(event: AuditEvent, now: i64) -> Entry {
+    Entry::new(event, Outcome::Success, Actor::Operator, now)
+}
+
 /// Registers a client.
 pub fn create_client(
     conn: &mut AnyConnection,
@@ -184,8 +192,39 @@ pub fn create_client(
     now: i64,
 ) -> Result<Registered, RegistryError> {
     let registered = prepare_client(req, now)?;
-    registered.client.insert(conn)?;
+    let client = &registered.client;
+    let entry = by_operator(AuditEvent::ClientCreated, now)
+        .client(client.id.to_string())
+        .detail(format!(
+            "grant_types={}",
+            client
+                .grant_types
+                .iter()
+                .map(|g| g.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    write_tx(conn, |conn| {
+        client.insert(conn)?;
+        audit::record(conn, &entry)
+    })?;
     Ok(registered)
+}
+
+/// Deletes a client with its grants and tokens; false when there is none with this id.
+pub fn delete_client(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    now: i64,
+) -> Result<bool, RegistryError> {
+    write_tx(conn, |conn| {
+        if !Client::delete(conn, client_id)? {
+            return Ok(false);
+        }
+        let entry = by_operator(AuditEvent::ClientDeleted, now).client(client_id);
+        audit::record(conn, &entry)?;
+        Ok(true)
+    })
 }
 
 /// Checks a username: 1–64 characters, no spaces or control characters.
@@ -241,7 +280,13 @@ pub fn create_user(
         disabled_at: None,
         created_at: now,
     };
-    user.insert(conn)?;
+    let entry = by_operator(AuditEvent::UserCreated, now)
+        .user(user.id.clone())
+        .detail(format!("roles=[{}]", user.roles.join(",")));
+    write_tx(conn, |conn| {
+        user.insert(conn)?;
+        audit::record(conn, &entry)
+    })?;
     Ok(user)
 }
 
@@ -263,6 +308,7 @@ pub fn set_roles(
     conn: &mut AnyConnection,
     username: &str,
     roles: &[String],
+    now: i64,
 ) -> Result<User, RegistryError> {
     for r in roles {
         check_role(r)?;
@@ -271,6 +317,10 @@ pub fn set_roles(
     write_tx(conn, |conn| {
         let mut user = find_user(conn, username)?;
         User::set_roles(conn, &user.id, &roles)?;
+        let entry = by_operator(AuditEvent::RolesChanged, now)
+            .user(user.id.clone())
+            .detail(format!("roles=[{}]", roles.join(",")));
+        audit::record(conn, &entry)?;
         user.roles = roles;
         Ok(user)
     })
@@ -286,6 +336,10 @@ pub fn disable_user(
         let user = find_user(conn, username)?;
         User::set_disabled(conn, &user.id, now)?;
         end_user_grants(conn, &user.id, now)?;
+        audit::record(
+            conn,
+            &by_operator(AuditEvent::UserDisabled, now).user(user.id.clone()),
+        )?;
         Ok(user)
     })
 }
@@ -304,6 +358,10 @@ pub fn set_password(
         let user = find_user(conn, username)?;
         User::set_password_hash(conn, &user.id, &hash)?;
         end_user_grants(conn, &user.id, now)?;
+        audit::record(
+            conn,
+            &by_operator(AuditEvent::PasswordChanged, now).user(user.id.clone()),
+        )?;
         Ok(user)
     })
 }

@@ -20,6 +20,8 @@ pub struct AppState {
     pub master: MasterKey,
     /// Key of the CSRF tokens' HMAC, derived from the master key.
     pub csrf_key: [u8; 32],
+    /// Key of the audit log's address hash, derived from the master key.
+    pub audit_key: [u8; 32],
     /// Key of the HMAC that derives a refresh token's successor from it.
     pub refresh_successor_key: [u8; 32],
     /// `Cache-Control` of the metadata and JWKS documents.
@@ -78,6 +80,7 @@ impl AppState {
         Ok(AppState {
             passwords: Passwords::new(&settings.passwords)?,
             csrf_key: master.derive("gatehouse csrf v1"),
+            audit_key: master.derive("gatehouse audit address v1"),
             refresh_successor_key: master.derive("gatehouse refresh successor v1"),
             documents_cache_control: format!("public, max-age={}", settings.jwks.max_age_secs),
             keys: Keys::new(keyset),
@@ -88,6 +91,11 @@ impl AppState {
             pool,
             settings,
         })
+    }
+
+    /// A client address as the audit log keeps it (never the address itself).
+    pub fn anonymise(&self, ip: Option<std::net::IpAddr>) -> Option<crate::audit::Address> {
+        ip.map(|ip| crate::audit::anonymise(&self.audit_key, ip))
     }
 
     pub fn issuer(&self) -> &str {

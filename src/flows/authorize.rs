@@ -5,6 +5,9 @@
 //! page. Each form carries the interaction id and a CSRF token bound to session + interaction;
 //! each step re-reads and re-checks the interaction. Consent issues the code.
 
+use std::net::IpAddr;
+
+use crate::audit::{self, Actor, AuditEvent, Entry};
 use crate::error::AppError;
 use crate::oauth::authorize::{self, BoundRedirect};
 use crate::oauth::metadata::paths;
@@ -246,12 +249,14 @@ pub async fn login_page(
     }
 }
 
-/// `POST /login`: checks the password; on success a new session id and 303 to consent.
+/// `POST /login`: checks the password; on success a new session id and 303 to consent. Both
+/// outcomes go to the audit log, with `ip` (the client's address) anonymised.
 #[tracing::instrument(skip_all)]
 pub async fn login_submit(
     state: &AppState,
     form: Params,
     session_cookie: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
     let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
         return Ok(Outcome::BadRequest(EXPIRED));
@@ -264,10 +269,12 @@ pub async fn login_submit(
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let lookup = username.clone();
-    let user = state
+    let found = state
         .db(move |conn| User::find_by_username(conn, &lookup).map_err(AppError::from))
-        .await?
-        .filter(User::is_active);
+        .await?;
+    // Who a failure is about: the named user when one exists (disabled or not), never the name typed.
+    let named = found.as_ref().map(|u| u.id.clone());
+    let user = found.filter(User::is_active);
     // One argon2 computation whether or not the user exists (checklist 50).
     let ok = match state
         .passwords
@@ -278,14 +285,25 @@ pub async fn login_submit(
         Err(PasswordError::Busy) => return Ok(Outcome::Busy(view(state, &ctx, &id))),
         Err(PasswordError::Internal(e)) => return Err(e.into()),
     };
+    let now = state.clock.now();
+    let sign_in = |outcome| {
+        Entry::new(AuditEvent::SignIn, outcome, Actor::Anonymous, now)
+            .client(ctx.client.id.to_string())
+            .address(state.anonymise(ip))
+            .detail("browser")
+    };
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!("login failed");
+        let mut entry = sign_in(audit::Outcome::Failure);
+        entry.user_id = named;
+        state
+            .db(move |conn| audit::record(conn, &entry).map_err(AppError::from))
+            .await?;
         return Ok(Outcome::Retry(
             view(state, &ctx, &id),
             "Invalid username or password.",
         ));
     };
-    let now = state.clock.now();
     let cookie = PlainToken::generate();
     let new = Session {
         id_hash: cookie.hash().0,
@@ -295,8 +313,13 @@ pub async fn login_submit(
         expires_at: now + state.settings.session.ttl_secs,
     };
     let old = ctx.session.id_hash.clone();
+    let mut entry = sign_in(audit::Outcome::Success).user(user.id.clone());
+    entry.actor = Actor::User(user.id.clone());
     let replaced = state
-        .db(move |conn| Session::replace(conn, &old, &new).map_err(AppError::from))
+        .db(move |conn| {
+            Session::replace_and(conn, &old, &new, |conn| audit::record(conn, &entry))
+                .map_err(AppError::from)
+        })
         .await?;
     if !replaced {
         return Ok(Outcome::BadRequest(EXPIRED));

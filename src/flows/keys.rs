@@ -1,5 +1,6 @@
 //! The background task that keeps a running instance's signing keys current: a scheduled
-//! rotation when due (`keys::rotation`), then a reload of the keys from the database.
+//! rotation when due (`keys::rotation`), then a reload of the keys from the database. Each round
+//! also purges audit events past their retention (`flows::audit`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -48,9 +49,14 @@ fn wait_after(state: &AppState, now: i64) -> Duration {
     }
 }
 
-/// One round of the background task: a scheduled rotation when due, then a reload. Returns
-/// how long to wait before the next round.
-fn tick(state: &AppState) -> Duration {
+/// Seconds between two purges of the audit log by one instance: often enough that the backlog
+/// stays small, rarely enough that an idle purge does not take the write lock every round.
+pub const AUDIT_PURGE_EVERY_SECS: i64 = 300;
+
+/// One round of the background task: a scheduled rotation when due, the audit purge when due
+/// (at `next_purge`), then a reload. Returns how long to wait before the next round, and when
+/// the next purge is due.
+fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
     let settings = &state.settings;
     let now = state.clock.now();
     if settings.keys.rotate_every_secs > 0 {
@@ -79,13 +85,23 @@ fn tick(state: &AppState) -> Duration {
             Err(e) => tracing::error!(error = format!("{e:#}"), "scheduled key rotation failed"),
         }
     }
+    let next_purge = if now >= next_purge {
+        match super::audit::purge_expired(state, now) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "audit events past their retention purged"),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "purging audit events failed"),
+        }
+        now + AUDIT_PURGE_EVERY_SECS
+    } else {
+        next_purge
+    };
     if let Err(e) = reload(state, now) {
         tracing::error!(
             error = format!("{e:#}"),
             "reloading the signing keys failed"
         );
     }
-    wait_after(state, now)
+    (wait_after(state, now), next_purge)
 }
 
 /// Starts the background task that rotates on schedule and reloads the keys every
@@ -101,13 +117,18 @@ pub fn spawn_reloader(state: &Arc<AppState>) {
     let fallback = Duration::from_secs(state.settings.keys.reload_secs.max(1));
     let state: Weak<AppState> = Arc::downgrade(state);
     runtime.spawn(async move {
+        // The first round purges.
+        let mut next_purge = i64::MIN;
         loop {
             tokio::time::sleep(wait).await;
             let Some(state) = state.upgrade() else {
                 return;
             };
-            wait = match tokio::task::spawn_blocking(move || tick(&state)).await {
-                Ok(wait) => wait,
+            wait = match tokio::task::spawn_blocking(move || tick(&state, next_purge)).await {
+                Ok((wait, next)) => {
+                    next_purge = next;
+                    wait
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "the key reload task failed");
                     fallback

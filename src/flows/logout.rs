@@ -2,6 +2,9 @@
 //! families, and for introspection their access tokens) that the session's logins produced
 //! (checklist 21, 46). Tokens from other browsers and from the password grant stay.
 
+use std::net::IpAddr;
+
+use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
 use crate::error::AppError;
 use crate::oauth::params::Params;
 use crate::secret::{constant_time_eq, hmac_b64, TokenHash};
@@ -52,11 +55,14 @@ pub async fn page(state: &AppState, session_cookie: Option<&str>) -> Result<Logo
     })
 }
 
-/// `POST /logout`: true when a session was ended, false when the form was stale or forged.
+/// `POST /logout`: true when a session was ended, false when the form was stale or forged. A
+/// signed-in session's end is written to the audit log in the same transaction (`ip`, the
+/// client's address, anonymised).
 pub async fn submit(
     state: &AppState,
     form: &Params,
     session_cookie: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<bool, AppError> {
     let Some(cookie) = session_cookie else {
         return Ok(false);
@@ -70,11 +76,25 @@ pub async fn submit(
         return Ok(false);
     }
     let now = state.clock.now();
+    let address = state.anonymise(ip);
     state
         .db(move |conn| {
             write_tx(conn, |conn| {
+                let user = Session::find_live(conn, &hash, now)?.and_then(|s| s.user_id);
                 let revoked = grants::revoke_all_for_session(conn, &hash, now)?;
                 let ended = Session::delete(conn, &hash)?;
+                if let Some(user) = user.filter(|_| ended) {
+                    let entry = Entry::new(
+                        AuditEvent::SignOut,
+                        Outcome::Success,
+                        Actor::User(user.clone()),
+                        now,
+                    )
+                    .user(user)
+                    .address(address)
+                    .detail(format!("{revoked} grants revoked"));
+                    audit::record(conn, &entry)?;
+                }
                 tracing::info!(grants = revoked, "signed out");
                 Ok::<_, AppError>(ended)
             })

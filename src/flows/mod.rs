@@ -1,6 +1,7 @@
 //! The service layer: reads the clock once, runs the database work in the blocking pool inside a
 //! transaction, calls the protocol core for every decision, and signs tokens.
 
+pub mod audit;
 pub mod authorize;
 pub mod client_auth;
 pub mod client_cache;

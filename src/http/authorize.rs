@@ -132,9 +132,11 @@ pub async fn login_submit(
     let cookie = session_cookie(&state, &req);
     let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
     let span = tracing::info_span!("login", client_ip = ?ip);
-    let result =
-        tracing::Instrument::instrument(flow::login_submit(&state, form, cookie.as_deref()), span)
-            .await?;
+    let result = tracing::Instrument::instrument(
+        flow::login_submit(&state, form, cookie.as_deref(), ip),
+        span,
+    )
+    .await?;
     Ok(outcome(&state, result, &username))
 }
 

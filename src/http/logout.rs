@@ -35,7 +35,8 @@ pub async fn submit(
         Err(resp) => return Ok(*resp),
     };
     let cookie = session_cookie(&state, &req);
-    if !flow::submit(&state, &form, cookie.as_deref()).await? {
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    if !flow::submit(&state, &form, cookie.as_deref(), ip).await? {
         return Ok(pages::bad_request(
             "This sign-out form has expired. Open the sign-out page again.",
         ));

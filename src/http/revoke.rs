@@ -15,7 +15,8 @@ pub async fn revoke(
         Ok(p) => p,
         Err(e) => return oauth_error(&e),
     };
-    let answer = flows::revoke::revoke(&state, params, authorization(&req)).await;
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    let answer = flows::revoke::revoke(&state, params, authorization(&req), ip).await;
     let resp = match answer.result {
         Ok(()) => HttpResponse::Ok().finish(),
         Err(e) => endpoint_error(e),

@@ -16,7 +16,7 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
     let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
     let span = tracing::info_span!("token", client_ip = ?ip);
     let answer = tracing::Instrument::instrument(
-        flows::token::token(&state, params, authorization(&req)),
+        flows::token::token(&state, params, authorization(&req), ip),
         span,
     )
     .await;

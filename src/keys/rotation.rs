@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use super::schedule::{self, Decision, Policy, Trigger};
 use super::{generate, MasterKey};
+use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
 use crate::store::keys::SigningKeyRow;
 use crate::store::{self, AnyConnection};
 
@@ -23,7 +24,8 @@ pub enum Rotation {
 ///
 /// The decision is taken again inside one write transaction that serialises rotations (SQLite:
 /// `BEGIN IMMEDIATE`; PostgreSQL: a table lock that lets readers through), so two rotations at
-/// once, from the command line or from several instances, add one pending key, not two.
+/// once, from the command line or from several instances, add one pending key, not two. A
+/// rotation is written to the audit log in the same transaction.
 pub fn rotate(
     conn: &mut AnyConnection,
     master: &MasterKey,
@@ -71,6 +73,16 @@ pub fn rotate(
                 }
                 new.activate_at = activate_at;
                 new.insert(conn)?;
+                let actor = match trigger {
+                    Trigger::Manual => Actor::Operator,
+                    Trigger::Scheduled => Actor::System,
+                };
+                let entry = Entry::new(AuditEvent::KeyRotated, Outcome::Success, actor, now)
+                    .detail(format!(
+                        "kid={} alg={} signs from {activate_at}; {retiring} retires",
+                        new.kid, new.alg
+                    ));
+                audit::record(conn, &entry)?;
                 Ok(Rotation::Rotated(new))
             }
             other => Ok(Rotation::Skipped(other)),

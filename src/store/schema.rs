@@ -105,6 +105,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        at -> BigInt,
+        event -> Text,
+        outcome -> Text,
+        actor -> Text,
+        user_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        address_hash -> Nullable<Text>,
+        network -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(auth_codes -> grants (grant_id));
 diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -116,4 +131,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_codes,
     refresh_tokens,
     signing_keys,
+    audit_events,
 );

@@ -42,6 +42,17 @@ impl Session {
     /// authorization requests to it, in one transaction. False (and nothing changed) when the old
     /// session is already gone, e.g. a login form submitted twice.
     pub fn replace(conn: &mut AnyConnection, old_hash: &str, new: &Session) -> QueryResult<bool> {
+        Session::replace_and(conn, old_hash, new, |_| Ok(()))
+    }
+
+    /// [`Session::replace`], and `also` in the same transaction once the session is replaced
+    /// (the sign-in's audit event).
+    pub fn replace_and(
+        conn: &mut AnyConnection,
+        old_hash: &str,
+        new: &Session,
+        also: impl FnOnce(&mut AnyConnection) -> QueryResult<()>,
+    ) -> QueryResult<bool> {
         super::write_tx(conn, |conn| {
             new.insert(conn)?;
             diesel::update(interactions::table.filter(interactions::session_hash.eq(old_hash)))
@@ -50,7 +61,7 @@ impl Session {
             if diesel::delete(sessions::table.find(old_hash)).execute(conn)? != 1 {
                 return Err(diesel::result::Error::RollbackTransaction);
             }
-            Ok(())
+            also(conn)
         })
         .map(|()| true)
         .or_else(|e| match e {

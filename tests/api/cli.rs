@@ -681,5 +681,137 @@ fn cli_keys_rotate_publishes_a_pending_key() {
         assert!(err.contains("already waiting"), "[{b}] {err}");
         let listed = json_out(&run(&db, &["keys", "list", "--json"], None), "keys list");
         assert_eq!(listed.as_array().map(Vec::len), Some(2), "[{b}] {listed}");
+
+        // The rotation is in the audit log, once, by the operator.
+        let rotations = json_out(
+            &run(
+                &db,
+                &["audit", "tail", "--json", "--event", "key_rotated"],
+                None,
+            ),
+            "audit tail --event key_rotated",
+        );
+        let rotations = rotations.as_array().expect("array");
+        assert_eq!(rotations.len(), 1, "[{b}] {rotations:?}");
+        assert_eq!(rotations[0]["actor"], "cli", "[{b}] {rotations:?}");
+        let detail = rotations[0]["detail"].as_str().unwrap_or("");
+        assert!(
+            detail.contains(new["kid"].as_str().expect("kid")),
+            "[{b}] {detail}"
+        );
+    }
+}
+
+#[test]
+fn cli_audit_tail_prints_recent_events() {
+    for db in backends() {
+        let b = db.label;
+        let client = json_out(&create_client(&db, "X", &["--json"]), "client create");
+        let client_id = client["client_id"].as_str().expect("client_id").to_owned();
+        ok(
+            &run(
+                &db,
+                &["user", "create", "--username", "alice"],
+                Some(GOOD_PASSWORD),
+            ),
+            "user create",
+        );
+        ok(
+            &run(&db, &["user", "disable", "--username", "alice"], None),
+            "user disable",
+        );
+        ok(
+            &run(&db, &["client", "delete", &client_id], None),
+            "client delete",
+        );
+
+        // Newest last, every field as stored, never the password.
+        let raw = ok(
+            &run(&db, &["audit", "tail", "--json"], None),
+            "audit tail --json",
+        );
+        assert!(!raw.contains(GOOD_PASSWORD), "[{b}] {raw}");
+        let events: Vec<Value> = serde_json::from_str::<Value>(raw.trim())
+            .expect("audit tail json")
+            .as_array()
+            .expect("array")
+            .clone();
+        let names: Vec<&str> = events
+            .iter()
+            .map(|e| e["event"].as_str().expect("event"))
+            .collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            [
+                "client_created",
+                "client_deleted",
+                "user_created",
+                "user_disabled"
+            ],
+            "[{b}] {raw}"
+        );
+        assert!(
+            events
+                .windows(2)
+                .all(|w| w[0]["at"].as_i64() <= w[1]["at"].as_i64()),
+            "[{b}] not oldest first: {raw}"
+        );
+        for e in &events {
+            assert_eq!(e["actor"], "cli", "[{b}] {e}");
+            assert_eq!(e["outcome"], "success", "[{b}] {e}");
+        }
+
+        // Filters: by user name, by time, by count.
+        let alice = json_out(
+            &run(&db, &["audit", "tail", "--json", "--user", "alice"], None),
+            "audit tail --user",
+        );
+        let alice: Vec<&str> = alice
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|e| e["event"].as_str().expect("event"))
+            .collect();
+        assert_eq!(alice.len(), 2, "[{b}] {alice:?}");
+        assert!(alice.contains(&"user_created") && alice.contains(&"user_disabled"));
+        let recent = json_out(
+            &run(&db, &["audit", "tail", "--json", "--since", "1h"], None),
+            "audit tail --since 1h",
+        );
+        assert_eq!(recent.as_array().map(Vec::len), Some(4), "[{b}] {recent}");
+        let future = json_out(
+            &run(
+                &db,
+                &["audit", "tail", "--json", "--since", "4000000000"],
+                None,
+            ),
+            "audit tail --since (future)",
+        );
+        assert_eq!(future, serde_json::json!([]), "[{b}]");
+        let last = json_out(
+            &run(&db, &["audit", "tail", "--json", "--limit", "1"], None),
+            "audit tail --limit 1",
+        );
+        assert_eq!(last.as_array().map(Vec::len), Some(1), "[{b}] {last}");
+
+        // Human output: one line per event.
+        let text = ok(&run(&db, &["audit", "tail"], None), "audit tail");
+        assert_eq!(text.lines().count(), 4, "[{b}] {text}");
+        assert!(
+            text.contains("client_created") && text.contains(&client_id),
+            "[{b}] {text}"
+        );
+
+        // Bad input is one readable line.
+        for args in [
+            &["audit", "tail", "--since", "yesterday"][..],
+            &["audit", "tail", "--user", "nobody"],
+            &["audit", "tail", "--event", "nope"],
+            &["audit", "tail", "--limit", "0"],
+        ] {
+            fails_readably(&run(&db, args, None), &args.join(" "));
+        }
     }
 }

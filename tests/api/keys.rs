@@ -413,6 +413,14 @@ async fn scheduled_rotation_publishes_before_use(app: TestApp) {
         .filter(|k| k.state == KeyState::Signing.as_str())
         .collect();
     assert_eq!(signing.len(), 1, "{signing:?}");
+    // Each scheduled rotation is in the audit log as Gatehouse's own.
+    let rotations = scheduled.audit_events_named("key_rotated");
+    assert!(
+        rotations
+            .iter()
+            .any(|e| e.actor == "system" && e.detail.as_deref().is_some_and(|d| d.contains(&kid))),
+        "{rotations:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 mod helpers;
 
 mod accounts;
+mod audit;
 mod authorize;
 mod bounded_work;
 mod cli;

@@ -3,7 +3,7 @@
 //! `oauth::grants::authorization_code`.
 
 use crate::oauth::grants::authorization_code::{decide, lost_race};
-use crate::oauth::model::Client;
+use crate::oauth::model::{Client, GrantType};
 use crate::oauth::token_request::CodeRequest;
 use crate::oauth::OAuthError;
 use crate::secret::{PlainToken, TokenHash};
@@ -40,6 +40,13 @@ pub(super) fn exchange(
             }
             _ => plan,
         };
-        finish(plan, client, hash.log_prefix())
+        finish(
+            conn,
+            ctx,
+            GrantType::AuthorizationCode,
+            plan,
+            client,
+            hash.log_prefix(),
+        )
     })
 }

@@ -7,8 +7,10 @@ mod client_credentials;
 mod password;
 mod refresh_token;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::audit::{self, Actor, Address, AuditEvent, Entry};
 use crate::keys::KeySet;
 use crate::oauth::client_auth::{self, ClientCredentials};
 use crate::oauth::grants::{Event, Finish, Issue, Lifetimes, Outcome, Plan, Write};
@@ -40,16 +42,20 @@ struct Ctx {
     lifetimes: Lifetimes,
     /// Derives a refresh token's successor from it (HMAC), so a retry gets the same one back.
     successor_key: [u8; 32],
+    /// The client's address, anonymised for the audit log.
+    address: Option<Address>,
 }
 
 /// What the blocking-pool hop found: the authenticated client (for CORS), and the grant's answer.
 type Hop<T> = Result<(Client, Result<T, OAuthError>), OAuthError>;
 
+/// `ip` is the client's address (`http::forms::client_ip`): the audit log keeps it anonymised.
 #[tracing::instrument(skip_all, fields(grant_type))]
 pub async fn token(
     state: &AppState,
     params: Params,
     authorization: Option<String>,
+    ip: Option<IpAddr>,
 ) -> Answer<TokenResponse> {
     let creds = match client_auth::credentials(authorization.as_deref(), &params) {
         Ok(c) => c,
@@ -59,7 +65,8 @@ pub async fn token(
         Ok(r) => r,
         Err(e) => return Answer::anonymous(e),
     };
-    tracing::Span::current().record("grant_type", request.grant_type().as_str());
+    let grant_type = request.grant_type();
+    tracing::Span::current().record("grant_type", grant_type.as_str());
     let settings = &state.settings.tokens;
     let ctx = Ctx {
         now: state.clock.now(),
@@ -69,7 +76,9 @@ pub async fn token(
             retry_window: settings.refresh_retry_window_secs,
         },
         successor_key: state.refresh_successor_key,
+        address: state.anonymise(ip),
     };
+    let address = ctx.address.clone();
     let keys = state.keys.current();
     let now = ctx.now;
     let hop = match request {
@@ -100,7 +109,7 @@ pub async fn token(
         Ok(Ok((client, result))) => {
             let result = result
                 .map_err(EndpointError::from)
-                .and_then(|issue| respond(state, &keys, &issue, now));
+                .and_then(|issue| respond(state, &keys, &issue, now, grant_type, address));
             Answer::of(&client, result)
         }
     }
@@ -186,15 +195,45 @@ fn apply_writes(
 }
 
 /// The transaction's end as the plan says: an issue or a refusal to commit returns `Ok`, a
-/// refusal to roll back returns `Err` (so `write_tx` rolls back).
-fn finish(plan: Plan, client: &Client, token: &str) -> Result<Result<Issue, OAuthError>, TxEnd> {
+/// refusal to roll back returns `Err` (so `write_tx` rolls back). A detected replay or reuse, and
+/// an issue, are written to the audit log in the same transaction; `token` is the presented
+/// code's or refresh token's hash prefix.
+fn finish(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    grant_type: GrantType,
+    plan: Plan,
+    client: &Client,
+    token: &str,
+) -> Result<Result<Issue, OAuthError>, TxEnd> {
+    let by_client = |event, outcome| {
+        Entry::new(
+            event,
+            outcome,
+            Actor::Client(client.id.to_string()),
+            ctx.now,
+        )
+        .client(client.id.to_string())
+        .address(ctx.address.clone())
+    };
+    let revoked = plan.writes.iter().find_map(|w| match w {
+        Write::RevokeGrant { grant_id } => Some(grant_id.to_string()),
+        _ => None,
+    });
+    let revoked = revoked.as_deref().unwrap_or("-");
     if let Some(event) = plan.event {
         match event {
             Event::CodeReplayed => {
                 tracing::warn!(client_id = %client.id, code = %token, "authorization code replayed: grant revoked");
+                let entry = by_client(AuditEvent::CodeReplayDetected, audit::Outcome::Failure)
+                    .detail(format!("code {token}: grant {revoked} revoked"));
+                audit::record(conn, &entry)?;
             }
             Event::RefreshReused => {
                 tracing::warn!(client_id = %client.id, token = %token, "refresh token reuse: family revoked");
+                let entry = by_client(AuditEvent::RefreshReuseDetected, audit::Outcome::Failure)
+                    .detail(format!("refresh token {token}: family {revoked} revoked"));
+                audit::record(conn, &entry)?;
             }
             Event::RefreshResent => {
                 tracing::info!(client_id = %client.id, token = %token, "refresh retried within the window: same successor");
@@ -202,7 +241,19 @@ fn finish(plan: Plan, client: &Client, token: &str) -> Result<Result<Issue, OAut
         }
     }
     match plan.outcome {
-        Outcome::Issue(issue) => Ok(Ok(issue)),
+        Outcome::Issue(issue) => {
+            let event = if grant_type == GrantType::RefreshToken {
+                AuditEvent::TokenRefreshed
+            } else {
+                AuditEvent::TokenIssued
+            };
+            let grant = issue.grant_id.as_ref().map_or("-", |g| g.as_str());
+            let entry = by_client(event, audit::Outcome::Success)
+                .user(issue.subject.clone())
+                .detail(format!("grant_type={grant_type} grant={grant}"));
+            audit::record(conn, &entry)?;
+            Ok(Ok(issue))
+        }
         Outcome::Refuse {
             error,
             finish: Finish::Commit,
@@ -227,11 +278,16 @@ fn transaction(
 }
 
 /// Signs the access token (after the commit) and builds the response.
+///
+/// The grants that write issue their audit event in their transaction; client_credentials, which
+/// has none (and is often answered without a database hop), logs its event only.
 fn respond(
     state: &AppState,
     keys: &Arc<KeySet>,
     issue: &Issue,
     now: i64,
+    grant_type: GrantType,
+    address: Option<Address>,
 ) -> Result<TokenResponse, EndpointError> {
     let signer = keys.signer().ok_or_else(|| {
         EndpointError::Internal(anyhow::anyhow!("no signing key is active").into())
@@ -253,6 +309,19 @@ fn respond(
     )
     .map_err(|e| EndpointError::Internal(anyhow::anyhow!("signing an access token: {e}").into()))?;
     tracing::info!(client_id = %issue.client_id, jti = %claims.jti, "access token issued");
+    if grant_type == GrantType::ClientCredentials {
+        let client = issue.client_id.to_string();
+        Entry::new(
+            AuditEvent::TokenIssued,
+            audit::Outcome::Success,
+            Actor::Client(client.clone()),
+            now,
+        )
+        .client(client)
+        .address(address)
+        .detail(format!("grant_type={grant_type} jti={}", claims.jti))
+        .log();
+    }
     Ok(TokenResponse {
         access_token: jwt,
         token_type: "Bearer",

@@ -2,6 +2,7 @@
 //! argon2 checks the password (the same work for an unknown user, checklist 50), and a second hop
 //! applies `oauth::grants::password`'s plan.
 
+use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::grants::password::{check_request, decide, Fresh};
 use crate::oauth::grants::Issue;
@@ -59,15 +60,28 @@ pub(super) async fn grant(
     );
     if plan.writes.is_empty() {
         tracing::info!(client_id = %client.id, "password grant: wrong credentials");
+        // A refused password check is a failed sign-in; the user is named only when it exists.
+        let mut entry = Entry::new(
+            AuditEvent::SignIn,
+            Outcome::Failure,
+            Actor::Client(client.id.to_string()),
+            ctx.now,
+        )
+        .client(client.id.to_string())
+        .address(ctx.address.clone())
+        .detail("password grant");
+        entry.user_id = account.as_ref().map(|a| a.id.to_string());
+        state
+            .db(move |conn| audit::record(conn, &entry).map_err(EndpointError::from))
+            .await?;
         return Ok(Ok((client, plan.into_result())));
     }
-    let now = ctx.now;
     let c = client.clone();
     let result = state
         .db(move |conn| {
             transaction(conn, |conn| {
-                apply_writes(conn, &plan.writes, now)?;
-                finish(plan, &c, "")
+                apply_writes(conn, &plan.writes, ctx.now)?;
+                finish(conn, &ctx, GrantType::Password, plan, &c, "")
             })
         })
         .await?;

@@ -6,7 +6,7 @@
 
 use crate::oauth::grants::refresh_token::{decide, lost_race, successor_needed, LostRace};
 use crate::oauth::grants::Issue;
-use crate::oauth::model::Client;
+use crate::oauth::model::{Client, GrantType};
 use crate::oauth::token_request::RefreshRequest;
 use crate::oauth::OAuthError;
 use crate::secret::{hmac_b64, PlainToken, TokenHash};
@@ -53,14 +53,28 @@ pub(super) fn refresh(
             let (Applied::LostRace, Some(token)) =
                 (apply_writes(conn, &plan.writes, ctx.now)?, &found)
             else {
-                return finish(plan, client, hash.log_prefix());
+                return finish(
+                    conn,
+                    ctx,
+                    GrantType::RefreshToken,
+                    plan,
+                    client,
+                    hash.log_prefix(),
+                );
             };
             // A concurrent request rotated it a moment ago.
             match lost_race(token, lifetimes, attempt) {
                 LostRace::ReadAgain => attempt += 1,
                 LostRace::Plan(plan) => {
                     apply_writes(conn, &plan.writes, ctx.now)?;
-                    return finish(plan, client, hash.log_prefix());
+                    return finish(
+                        conn,
+                        ctx,
+                        GrantType::RefreshToken,
+                        plan,
+                        client,
+                        hash.log_prefix(),
+                    );
                 }
             }
         }

@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use gatehouse::oauth::model::{Client, StoredRefresh};
 use gatehouse::passwords::Passwords;
 use gatehouse::registry::{self, NewClient, RegistryError};
+use gatehouse::store::audit::{self, AuditRow};
 use gatehouse::store::codes::AuthCode;
 use gatehouse::store::keys::SigningKeyRow;
 use gatehouse::store::schema::{auth_codes, clients, grants, interactions, refresh_tokens};
@@ -81,12 +82,112 @@ impl TestApp {
 
     /// `gatehouse user roles`.
     pub fn set_roles(&self, username: &str, roles: &[&str]) -> Result<(), RegistryError> {
-        registry::set_roles(&mut self.conn(), username, &super::strings(roles)).map(drop)
+        registry::set_roles(
+            &mut self.conn(),
+            username,
+            &super::strings(roles),
+            self.now(),
+        )
+        .map(drop)
     }
 
     /// `gatehouse client delete`.
     pub fn delete_client(&self, client: &TestClient) {
-        assert!(Client::delete(&mut self.conn(), &client.id).expect("delete client"));
+        assert!(
+            registry::delete_client(&mut self.conn(), &client.id, self.now())
+                .expect("delete client")
+        );
+    }
+
+    // --- the audit log
+
+    /// Every audit event, oldest first (as `gatehouse audit tail` reads them).
+    pub fn audit_events(&self) -> Vec<AuditRow> {
+        let all = audit::Filter {
+            limit: 100_000,
+            ..Default::default()
+        };
+        audit::recent(&mut self.conn(), &all).expect("audit events")
+    }
+
+    /// The audit events named `event`, oldest first.
+    pub fn audit_events_named(&self, event: &str) -> Vec<AuditRow> {
+        self.audit_events()
+            .into_iter()
+            .filter(|e| e.event == event)
+            .collect()
+    }
+
+    /// Writes `n` sign-out events at `at`, as the services do (a backlog for the purge).
+    pub fn seed_audit_events(&self, n: usize, at: i64) {
+        use gatehouse::audit::{record, Actor, AuditEvent, Entry, Outcome};
+        let mut conn = self.conn();
+        for _ in 0..n {
+            let entry = Entry::new(AuditEvent::SignOut, Outcome::Success, Actor::System, at);
+            record(&mut conn, &entry).expect("seed audit event");
+        }
+    }
+
+    /// One round of the background task's audit purge, at the server's now.
+    pub fn purge_audit(&self) -> usize {
+        gatehouse::flows::audit::purge_expired(&self.state, self.now()).expect("purge")
+    }
+
+    /// Every value of every row of every table, each row as one text: `(table, row)`.
+    pub fn every_stored_text(&self) -> Vec<(String, String)> {
+        #[derive(QueryableByName)]
+        struct Name {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+        }
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            row: Option<String>,
+        }
+        let mut conn = self.conn();
+        let sqlite = self.backend() == Backend::Sqlite;
+        let tables_sql = if sqlite {
+            "SELECT name FROM sqlite_master WHERE type = 'table'".to_owned()
+        } else {
+            "SELECT table_name::text AS name FROM information_schema.tables \
+             WHERE table_schema = 'public'"
+                .to_owned()
+        };
+        let tables: Vec<Name> = diesel::sql_query(tables_sql)
+            .load(&mut conn)
+            .expect("tables");
+        assert!(
+            tables.iter().any(|t| t.name == "audit_events"),
+            "no audit table"
+        );
+        let mut out = Vec::new();
+        for table in tables.into_iter().map(|t| t.name) {
+            let columns_sql = if sqlite {
+                format!("SELECT name FROM pragma_table_info('{table}')")
+            } else {
+                format!(
+                    "SELECT column_name::text AS name FROM information_schema.columns \
+                     WHERE table_schema = 'public' AND table_name = '{table}'"
+                )
+            };
+            let columns: Vec<Name> = diesel::sql_query(columns_sql)
+                .load(&mut conn)
+                .expect("columns");
+            let row = columns
+                .iter()
+                .map(|c| format!("COALESCE(CAST(\"{}\" AS TEXT), '')", c.name))
+                .collect::<Vec<_>>()
+                .join(" || '|' || ");
+            let rows: Vec<Row> = diesel::sql_query(format!("SELECT {row} AS row FROM \"{table}\""))
+                .load(&mut conn)
+                .expect("rows");
+            out.extend(
+                rows.into_iter()
+                    .map(|r| (table.clone(), r.row.unwrap_or_default())),
+            );
+        }
+        out
     }
 
     /// Rewrites a client's grant types (a JSON array), as an admin editing the row would.
