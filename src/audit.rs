@@ -13,7 +13,6 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::secret::{hmac_b64, new_id};
-use crate::store::{self, AnyConnection};
 
 /// What happened. Stored by name ([`AuditEvent::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,13 +222,6 @@ impl Entry {
             "audit event"
         );
     }
-}
-
-/// Writes `entry` with the caller's connection (inside the caller's transaction, if any) and logs it.
-pub fn record(conn: &mut AnyConnection, entry: &Entry) -> diesel::QueryResult<()> {
-    store::audit::insert(conn, entry)?;
-    entry.log();
-    Ok(())
 }
 
 /// Reads `--since`: unix seconds (digits only), or a duration before `now` such as `90s`, `15m`,

@@ -2,7 +2,7 @@
 //!
 //! Every change is written to the audit log in its own transaction, by the operator.
 
-use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
+use crate::audit::{Actor, AuditEvent, Entry, Outcome};
 use crate::oauth::model::{Client, GrantType};
 use crate::passwords::{self, Passwords};
 use crate::secret::{new_id, PlainToken};
@@ -206,7 +206,7 @@ pub fn create_client(
         ));
     write_tx(conn, |conn| {
         client.insert(conn)?;
-        audit::record(conn, &entry)
+        crate::store::audit::record(conn, &entry)
     })?;
     Ok(registered)
 }
@@ -222,7 +222,7 @@ pub fn delete_client(
             return Ok(false);
         }
         let entry = by_operator(AuditEvent::ClientDeleted, now).client(client_id);
-        audit::record(conn, &entry)?;
+        crate::store::audit::record(conn, &entry)?;
         Ok(true)
     })
 }
@@ -285,7 +285,7 @@ pub fn create_user(
         .detail(format!("roles=[{}]", user.roles.join(",")));
     write_tx(conn, |conn| {
         user.insert(conn)?;
-        audit::record(conn, &entry)
+        crate::store::audit::record(conn, &entry)
     })?;
     Ok(user)
 }
@@ -320,7 +320,7 @@ pub fn set_roles(
         let entry = by_operator(AuditEvent::RolesChanged, now)
             .user(user.id.clone())
             .detail(format!("roles=[{}]", roles.join(",")));
-        audit::record(conn, &entry)?;
+        crate::store::audit::record(conn, &entry)?;
         user.roles = roles;
         Ok(user)
     })
@@ -336,7 +336,7 @@ pub fn disable_user(
         let user = find_user(conn, username)?;
         User::set_disabled(conn, &user.id, now)?;
         end_user_grants(conn, &user.id, now)?;
-        audit::record(
+        crate::store::audit::record(
             conn,
             &by_operator(AuditEvent::UserDisabled, now).user(user.id.clone()),
         )?;
@@ -358,7 +358,7 @@ pub fn set_password(
         let user = find_user(conn, username)?;
         User::set_password_hash(conn, &user.id, &hash)?;
         end_user_grants(conn, &user.id, now)?;
-        audit::record(
+        crate::store::audit::record(
             conn,
             &by_operator(AuditEvent::PasswordChanged, now).user(user.id.clone()),
         )?;

@@ -297,7 +297,7 @@ pub async fn login_submit(
         let mut entry = sign_in(audit::Outcome::Failure);
         entry.user_id = named;
         state
-            .db(move |conn| audit::record(conn, &entry).map_err(AppError::from))
+            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(AppError::from))
             .await?;
         return Ok(Outcome::Retry(
             view(state, &ctx, &id),
@@ -317,8 +317,10 @@ pub async fn login_submit(
     entry.actor = Actor::User(user.id.clone());
     let replaced = state
         .db(move |conn| {
-            Session::replace_and(conn, &old, &new, |conn| audit::record(conn, &entry))
-                .map_err(AppError::from)
+            Session::replace(conn, &old, &new, |conn| {
+                crate::store::audit::record(conn, &entry)
+            })
+            .map_err(AppError::from)
         })
         .await?;
     if !replaced {

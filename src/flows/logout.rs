@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
+use crate::audit::{Actor, AuditEvent, Entry, Outcome};
 use crate::error::AppError;
 use crate::oauth::params::Params;
 use crate::secret::{constant_time_eq, hmac_b64, TokenHash};
@@ -93,7 +93,7 @@ pub async fn submit(
                     .user(user)
                     .address(address)
                     .detail(format!("{revoked} grants revoked"));
-                    audit::record(conn, &entry)?;
+                    crate::store::audit::record(conn, &entry)?;
                 }
                 tracing::info!(grants = revoked, "signed out");
                 Ok::<_, AppError>(ended)

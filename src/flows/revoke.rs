@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
+use crate::audit::{Actor, AuditEvent, Entry, Outcome};
 use crate::oauth::client_auth;
 use crate::oauth::params::Params;
 use crate::secret::TokenHash;
@@ -72,7 +72,7 @@ pub async fn revoke(
                 entry.user_id = user;
                 write_tx(conn, |conn| {
                     grants::revoke(conn, &grant_id, now)?;
-                    audit::record(conn, &entry)
+                    crate::store::audit::record(conn, &entry)
                 })?;
                 tracing::info!(client_id = %client.id, grant = %grant_id, "grant revoked");
             }

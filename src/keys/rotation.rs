@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::schedule::{self, Decision, Policy, Trigger};
 use super::{generate, MasterKey};
-use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
+use crate::audit::{Actor, AuditEvent, Entry, Outcome};
 use crate::store::keys::SigningKeyRow;
 use crate::store::{self, AnyConnection};
 
@@ -82,7 +82,7 @@ pub fn rotate(
                         "kid={} alg={} signs from {activate_at}; {retiring} retires",
                         new.kid, new.alg
                     ));
-                audit::record(conn, &entry)?;
+                crate::store::audit::record(conn, &entry)?;
                 Ok(Rotation::Rotated(new))
             }
             other => Ok(Rotation::Skipped(other)),

@@ -58,7 +58,15 @@ pub struct Filter {
     pub limit: i64,
 }
 
-pub fn insert(conn: &mut AnyConnection, entry: &Entry) -> QueryResult<()> {
+/// Writes `entry` with the caller's connection (inside the caller's transaction, if any) and logs
+/// it (the `audit` log line).
+pub fn record(conn: &mut AnyConnection, entry: &Entry) -> QueryResult<()> {
+    insert(conn, entry)?;
+    entry.log();
+    Ok(())
+}
+
+fn insert(conn: &mut AnyConnection, entry: &Entry) -> QueryResult<()> {
     diesel::insert_into(audit_events::table)
         .values(AuditRow::from(entry))
         .execute(conn)

@@ -38,16 +38,11 @@ impl Session {
             .optional()
     }
 
-    /// Replaces a session by a new one (a new id on login, ASVS 3.2.1) and moves its pending
-    /// authorization requests to it, in one transaction. False (and nothing changed) when the old
-    /// session is already gone, e.g. a login form submitted twice.
-    pub fn replace(conn: &mut AnyConnection, old_hash: &str, new: &Session) -> QueryResult<bool> {
-        Session::replace_and(conn, old_hash, new, |_| Ok(()))
-    }
-
-    /// [`Session::replace`], and `also` in the same transaction once the session is replaced
-    /// (the sign-in's audit event).
-    pub fn replace_and(
+    /// Replaces a session by a new one (a new id on login, ASVS 3.2.1), moves its pending
+    /// authorization requests to it, and runs `also` (the sign-in's audit event), in one
+    /// transaction. False (and nothing changed) when the old session is already gone, e.g. a
+    /// login form submitted twice.
+    pub fn replace(
         conn: &mut AnyConnection,
         old_hash: &str,
         new: &Session,

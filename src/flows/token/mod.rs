@@ -196,8 +196,9 @@ fn apply_writes(
 
 /// The transaction's end as the plan says: an issue or a refusal to commit returns `Ok`, a
 /// refusal to roll back returns `Err` (so `write_tx` rolls back). A detected replay or reuse, and
-/// an issue, are written to the audit log in the same transaction; `token` is the presented
-/// code's or refresh token's hash prefix.
+/// a password grant's issue, are written to the audit log in the same transaction; `token` is the
+/// presented code's or refresh token's hash prefix. The code exchange and the refresh keep their
+/// three statements (DESIGN.md): their issue goes to the JSON log only ([`respond`]).
 fn finish(
     conn: &mut AnyConnection,
     ctx: &Ctx,
@@ -227,13 +228,13 @@ fn finish(
                 tracing::warn!(client_id = %client.id, code = %token, "authorization code replayed: grant revoked");
                 let entry = by_client(AuditEvent::CodeReplayDetected, audit::Outcome::Failure)
                     .detail(format!("code {token}: grant {revoked} revoked"));
-                audit::record(conn, &entry)?;
+                crate::store::audit::record(conn, &entry)?;
             }
             Event::RefreshReused => {
                 tracing::warn!(client_id = %client.id, token = %token, "refresh token reuse: family revoked");
                 let entry = by_client(AuditEvent::RefreshReuseDetected, audit::Outcome::Failure)
                     .detail(format!("refresh token {token}: family {revoked} revoked"));
-                audit::record(conn, &entry)?;
+                crate::store::audit::record(conn, &entry)?;
             }
             Event::RefreshResent => {
                 tracing::info!(client_id = %client.id, token = %token, "refresh retried within the window: same successor");
@@ -242,16 +243,13 @@ fn finish(
     }
     match plan.outcome {
         Outcome::Issue(issue) => {
-            let event = if grant_type == GrantType::RefreshToken {
-                AuditEvent::TokenRefreshed
-            } else {
-                AuditEvent::TokenIssued
-            };
-            let grant = issue.grant_id.as_ref().map_or("-", |g| g.as_str());
-            let entry = by_client(event, audit::Outcome::Success)
-                .user(issue.subject.clone())
-                .detail(format!("grant_type={grant_type} grant={grant}"));
-            audit::record(conn, &entry)?;
+            if grant_type == GrantType::Password {
+                let grant = issue.grant_id.as_ref().map_or("-", |g| g.as_str());
+                let entry = by_client(AuditEvent::TokenIssued, audit::Outcome::Success)
+                    .user(issue.subject.clone())
+                    .detail(format!("grant_type={grant_type} grant={grant}"));
+                crate::store::audit::record(conn, &entry)?;
+            }
             Ok(Ok(issue))
         }
         Outcome::Refuse {
@@ -279,8 +277,9 @@ fn transaction(
 
 /// Signs the access token (after the commit) and builds the response.
 ///
-/// The grants that write issue their audit event in their transaction; client_credentials, which
-/// has none (and is often answered without a database hop), logs its event only.
+/// The password grant writes its issue's audit event in its transaction. The others log theirs
+/// only: client_credentials has no transaction (and is often answered without a database hop),
+/// and the code exchange and the refresh keep to their three statements.
 fn respond(
     state: &AppState,
     keys: &Arc<KeySet>,
@@ -309,18 +308,26 @@ fn respond(
     )
     .map_err(|e| EndpointError::Internal(anyhow::anyhow!("signing an access token: {e}").into()))?;
     tracing::info!(client_id = %issue.client_id, jti = %claims.jti, "access token issued");
-    if grant_type == GrantType::ClientCredentials {
+    if grant_type != GrantType::Password {
         let client = issue.client_id.to_string();
-        Entry::new(
-            AuditEvent::TokenIssued,
+        let event = if grant_type == GrantType::RefreshToken {
+            AuditEvent::TokenRefreshed
+        } else {
+            AuditEvent::TokenIssued
+        };
+        let mut entry = Entry::new(
+            event,
             audit::Outcome::Success,
             Actor::Client(client.clone()),
             now,
         )
         .client(client)
         .address(address)
-        .detail(format!("grant_type={grant_type} jti={}", claims.jti))
-        .log();
+        .detail(format!("grant_type={grant_type} jti={}", claims.jti));
+        if grant_type != GrantType::ClientCredentials {
+            entry = entry.user(issue.subject.clone());
+        }
+        entry.log();
     }
     Ok(TokenResponse {
         access_token: jwt,

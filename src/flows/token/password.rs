@@ -2,7 +2,7 @@
 //! argon2 checks the password (the same work for an unknown user, checklist 50), and a second hop
 //! applies `oauth::grants::password`'s plan.
 
-use crate::audit::{self, Actor, AuditEvent, Entry, Outcome};
+use crate::audit::{Actor, AuditEvent, Entry, Outcome};
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::grants::password::{check_request, decide, Fresh};
 use crate::oauth::grants::Issue;
@@ -72,7 +72,7 @@ pub(super) async fn grant(
         .detail("password grant");
         entry.user_id = account.as_ref().map(|a| a.id.to_string());
         state
-            .db(move |conn| audit::record(conn, &entry).map_err(EndpointError::from))
+            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(EndpointError::from))
             .await?;
         return Ok(Ok((client, plan.into_result())));
     }

@@ -120,7 +120,8 @@ impl TestApp {
 
     /// Writes `n` sign-out events at `at`, as the services do (a backlog for the purge).
     pub fn seed_audit_events(&self, n: usize, at: i64) {
-        use gatehouse::audit::{record, Actor, AuditEvent, Entry, Outcome};
+        use gatehouse::audit::{Actor, AuditEvent, Entry, Outcome};
+        use gatehouse::store::audit::record;
         let mut conn = self.conn();
         for _ in 0..n {
             let entry = Entry::new(AuditEvent::SignOut, Outcome::Success, Actor::System, at);
