@@ -32,6 +32,16 @@ pub(super) fn refresh(
     let successor = successor_of(ctx, &request.refresh_token);
     let lifetimes = &ctx.lifetimes;
     transaction(conn, |conn| {
+        let done = |conn: &mut AnyConnection, plan| {
+            finish(
+                conn,
+                ctx,
+                GrantType::RefreshToken,
+                plan,
+                client,
+                hash.log_prefix(),
+            )
+        };
         let mut attempt = 1;
         loop {
             let found = refresh::find(conn, hash.as_str())?;
@@ -53,28 +63,14 @@ pub(super) fn refresh(
             let (Applied::LostRace, Some(token)) =
                 (apply_writes(conn, &plan.writes, ctx.now)?, &found)
             else {
-                return finish(
-                    conn,
-                    ctx,
-                    GrantType::RefreshToken,
-                    plan,
-                    client,
-                    hash.log_prefix(),
-                );
+                return done(conn, plan);
             };
             // A concurrent request rotated it a moment ago.
             match lost_race(token, lifetimes, attempt) {
                 LostRace::ReadAgain => attempt += 1,
                 LostRace::Plan(plan) => {
                     apply_writes(conn, &plan.writes, ctx.now)?;
-                    return finish(
-                        conn,
-                        ctx,
-                        GrantType::RefreshToken,
-                        plan,
-                        client,
-                        hash.log_prefix(),
-                    );
+                    return done(conn, plan);
                 }
             }
         }
