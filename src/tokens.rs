@@ -198,3 +198,182 @@ mod tests {
         assert_eq!(verify_own(&keys, ISS, "", NOW), None);
     }
 }
+
+/// Rule 32 of the security checklist, against both callers of the profile: each forged token
+/// differs from a valid one in one property only and is otherwise properly signed, so the
+/// check of that property is the reason it is refused.
+#[cfg(all(test, feature = "server", feature = "verify"))]
+mod forged_variants {
+    use jsonwebtoken::jwk::JwkSet;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::{json, Value};
+
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use jsonwebtoken::Algorithm;
+
+    use super::{check_own, verify_own};
+    use crate::jwt_profile::*;
+    use crate::keys::{generate, KeySet, MasterKey};
+    use crate::verify::{Config, Verifier, VerifyError};
+
+    const NOW: i64 = 1_800_000_000;
+    const ISS: &str = "https://auth.example";
+    const AUD: &str = "https://api.example";
+
+    fn claims() -> Value {
+        json!({"iss": ISS, "sub": "usr_1", "aud": AUD, "client_id": "cl_1", "iat": NOW,
+               "exp": NOW + 900, "jti": "at_1", "scope": "api:read"})
+    }
+
+    #[tokio::test]
+    async fn each_forged_variant_is_refused_by_both_checks() {
+        let master = MasterKey::generate();
+        let row = generate(&master, "ES256", 0, 0).unwrap();
+        let keys = KeySet::from_rows(&[row], &master, NOW).unwrap();
+        let signer = keys.signer().unwrap();
+        let jwks: JwkSet = serde_json::from_slice(&keys.jwks().bytes).unwrap();
+        let mut config = Config::new(ISS, AUD);
+        // Nothing listens here, and the unknown kid may not trigger a fetch anyway.
+        config.jwks_uri = "http://127.0.0.1:9/jwks.json".into();
+        config.min_refetch_interval = std::time::Duration::from_secs(3600);
+        let verifier = Verifier::with_jwks(config, &jwks).unwrap();
+
+        let header = || {
+            let mut h = Header::new(Algorithm::ES256);
+            h.typ = Some("at+jwt".into());
+            h.kid = Some(signer.kid.clone());
+            h
+        };
+        let sign = |h: &Header, c: &Value| jsonwebtoken::encode(h, c, &signer.key).unwrap();
+        let with_header = |change: &dyn Fn(&mut Header)| {
+            let mut h = header();
+            change(&mut h);
+            sign(&h, &claims())
+        };
+        let with_claim = |name: &str, value: Value| {
+            let mut c = claims();
+            c[name] = value;
+            sign(&header(), &c)
+        };
+        let valid = sign(&header(), &claims());
+        let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let payload = b64(&serde_json::to_vec(&claims()).unwrap());
+        let valid_signature = valid.rsplit('.').next().unwrap();
+        let mut wider = claims();
+        wider["scope"] = json!("api:read api:admin");
+        let valid_header = valid.split('.').next().unwrap();
+
+        let variants: Vec<(&str, String, Refusal)> = vec![
+            (
+                "unknown kid",
+                with_header(&|h| h.kid = Some("not-published".into())),
+                Refusal::UnknownKid,
+            ),
+            (
+                "typ JWT",
+                with_header(&|h| h.typ = Some("JWT".into())),
+                Refusal::WrongType,
+            ),
+            (
+                "typ missing",
+                with_header(&|h| h.typ = None),
+                Refusal::WrongType,
+            ),
+            (
+                "jku",
+                with_header(&|h| h.jku = Some("https://evil.example/jwks.json".into())),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "jwk (the real public key)",
+                with_header(&|h| h.jwk = Some(jwks.keys[0].clone())),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "x5u",
+                with_header(&|h| h.x5u = Some("https://evil.example/cert.pem".into())),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "x5c",
+                with_header(&|h| h.x5c = Some(vec!["MIIBfake".into()])),
+                Refusal::EmbeddedKey,
+            ),
+            (
+                "wrong iss",
+                with_claim("iss", json!("https://evil.example")),
+                Refusal::WrongIssuer,
+            ),
+            (
+                "expired",
+                with_claim("exp", json!(NOW - 3600)),
+                Refusal::Expired,
+            ),
+            (
+                "nbf in the future",
+                with_claim("nbf", json!(NOW + 3600)),
+                Refusal::NotYetValid,
+            ),
+            (
+                "alg none, unsigned",
+                format!(
+                    "{}.{payload}.",
+                    b64(
+                        format!(r#"{{"alg":"none","typ":"at+jwt","kid":"{}"}}"#, signer.kid)
+                            .as_bytes()
+                    )
+                ),
+                Refusal::AlgorithmNotAllowed("none".into()),
+            ),
+            (
+                "HS256 keyed with the public JWKS",
+                {
+                    let mut h = header();
+                    h.alg = Algorithm::HS256;
+                    let secret = EncodingKey::from_secret(&keys.jwks().bytes);
+                    jsonwebtoken::encode(&h, &claims(), &secret).unwrap()
+                },
+                Refusal::AlgorithmNotAllowed("HS256".into()),
+            ),
+            (
+                "payload changed after signing",
+                format!(
+                    "{valid_header}.{}.{valid_signature}",
+                    b64(&serde_json::to_vec(&wider).unwrap())
+                ),
+                Refusal::BadSignature,
+            ),
+        ];
+
+        // The unmodified token passes both, so each refusal below is the variant's doing.
+        let own = verify_own(&keys, ISS, &valid, NOW).expect("the valid token passes verify_own");
+        assert_eq!(own.jti, "at_1");
+        let theirs = verifier.verify_at(&valid, NOW as u64).await;
+        assert_eq!(theirs.map(|c| c.jti), Ok("at_1".to_owned()));
+
+        // Both accept the same spellings of the type.
+        for typ in ["application/at+jwt", "AT+JWT"] {
+            let token = with_header(&|h| h.typ = Some(typ.into()));
+            assert!(verify_own(&keys, ISS, &token, NOW).is_some(), "{typ}");
+            assert!(
+                verifier.verify_at(&token, NOW as u64).await.is_ok(),
+                "{typ}"
+            );
+        }
+
+        for (what, token, refusal) in variants {
+            assert_eq!(
+                check_own(&keys, ISS, &token, NOW),
+                Err(refusal.clone()),
+                "{what}"
+            );
+            assert_eq!(verify_own(&keys, ISS, &token, NOW), None, "{what}");
+            assert_eq!(
+                verifier.verify_at(&token, NOW as u64).await,
+                Err(VerifyError::from(refusal)),
+                "{what}"
+            );
+        }
+    }
+}
