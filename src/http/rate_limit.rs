@@ -65,7 +65,8 @@ pub fn over_limit(req: &HttpRequest, trusted: &[ipnet::IpNet], group: Group) -> 
     let wait = limits.group(group).check(ip, Instant::now()).err()?;
     // Whole seconds, rounded up: retrying after them is never too early.
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    tracing::info!(?group, retry_after = secs, "rate limit reached");
+    // Debug, not info: a flood would otherwise write a log line per refused request.
+    tracing::debug!(?group, retry_after = secs, "rate limit reached");
     Some(secs.max(1))
 }
 

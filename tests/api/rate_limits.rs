@@ -159,7 +159,7 @@ fn rate_limit_defaults_stay_out_of_a_real_users_way() {
     assert_eq!((r.login_per_minute, r.login_burst), (30, 50));
     assert_eq!((r.consent_per_minute, r.consent_burst), (60, 30));
     assert_eq!((r.authorize_per_minute, r.authorize_burst), (120, 60));
-    assert_eq!((r.token_per_minute, r.token_burst), (600, 120));
+    assert_eq!((r.token_per_minute, r.token_burst), (1200, 300));
     assert_eq!(r.max_addresses, 100_000);
     let off = Settings::load_from(
         None,
