@@ -21,6 +21,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub clients: ClientSettings,
     pub audit: AuditSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +95,26 @@ pub struct ClientSettings {
     /// (0 = never): deleting a client, rotating its secret or editing it takes effect on every
     /// instance within this bound. A failed authentication always reads the database.
     pub cache_secs: i64,
+}
+
+/// Per-address request limits of this instance, per endpoint group: a steady rate per minute and
+/// a burst allowed at once. A rate of 0 turns the group's limit off.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    /// `POST /login` (password checks).
+    pub login_per_minute: u32,
+    pub login_burst: u32,
+    /// `POST /consent`.
+    pub consent_per_minute: u32,
+    pub consent_burst: u32,
+    /// `GET /authorize`.
+    pub authorize_per_minute: u32,
+    pub authorize_burst: u32,
+    /// `POST /token`.
+    pub token_per_minute: u32,
+    pub token_burst: u32,
+    /// Most addresses each group remembers; past it, a new address is not limited.
+    pub max_addresses: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

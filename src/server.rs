@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 
+use crate::http::rate_limit::RateLimits;
 use crate::http::{self, forms::MAX_BODY, middleware::security_headers};
 use crate::state::AppState;
 
@@ -16,9 +17,12 @@ pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
     crate::flows::keys::spawn_reloader(&state.clone().into_inner());
     let https = state.settings.is_https();
     let workers = state.settings.server.workers;
+    // One set of limits for every worker, so an address's budget is per instance.
+    let limits = web::Data::new(RateLimits::new(&state.settings.rate_limits));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(limits.clone())
             .app_data(web::PayloadConfig::new(MAX_BODY))
             // The last wrap is the outermost: security headers reach every response, including
             // the ones the body-size handler builds.

@@ -5,6 +5,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::pages;
+use super::rate_limit::Group;
 use crate::flows::authorize::{self as flow, Outcome, Start};
 use crate::oauth::params::Params;
 use crate::secret::PlainToken;
@@ -80,10 +81,18 @@ pub fn browser_form(
     Params::parse(body).map_err(|e| Box::new(pages::bad_request(&e.description)))
 }
 
+/// Seconds to wait when this address is over the group's `[rate_limits]`.
+fn limited(state: &AppState, req: &HttpRequest, group: Group) -> Option<u64> {
+    super::rate_limit::over_limit(req, &state.settings.server.trusted_proxies, group)
+}
+
 pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, crate::error::AppError> {
+    if let Some(secs) = limited(&state, &req, Group::Authorize) {
+        return Ok(pages::too_many_requests(secs));
+    }
     let start = flow::start(
         &state,
         req.query_string().as_bytes(),
@@ -124,6 +133,9 @@ pub async fn login_submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, crate::error::AppError> {
+    if let Some(secs) = limited(&state, &req, Group::Login) {
+        return Ok(pages::too_many_requests(secs));
+    }
     let form = match browser_form(&state, &req, &body) {
         Ok(f) => f,
         Err(resp) => return Ok(*resp),
@@ -162,6 +174,9 @@ pub async fn consent_submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, crate::error::AppError> {
+    if let Some(secs) = limited(&state, &req, Group::Consent) {
+        return Ok(pages::too_many_requests(secs));
+    }
     let form = match browser_form(&state, &req, &body) {
         Ok(f) => f,
         Err(resp) => return Ok(*resp),

@@ -2,6 +2,7 @@
 //! JSON error bodies with the RFC status and headers.
 
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::flows::EndpointError;
@@ -77,13 +78,35 @@ pub const RETRY_AFTER_SECS: &str = "1";
 /// §4.1.2.1 names this `temporarily_unavailable` for the authorization endpoint; the token
 /// endpoint uses the same word for the same condition.
 pub fn busy() -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS))
+    temporarily_unavailable(
+        StatusCode::SERVICE_UNAVAILABLE,
+        RETRY_AFTER_SECS,
+        "the server is busy checking other passwords; retry shortly",
+    )
+}
+
+/// 429 with `Retry-After`: this address sent more token requests than `[rate_limits]` allow.
+pub fn too_many_requests(retry_after_secs: u64) -> HttpResponse {
+    temporarily_unavailable(
+        StatusCode::TOO_MANY_REQUESTS,
+        &retry_after_secs.to_string(),
+        &format!("too many requests from this address; retry in {retry_after_secs} seconds"),
+    )
+}
+
+/// A JSON `temporarily_unavailable` error with `Retry-After`, never cached.
+fn temporarily_unavailable(
+    status: StatusCode,
+    retry_after: &str,
+    description: &str,
+) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::RETRY_AFTER, retry_after))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))
         .json(serde_json::json!({
             "error": "temporarily_unavailable",
-            "error_description": "the server is busy checking other passwords; retry shortly",
+            "error_description": description,
         }))
 }
 

@@ -9,6 +9,7 @@ pub mod metadata;
 pub mod middleware;
 pub mod origin;
 pub mod pages;
+pub mod rate_limit;
 pub mod revoke;
 pub mod token;
 

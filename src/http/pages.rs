@@ -131,6 +131,18 @@ pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     html(status, ErrorPage { title, message }.render())
 }
 
+/// 429 with `Retry-After`: this address sent more of these requests than `[rate_limits]` allow.
+pub fn too_many_requests(retry_after_secs: u64) -> HttpResponse {
+    let message = format!(
+        "Too many requests came from your address. Try again in {retry_after_secs} seconds."
+    );
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests", &message);
+    if let Ok(value) = header::HeaderValue::from_str(&retry_after_secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    resp
+}
+
 pub fn bad_request(message: &str) -> HttpResponse {
     error(
         StatusCode::BAD_REQUEST,

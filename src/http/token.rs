@@ -3,12 +3,18 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::forms::{
-    authorization, endpoint_error, no_store_json, oauth_error, oauth_form, with_cors,
+    authorization, endpoint_error, no_store_json, oauth_error, oauth_form, too_many_requests,
+    with_cors,
 };
+use super::rate_limit::Group;
 use crate::flows;
 use crate::state::AppState;
 
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let trusted = &state.settings.server.trusted_proxies;
+    if let Some(secs) = super::rate_limit::over_limit(&req, trusted, Group::Token) {
+        return too_many_requests(secs);
+    }
     let params = match oauth_form(&req, &body) {
         Ok(p) => p,
         Err(e) => return oauth_error(&e),

@@ -15,6 +15,7 @@ mod endpoints;
 mod grants;
 mod jwt_profile;
 mod keys;
+mod rate_limits;
 mod refresh_window;
 mod resource_server;
 mod smoke;
