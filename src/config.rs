@@ -79,8 +79,11 @@ pub struct TokenSettings {
 pub struct SessionSettings {
     /// Login session lifetime.
     pub ttl_secs: i64,
-    /// Pending authorization request lifetime.
+    /// Pending authorization request lifetime (also the lifetime of a session before login).
     pub interaction_ttl_secs: i64,
+    /// Most pending authorization requests one session holds: a new one beyond it replaces the
+    /// session's oldest, so one cookie cannot grow the table (checklist 58).
+    pub max_pending_per_session: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +278,9 @@ impl Settings {
             anyhow::bail!(
                 "passwords.max_concurrent_hashes must be at most {MAX_CONCURRENT_HASHES} (0 = one per core)"
             );
+        }
+        if self.session.max_pending_per_session < 1 {
+            anyhow::bail!("session.max_pending_per_session must be at least 1");
         }
         if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
             anyhow::bail!("token lifetimes must be positive");

@@ -97,6 +97,7 @@ pub async fn start(
     let now = state.clock.now();
     let issuer = state.issuer().to_owned();
     let session_ttl = state.settings.session.interaction_ttl_secs;
+    let max_pending = i64::from(state.settings.session.max_pending_per_session);
     state
         .db(move |conn| {
             let client = match authorize::client_id(&params) {
@@ -124,37 +125,49 @@ pub async fn start(
                 Some(c) => Session::find_live(conn, TokenHash::of(&c).as_str(), now)?,
                 None => None,
             };
-            let (session, new_session) = match existing {
-                Some(s) => (s, None),
-                None => {
-                    Session::prune(conn, now)?;
-                    Interaction::prune(conn, now)?;
-                    let cookie = PlainToken::generate();
-                    let s = Session {
-                        id_hash: cookie.hash().0,
-                        user_id: None,
-                        auth_time: None,
-                        created_at: now,
-                        expires_at: now + session_ttl,
-                    };
-                    s.insert(conn)?;
-                    (s, Some(cookie))
-                }
-            };
+            // Expired rows are pruned by the background task (`flows::prune`), never here. The
+            // new session (if any), the request and the trim of the session's oldest requests
+            // are one transaction, so a session never holds more than `max_pending` of them.
             let id = PlainToken::generate();
-            Interaction {
-                id_hash: id.hash().0,
-                session_hash: session.id_hash.clone(),
-                client_id: client.id.to_string(),
-                redirect_uri: validated.bound.redirect_uri,
-                scope: validated.scope,
-                state: validated.bound.state,
-                code_challenge: validated.code_challenge,
-                audience: validated.audience,
-                created_at: now,
-                expires_at: now + session_ttl,
-            }
-            .insert(conn)?;
+            let (session, new_session) = write_tx(conn, |conn| {
+                let (session, new_session) = match existing {
+                    Some(s) => (s, None),
+                    None => {
+                        let cookie = PlainToken::generate();
+                        let s = Session {
+                            id_hash: cookie.hash().0,
+                            user_id: None,
+                            auth_time: None,
+                            created_at: now,
+                            expires_at: now + session_ttl,
+                        };
+                        s.insert(conn)?;
+                        (s, Some(cookie))
+                    }
+                };
+                let interaction = Interaction {
+                    id_hash: id.hash().0,
+                    session_hash: session.id_hash.clone(),
+                    client_id: client.id.to_string(),
+                    redirect_uri: validated.bound.redirect_uri,
+                    scope: validated.scope,
+                    state: validated.bound.state,
+                    code_challenge: validated.code_challenge,
+                    audience: validated.audience,
+                    created_at: now,
+                    expires_at: now + session_ttl,
+                };
+                interaction.insert(conn)?;
+                if new_session.is_none() {
+                    Interaction::trim_session(
+                        conn,
+                        &session.id_hash,
+                        &interaction.id_hash,
+                        max_pending,
+                    )?;
+                }
+                Ok::<_, diesel::result::Error>((session, new_session))
+            })?;
             let page = if session.user_id.is_some() {
                 paths::CONSENT
             } else {

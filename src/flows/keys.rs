@@ -1,6 +1,7 @@
 //! The background task that keeps a running instance's signing keys current: a scheduled
 //! rotation when due (`keys::rotation`), then a reload of the keys from the database. Each round
-//! also purges audit events past their retention (`flows::audit`).
+//! also purges audit events past their retention (`flows::audit`) and prunes expired rows
+//! (`flows::prune`).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -49,12 +50,12 @@ fn wait_after(state: &AppState, now: i64) -> Duration {
     }
 }
 
-/// Seconds between two purges of the audit log by one instance: often enough that the backlog
+/// Seconds between two purges of the audit log and prunes of expired rows by one instance: often enough that the backlog
 /// stays small, rarely enough that an idle purge does not take the write lock every round.
 pub const AUDIT_PURGE_EVERY_SECS: i64 = 300;
 
-/// One round of the background task: a scheduled rotation when due, the audit purge when due
-/// (at `next_purge`), then a reload. Returns how long to wait before the next round, and when
+/// One round of the background task: a scheduled rotation when due, the audit purge and the
+/// prune of expired rows (`flows::prune`) when due (at `next_purge`), then a reload. Returns how long to wait before the next round, and when
 /// the next purge is due.
 fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
     let settings = &state.settings;
@@ -90,6 +91,18 @@ fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "audit events past their retention purged"),
             Err(e) => tracing::error!(error = format!("{e:#}"), "purging audit events failed"),
+        }
+        match super::prune::prune_expired(state, now) {
+            Ok(p) if p.total() == 0 => {}
+            Ok(p) => tracing::info!(
+                interactions = p.interactions,
+                sessions = p.sessions,
+                codes = p.codes,
+                refresh_tokens = p.refresh_tokens,
+                grants = p.grants,
+                "expired rows pruned"
+            ),
+            Err(e) => tracing::error!(error = format!("{e:#}"), "pruning expired rows failed"),
         }
         now + AUDIT_PURGE_EVERY_SECS
     } else {

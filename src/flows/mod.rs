@@ -8,6 +8,7 @@ pub mod client_cache;
 pub mod introspect;
 pub mod keys;
 pub mod logout;
+pub mod prune;
 pub mod revoke;
 pub mod token;
 

@@ -58,7 +58,27 @@ impl Interaction {
         .map(|n| n == 1)
     }
 
-    pub fn prune(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
-        diesel::delete(interactions::table.filter(interactions::expires_at.le(now))).execute(conn)
+    /// Deletes the session's oldest pending requests so that, with `newest`, at most `keep`
+    /// remain (checklist 58: one cookie cannot grow the table). `newest` is always kept; among
+    /// older ones, those created in the same second go in no particular order.
+    pub fn trim_session(
+        conn: &mut AnyConnection,
+        session_hash: &str,
+        newest: &str,
+        keep: i64,
+    ) -> QueryResult<usize> {
+        let excess: Vec<String> = interactions::table
+            .filter(interactions::session_hash.eq(session_hash))
+            .filter(interactions::id_hash.ne(newest))
+            .order(interactions::created_at.desc())
+            .select(interactions::id_hash)
+            .limit(i64::MAX)
+            .offset(keep.saturating_sub(1).max(0))
+            .load(conn)?;
+        if excess.is_empty() {
+            return Ok(0);
+        }
+        diesel::delete(interactions::table.filter(interactions::id_hash.eq_any(excess)))
+            .execute(conn)
     }
 }

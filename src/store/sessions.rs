@@ -76,9 +76,4 @@ impl Session {
     pub fn delete_for_user(conn: &mut AnyConnection, user_id: &str) -> QueryResult<usize> {
         diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
     }
-
-    /// Removes expired sessions (cheap: indexed by expiry).
-    pub fn prune(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
-        diesel::delete(sessions::table.filter(sessions::expires_at.le(now))).execute(conn)
-    }
 }

@@ -1,0 +1,70 @@
+//! Bounded storage (checklist 58): the background task (`flows::keys`) removes expired sessions,
+//! pending authorizations and codes, and ended grants with their refresh tokens, in batches of
+//! [`PRUNE_BATCH`] rows, each its own short transaction. No request prunes.
+
+use crate::state::AppState;
+use crate::store::prune::{self, PRUNE_BATCH};
+use crate::store::AnyConnection;
+
+/// Most batches one round deletes per table; a larger backlog is finished by the next rounds.
+pub const MAX_BATCHES_PER_ROUND: usize = 20;
+
+/// What one round deleted, per table (cascaded rows not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub interactions: usize,
+    pub sessions: usize,
+    pub codes: usize,
+    pub refresh_tokens: usize,
+    pub grants: usize,
+}
+
+impl Pruned {
+    pub fn total(&self) -> usize {
+        self.interactions + self.sessions + self.codes + self.refresh_tokens + self.grants
+    }
+}
+
+/// One prune round at `now`. A revoked grant is kept for the longest access or refresh token
+/// lifetime after its revocation, then removed; a grant past its absolute end is removed at once
+/// (every token of it is dead, so reuse detection no longer needs its rotated tokens).
+pub fn prune_expired(state: &AppState, now: i64) -> anyhow::Result<Pruned> {
+    let tokens = &state.settings.tokens;
+    let keep_revoked = tokens
+        .access_token_ttl_secs
+        .max(tokens.refresh_token_ttl_secs);
+    let mut conn = state.pool.get()?;
+    Ok(prune_round(
+        &mut conn,
+        now,
+        now.saturating_sub(keep_revoked),
+    )?)
+}
+
+/// Runs each table's batch statement until it deletes less than a full batch, at most
+/// [`MAX_BATCHES_PER_ROUND`] times.
+pub fn prune_round(
+    conn: &mut AnyConnection,
+    now: i64,
+    revoked_before: i64,
+) -> diesel::QueryResult<Pruned> {
+    Ok(Pruned {
+        interactions: batches(|| prune::interactions(conn, now))?,
+        sessions: batches(|| prune::sessions(conn, now))?,
+        codes: batches(|| prune::codes(conn, now))?,
+        refresh_tokens: batches(|| prune::refresh_of_ended_grants(conn, now, revoked_before))?,
+        grants: batches(|| prune::grants(conn, now, revoked_before))?,
+    })
+}
+
+fn batches(mut batch: impl FnMut() -> diesel::QueryResult<usize>) -> diesel::QueryResult<usize> {
+    let mut total = 0;
+    for _ in 0..MAX_BATCHES_PER_ROUND {
+        let deleted = batch()?;
+        total += deleted;
+        if deleted < PRUNE_BATCH as usize {
+            break;
+        }
+    }
+    Ok(total)
+}

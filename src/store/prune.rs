@@ -1,0 +1,82 @@
+//! Removing rows nobody can use any more, in batches: each statement deletes at most
+//! [`PRUNE_BATCH`] rows and is its own transaction, so a large backlog never holds the write lock
+//! for long (checklist 58). Called by `flows::prune` on a schedule, never by a request.
+
+use diesel::prelude::*;
+
+use super::AnyConnection;
+
+/// Rows one prune statement deletes at most.
+pub const PRUNE_BATCH: i64 = 500;
+
+// Diesel's DSL has no DELETE … LIMIT on both backends; the subselect is portable. Table and
+// column names are constants and every value is an `i64` formatted into the text, so nothing
+// from outside reaches the SQL.
+fn delete_batch(
+    conn: &mut AnyConnection,
+    table: &str,
+    key: &str,
+    cond: &str,
+) -> QueryResult<usize> {
+    diesel::sql_query(format!(
+        "DELETE FROM {table} WHERE {key} IN \
+         (SELECT {key} FROM {table} WHERE {cond} LIMIT {PRUNE_BATCH})"
+    ))
+    .execute(conn)
+}
+
+/// Pending authorization requests past their expiry.
+pub fn interactions(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
+    delete_batch(
+        conn,
+        "interactions",
+        "id_hash",
+        &format!("expires_at <= {now}"),
+    )
+}
+
+/// Sessions past their expiry (their remaining interactions go with them: foreign key).
+pub fn sessions(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
+    delete_batch(conn, "sessions", "id_hash", &format!("expires_at <= {now}"))
+}
+
+/// Authorization codes past their expiry, redeemed or not: an expired code is refused whatever
+/// its state, so nothing is decided by its row any more.
+pub fn codes(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
+    delete_batch(
+        conn,
+        "auth_codes",
+        "code_hash",
+        &format!("expires_at <= {now}"),
+    )
+}
+
+/// The condition for a grant that has ended: past its absolute end, or revoked before
+/// `revoked_before` (by then every token it issued has expired).
+fn ended_grant(now: i64, revoked_before: i64) -> String {
+    format!("expires_at <= {now} OR (revoked_at IS NOT NULL AND revoked_at <= {revoked_before})")
+}
+
+/// Refresh tokens of ended grants. Rotated tokens of a live grant are kept: they are what
+/// detects the reuse of an old copy (checklist 16). Deleted before their grants, so that one
+/// grant statement never cascades into a long family.
+pub fn refresh_of_ended_grants(
+    conn: &mut AnyConnection,
+    now: i64,
+    revoked_before: i64,
+) -> QueryResult<usize> {
+    delete_batch(
+        conn,
+        "refresh_tokens",
+        "token_hash",
+        &format!(
+            "grant_id IN (SELECT id FROM grants WHERE {})",
+            ended_grant(now, revoked_before)
+        ),
+    )
+}
+
+/// Ended grants (their codes and any remaining refresh tokens go with them: foreign keys).
+pub fn grants(conn: &mut AnyConnection, now: i64, revoked_before: i64) -> QueryResult<usize> {
+    delete_batch(conn, "grants", "id", &ended_grant(now, revoked_before))
+}
