@@ -8,6 +8,7 @@ mod helpers;
 mod accounts;
 mod audit;
 mod authorize;
+mod bounded_storage;
 mod bounded_work;
 mod cli;
 mod compose;

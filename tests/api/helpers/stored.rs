@@ -4,6 +4,7 @@
 //! (`AppState::clock`) past the stored expiry instead.
 
 use diesel::prelude::*;
+use gatehouse::flows::prune::Pruned;
 use gatehouse::oauth::model::{Client, StoredRefresh};
 use gatehouse::passwords::Passwords;
 use gatehouse::registry::{self, NewClient, RegistryError};
@@ -356,5 +357,111 @@ impl TestApp {
         ))
         .execute(&mut self.conn())
         .expect("shift key times");
+    }
+
+    // --- bounded storage (checklist 58)
+
+    /// One round of the background task's prune of expired rows, at the server's now.
+    pub fn prune(&self) -> Pruned {
+        gatehouse::flows::prune::prune_expired(&self.state, self.now()).expect("prune")
+    }
+
+    /// How many rows `table` holds.
+    pub fn rows(&self, table: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query(format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}"))
+            .get_result::<Count>(&mut self.conn())
+            .expect("count")
+            .n
+    }
+
+    /// Stores `n` cookieless sessions, each with one pending request of `client`, as `/authorize`
+    /// does; they expire after `session.interaction_ttl_secs`.
+    pub fn seed_pending(&self, client: &TestClient, n: usize) {
+        use gatehouse::store::interactions::Interaction;
+        use gatehouse::store::sessions::Session;
+        let now = self.now();
+        let expires_at = now + self.settings.session.interaction_ttl_secs;
+        let mut conn = self.conn();
+        for i in 0..n {
+            let session = Session {
+                id_hash: sha256_hex(&format!("seeded session {i}")),
+                user_id: None,
+                auth_time: None,
+                created_at: now,
+                expires_at,
+            };
+            session.insert(&mut conn).expect("seed session");
+            Interaction {
+                id_hash: sha256_hex(&format!("seeded interaction {i}")),
+                session_hash: session.id_hash,
+                client_id: client.id.clone(),
+                redirect_uri: super::REDIRECT.to_owned(),
+                scope: "api:read".to_owned(),
+                state: None,
+                code_challenge: super::pkce().challenge,
+                audience: super::AUDIENCE.to_owned(),
+                created_at: now,
+                expires_at,
+            }
+            .insert(&mut conn)
+            .expect("seed interaction");
+        }
+    }
+
+    /// Stores `n` grants of `client` and `user_id` that end `ttl` seconds from now, each with one
+    /// refresh token; returns their ids.
+    pub fn seed_grants(
+        &self,
+        client: &TestClient,
+        user_id: &str,
+        n: usize,
+        ttl: i64,
+    ) -> Vec<String> {
+        use gatehouse::oauth::model::{NewGrant, NewRefresh};
+        use gatehouse::store::grants as stored_grants;
+        let now = self.now();
+        let mut conn = self.conn();
+        (0..n)
+            .map(|_| {
+                let id = gatehouse::secret::new_id("seeded");
+                stored_grants::insert(
+                    &mut conn,
+                    &NewGrant {
+                        id: id.clone().into(),
+                        client_id: client.id.clone().into(),
+                        user_id: Some(user_id.to_owned().into()),
+                        session_hash: None,
+                        created_at: now,
+                        expires_at: now + ttl,
+                    },
+                )
+                .expect("seed grant");
+                refresh::insert(
+                    &mut conn,
+                    &NewRefresh {
+                        token_hash: sha256_hex(&id),
+                        grant_id: id.clone().into(),
+                        client_id: client.id.clone().into(),
+                        user_id: Some(user_id.to_owned().into()),
+                        scope: "api:read".to_owned(),
+                        audience: super::AUDIENCE.to_owned(),
+                        created_at: now,
+                        expires_at: now + ttl,
+                    },
+                )
+                .expect("seed refresh token");
+                id
+            })
+            .collect()
+    }
+
+    /// Revokes a grant now, as logout or reuse detection does.
+    pub fn revoke_grant(&self, id: &str) {
+        gatehouse::store::grants::revoke(&mut self.conn(), id, self.now()).expect("revoke grant");
     }
 }

@@ -1,0 +1,199 @@
+//! Bounded storage (SECURITY-CHECKLIST rule 58): what anonymous `/authorize` requests store is
+//! capped per session and bounded in size, and the background task's prune removes expired
+//! sessions, pending requests, codes and ended grants in batches, keeping what reuse detection
+//! of a live refresh-token family needs.
+
+use gatehouse::config::Settings;
+use gatehouse::flows::prune::Pruned;
+
+use crate::both_backends;
+use crate::helpers::*;
+
+/// More expired rows per table than two prune batches hold.
+const BACKLOG: usize = 1_200;
+
+fn no_authorize_limit(s: &mut Settings) {
+    s.rate_limits.authorize_per_minute = 0;
+}
+
+both_backends!(rule58_pending_authorizations_capped_per_session);
+async fn rule58_pending_authorizations_capped_per_session(app: TestApp) {
+    let spa = app.spa_and_alice();
+    let cap = app.settings.session.max_pending_per_session;
+    let first = app.authorize(&spa, &[]).await;
+    assert_to_login(&first, "first request");
+    let first = location(&first);
+    // Tabs opened a second apart: the cap keeps the newest, to the second.
+    for i in 1..cap {
+        app.advance_clock(1);
+        assert_to_login(&app.authorize(&spa, &[]).await, &format!("request {i}"));
+    }
+    assert_eq!(app.pending_interactions(), i64::from(cap));
+
+    // One more with the same cookie: still `cap` pending, the oldest gave way.
+    app.advance_clock(1);
+    let pkce = pkce();
+    let newest = app
+        .get_authorize(&authz(&spa.id, &pkce.challenge, &[]))
+        .await;
+    assert_to_login(&newest, "request beyond the cap");
+    assert_eq!(app.pending_interactions(), i64::from(cap));
+    assert_eq!(app.rows("sessions"), 1, "one cookie, one session");
+    assert_ne!(
+        app.browse(&first).await.status().as_u16(),
+        200,
+        "the oldest is gone"
+    );
+
+    // The newest completes login, consent and the code exchange.
+    let resp = app.login(&location(&newest), "alice", PASSWORD).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let resp = app.consent(&location(&resp), "approve").await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let code = query_of(&location(&resp))["code"].clone();
+    let tokens = app
+        .token()
+        .code(&code, &pkce.verifier)
+        .client(&spa)
+        .ok()
+        .await;
+    assert!(tokens["access_token"].is_string());
+}
+
+both_backends!(rule58_overlong_state_refused_with_redirect_error);
+async fn rule58_overlong_state_refused_with_redirect_error(app: TestApp) {
+    let spa = app.spa();
+    let long = "s".repeat(513);
+    let resp = app.authorize(&spa, &[("state", Some(&long))]).await;
+    let q = assert_error_redirect(
+        &app,
+        &resp,
+        "invalid_request",
+        Some(&long),
+        "513-byte state",
+    );
+    assert!(
+        q["error_description"].contains("512"),
+        "the description says the bound: {q:?}"
+    );
+    assert_eq!(app.pending_interactions(), 0, "nothing stored");
+
+    let longest = "s".repeat(512);
+    assert_to_login(
+        &app.authorize(&spa, &[("state", Some(&longest))]).await,
+        "512-byte state",
+    );
+    assert_eq!(app.pending_interactions(), 1);
+}
+
+both_backends!(rule58_prune_removes_expired_rows_in_batches);
+async fn rule58_prune_removes_expired_rows_in_batches(app: TestApp) {
+    let spa = app.spa();
+    let alice = app.user("alice", &[]);
+    let interaction_ttl = app.settings.session.interaction_ttl_secs;
+    // The backlog: abandoned sign-ins, and grants that reach their absolute end with them.
+    app.seed_pending(&spa, BACKLOG);
+    app.seed_grants(&spa, &alice, BACKLOG, interaction_ttl);
+    // A grant revoked now, far from its absolute end: kept while its tokens could be live.
+    let revoked = app.seed_grants(&spa, &alice, 1, 100 * interaction_ttl);
+    app.revoke_grant(&revoked[0]);
+    // Real ones: a redeemed code (its grant and refresh token live on) and an unredeemed one.
+    let tokens = app.tokens_for(&spa, "alice").await;
+    app.code_as(&spa, "alice", &pkce(), &[]).await;
+    assert_eq!(app.rows("auth_codes"), 2);
+
+    app.advance_clock(interaction_ttl + 1);
+    // Live after the clock moved: a pending request of the signed-in browser.
+    let live = app.authorize(&spa, &[]).await;
+    assert_continues(&live, "a new request");
+
+    let pruned = app.prune();
+    assert_eq!(
+        pruned,
+        Pruned {
+            interactions: BACKLOG,
+            sessions: BACKLOG,
+            codes: 2,
+            refresh_tokens: BACKLOG,
+            grants: BACKLOG,
+        },
+        "one round clears a backlog of several batches"
+    );
+    assert_eq!(app.rows("sessions"), 1, "the signed-in session stays");
+    assert_eq!(app.rows("interactions"), 1, "the live request stays");
+    assert_eq!(app.rows("auth_codes"), 0);
+    assert_eq!(
+        app.rows("grants"),
+        3,
+        "two live grants and the recently revoked one"
+    );
+    assert_eq!(app.rows("refresh_tokens"), 2);
+    // What stayed still works.
+    assert_eq!(app.browse(&location(&live)).await.status().as_u16(), 200);
+    let refreshed = ok_json(app.refresh(&spa, &s(&tokens, "refresh_token")).await).await;
+    assert_eq!(app.prune(), Pruned::default(), "nothing more to prune");
+
+    // Once every token of it has expired, the revoked grant goes; at their absolute end the
+    // live grants go too, with their refresh tokens.
+    let tokens_settings = &app.settings.tokens;
+    app.advance_clock(
+        tokens_settings
+            .access_token_ttl_secs
+            .max(tokens_settings.refresh_token_ttl_secs),
+    );
+    let pruned = app.prune();
+    assert_eq!(pruned.grants, 3, "{pruned:?}");
+    assert_eq!(app.rows("grants"), 0);
+    assert_eq!(app.rows("refresh_tokens"), 0);
+    assert_oauth_error(
+        app.refresh(&spa, &s(&refreshed, "refresh_token")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+}
+
+both_backends!(rule58_prune_keeps_what_reuse_detection_needs);
+async fn rule58_prune_keeps_what_reuse_detection_needs(app: TestApp) {
+    let introspector = app.confidential();
+    let (spa, t0) = app.signed_in("alice", &[]).await;
+    let rt0 = s(&t0, "refresh_token");
+    let t1 = ok_json(app.refresh(&spa, &rt0).await).await;
+    let rt1 = s(&t1, "refresh_token");
+
+    // Past the code's, the pending requests' and the retry window's lifetimes, the prune runs.
+    app.advance_clock(app.settings.session.interaction_ttl_secs + 1);
+    let pruned = app.prune();
+    assert_eq!(pruned.codes, 1, "the redeemed code went: {pruned:?}");
+    assert_eq!(
+        pruned.refresh_tokens, 0,
+        "a live family keeps its rotated tokens"
+    );
+    assert_eq!(app.rotated_refresh_tokens(), 1);
+
+    // Reuse of the rotated token is still detected: the whole family is revoked.
+    assert_oauth_error(app.refresh(&spa, &rt0).await, 400, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&spa, &rt1).await, 400, "invalid_grant").await;
+    assert_eq!(
+        app.introspect(&introspector, &s(&t1, "access_token")).await,
+        inactive()
+    );
+}
+
+both_backends!(rule58_cookieless_flood_pruned_back, no_authorize_limit);
+async fn rule58_cookieless_flood_pruned_back(app: TestApp) {
+    let spa = app.spa();
+    let before = (app.rows("sessions"), app.rows("interactions"));
+    let query = authz(&spa.id, &pkce().challenge, &[]);
+    for i in 0..300 {
+        let resp = app.get(&format!("/authorize?{query}")).await;
+        assert_to_login(&resp, &format!("cookieless request {i}"));
+    }
+    assert_eq!(app.rows("sessions"), before.0 + 300);
+    assert_eq!(app.rows("interactions"), before.1 + 300);
+
+    app.advance_clock(app.settings.session.interaction_ttl_secs);
+    let pruned = app.prune();
+    assert_eq!((pruned.sessions, pruned.interactions), (300, 300));
+    assert_eq!((app.rows("sessions"), app.rows("interactions")), before);
+}
