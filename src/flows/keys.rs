@@ -92,19 +92,27 @@ fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
             Ok(n) => tracing::info!(deleted = n, "audit events past their retention purged"),
             Err(e) => tracing::error!(error = format!("{e:#}"), "purging audit events failed"),
         }
+        // A backlog larger than one round is taken up again at the next round (every
+        // `keys.reload_secs`), not five minutes later.
+        let mut next = now + AUDIT_PURGE_EVERY_SECS;
         match super::prune::prune_expired(state, now) {
             Ok(p) if p.total() == 0 => {}
-            Ok(p) => tracing::info!(
-                interactions = p.interactions,
-                sessions = p.sessions,
-                codes = p.codes,
-                refresh_tokens = p.refresh_tokens,
-                grants = p.grants,
-                "expired rows pruned"
-            ),
+            Ok(p) => {
+                if p.backlog_left() {
+                    next = now;
+                }
+                tracing::info!(
+                    interactions = p.interactions,
+                    sessions = p.sessions,
+                    codes = p.codes,
+                    refresh_tokens = p.refresh_tokens,
+                    grants = p.grants,
+                    "expired rows pruned"
+                );
+            }
             Err(e) => tracing::error!(error = format!("{e:#}"), "pruning expired rows failed"),
         }
-        now + AUDIT_PURGE_EVERY_SECS
+        next
     } else {
         next_purge
     };

@@ -23,6 +23,20 @@ impl Pruned {
     pub fn total(&self) -> usize {
         self.interactions + self.sessions + self.codes + self.refresh_tokens + self.grants
     }
+
+    /// Whether some table used its whole round, so a backlog may be left for the next one.
+    pub fn backlog_left(&self) -> bool {
+        let full = MAX_BATCHES_PER_ROUND * PRUNE_BATCH as usize;
+        [
+            self.interactions,
+            self.sessions,
+            self.codes,
+            self.refresh_tokens,
+            self.grants,
+        ]
+        .iter()
+        .any(|&n| n >= full)
+    }
 }
 
 /// One prune round at `now`. A revoked grant is kept for the longest access or refresh token
@@ -67,4 +81,25 @@ fn batches(mut batch: impl FnMut() -> diesel::QueryResult<usize>) -> diesel::Que
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule58_backlog_left_when_a_table_used_its_whole_round() {
+        let full = MAX_BATCHES_PER_ROUND * PRUNE_BATCH as usize;
+        assert!(!Pruned::default().backlog_left());
+        let partial = Pruned {
+            sessions: full - 1,
+            ..Pruned::default()
+        };
+        assert!(!partial.backlog_left());
+        let whole = Pruned {
+            grants: full,
+            ..Pruned::default()
+        };
+        assert!(whole.backlog_left());
+    }
 }
