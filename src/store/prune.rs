@@ -40,14 +40,16 @@ pub fn sessions(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
     delete_batch(conn, "sessions", "id_hash", &format!("expires_at <= {now}"))
 }
 
-/// Authorization codes past their expiry, redeemed or not: an expired code is refused whatever
-/// its state, so nothing is decided by its row any more.
+/// Authorization codes past their expiry that were never redeemed. A redeemed code stays as long
+/// as its grant (it goes with it, foreign key): presented again, even late, it is a replay that
+/// revokes what it issued (checklist 10). Codes exist only after a sign-in and a consent, so
+/// keeping them does not let anonymous requests grow storage.
 pub fn codes(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
     delete_batch(
         conn,
         "auth_codes",
         "code_hash",
-        &format!("expires_at <= {now}"),
+        &format!("expires_at <= {now} AND consumed_at IS NULL"),
     )
 }
 

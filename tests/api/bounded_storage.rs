@@ -87,7 +87,7 @@ async fn rule58_prune_removes_expired_rows_in_batches(app: TestApp) {
         Pruned {
             interactions: BACKLOG,
             sessions: BACKLOG,
-            codes: 2,
+            codes: 1,
             refresh_tokens: BACKLOG,
             grants: BACKLOG,
         },
@@ -95,7 +95,11 @@ async fn rule58_prune_removes_expired_rows_in_batches(app: TestApp) {
     );
     assert_eq!(app.rows("sessions"), 1, "the signed-in session stays");
     assert_eq!(app.rows("interactions"), 1, "the live request stays");
-    assert_eq!(app.rows("auth_codes"), 0);
+    assert_eq!(
+        app.rows("auth_codes"),
+        1,
+        "the redeemed code stays with its live grant"
+    );
     assert_eq!(
         app.rows("grants"),
         3,
@@ -119,6 +123,11 @@ async fn rule58_prune_removes_expired_rows_in_batches(app: TestApp) {
     assert_eq!(pruned.grants, 3, "{pruned:?}");
     assert_eq!(app.rows("grants"), 0);
     assert_eq!(app.rows("refresh_tokens"), 0);
+    assert_eq!(
+        app.rows("auth_codes"),
+        0,
+        "the redeemed code went with its grant"
+    );
     assert_oauth_error(
         app.refresh(&spa, &s(&refreshed, "refresh_token")).await,
         400,
@@ -138,7 +147,10 @@ async fn rule58_prune_keeps_what_reuse_detection_needs(app: TestApp) {
     // Past the code's, the pending requests' and the retry window's lifetimes, the prune runs.
     app.advance_clock(app.settings.session.interaction_ttl_secs + 1);
     let pruned = app.prune();
-    assert_eq!(pruned.codes, 1, "the redeemed code went: {pruned:?}");
+    assert_eq!(
+        pruned.codes, 0,
+        "a redeemed code stays with its live grant, so a late replay still revokes it: {pruned:?}"
+    );
     assert_eq!(
         pruned.refresh_tokens, 0,
         "a live family keeps its rotated tokens"
