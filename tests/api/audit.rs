@@ -37,10 +37,7 @@ async fn audit_events_written_for_sign_in_and_tokens(app: TestApp) {
     let login = location(&resp);
     let wrong = app.login(&login, "alice", "not her password").await;
     assert_eq!(wrong.status().as_u16(), 200);
-    let right = app.login(&login, "alice", PASSWORD).await;
-    assert_eq!(right.status().as_u16(), 303);
-    let consent = app.consent(&location(&right), "approve").await;
-    let code = query_of(&location(&consent))["code"].clone();
+    let code = app.sign_in_and_approve(&login, "alice").await;
     let tokens = app
         .token()
         .code(&code, &pkce.verifier)
@@ -235,9 +232,7 @@ async fn audit_never_stores_a_raw_address(app: TestApp) {
         .await;
     let login = location(&resp);
     app.login(&login, "alice", "wrong password").await;
-    let right = app.login(&login, "alice", PASSWORD).await;
-    let consent = app.consent(&location(&right), "approve").await;
-    let code = query_of(&location(&consent))["code"].clone();
+    let code = app.sign_in_and_approve(&login, "alice").await;
     let tokens = app
         .token()
         .code(&code, &pkce.verifier)

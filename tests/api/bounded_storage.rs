@@ -46,11 +46,7 @@ async fn rule58_pending_authorizations_capped_per_session(app: TestApp) {
     );
 
     // The newest completes login, consent and the code exchange.
-    let resp = app.login(&location(&newest), "alice", PASSWORD).await;
-    assert_eq!(resp.status().as_u16(), 303);
-    let resp = app.consent(&location(&resp), "approve").await;
-    assert_eq!(resp.status().as_u16(), 303);
-    let code = query_of(&location(&resp))["code"].clone();
+    let code = app.sign_in_and_approve(&location(&newest), "alice").await;
     let tokens = app
         .token()
         .code(&code, &pkce.verifier)

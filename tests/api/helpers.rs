@@ -575,6 +575,15 @@ impl TestApp {
         self.redeem(client, username).await.basic(client).ok().await
     }
 
+    /// From a login page: signs in as `username` (303), approves (303), returns the code.
+    pub async fn sign_in_and_approve(&self, login_page: &str, username: &str) -> String {
+        let signed_in = self.login(login_page, username, PASSWORD).await;
+        assert_eq!(signed_in.status().as_u16(), 303, "sign-in");
+        let approved = self.consent(&location(&signed_in), "approve").await;
+        assert_eq!(approved.status().as_u16(), 303, "consent");
+        query_of(&location(&approved))["code"].clone()
+    }
+
     /// A new user who signed in to a new SPA: the client and the token response.
     pub async fn signed_in(&self, username: &str, roles: &[&str]) -> (TestClient, Value) {
         let spa = self.spa();
