@@ -83,7 +83,8 @@ pub fn browser_form(
 
 /// Seconds to wait when this address is over the group's `[rate_limits]`.
 fn limited(state: &AppState, req: &HttpRequest, group: Group) -> Option<u64> {
-    super::rate_limit::over_limit(req, &state.settings.server.trusted_proxies, group)
+    let ip = super::forms::client_ip(req, &state.settings.server.trusted_proxies);
+    super::rate_limit::over_limit(req, ip, group)
 }
 
 pub async fn authorize(
@@ -133,7 +134,8 @@ pub async fn login_submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, crate::error::AppError> {
-    if let Some(secs) = limited(&state, &req, Group::Login) {
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Login) {
         return Ok(pages::too_many_requests(secs));
     }
     let form = match browser_form(&state, &req, &body) {
@@ -142,7 +144,6 @@ pub async fn login_submit(
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let cookie = session_cookie(&state, &req);
-    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
     let span = tracing::info_span!("login", client_ip = ?ip);
     let result = tracing::Instrument::instrument(
         flow::login_submit(&state, form, cookie.as_deref(), ip),

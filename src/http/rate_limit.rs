@@ -57,11 +57,12 @@ impl RateLimits {
     }
 }
 
-/// `Some(seconds to wait)` when this request's address is over the group's limit. A request
-/// whose address is unknown, or a server built without limits, is not limited.
-pub fn over_limit(req: &HttpRequest, trusted: &[ipnet::IpNet], group: Group) -> Option<u64> {
+/// `Some(seconds to wait)` when the request's address `ip` (`forms::client_ip`, read once by the
+/// handler) is over the group's limit. A request whose address is unknown, or a server built
+/// without limits, is not limited.
+pub fn over_limit(req: &HttpRequest, ip: Option<IpAddr>, group: Group) -> Option<u64> {
     let limits = req.app_data::<web::Data<RateLimits>>()?;
-    let ip = super::forms::client_ip(req, trusted)?;
+    let ip = ip?;
     let wait = limits.group(group).check(ip, Instant::now()).err()?;
     // Whole seconds, rounded up: retrying after them is never too early.
     let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

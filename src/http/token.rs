@@ -11,15 +11,14 @@ use crate::flows;
 use crate::state::AppState;
 
 pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let trusted = &state.settings.server.trusted_proxies;
-    if let Some(secs) = super::rate_limit::over_limit(&req, trusted, Group::Token) {
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Token) {
         return too_many_requests(secs);
     }
     let params = match oauth_form(&req, &body) {
         Ok(p) => p,
         Err(e) => return oauth_error(&e),
     };
-    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
     let span = tracing::info_span!("token", client_ip = ?ip);
     let answer = tracing::Instrument::instrument(
         flows::token::token(&state, params, authorization(&req), ip),
