@@ -33,10 +33,26 @@ pub enum AuditEvent {
     PasswordChanged,
     RolesChanged,
     KeyRotated,
+    /// A TOTP factor activated (page or CLI).
+    MfaEnrolled,
+    /// A second factor accepted at sign-in or in the password grant (detail: `totp` or `recovery_code`).
+    MfaUsed,
+    /// A second factor refused: a wrong, malformed or replayed code.
+    MfaFailed,
+    /// The user turned TOTP off with a current code.
+    MfaDisabled,
+    /// An administrator removed a user's TOTP factor and recovery codes.
+    MfaReset,
+    /// New recovery codes replaced the old ones.
+    RecoveryCodesRegenerated,
+    /// Sign-in suspended after too many failures (detail: the factor and whether the device was known).
+    LockedOut,
+    /// An administrator cleared a user's failure counters and locks.
+    Unlocked,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 14] = [
+    pub const ALL: [AuditEvent; 22] = [
         AuditEvent::SignIn,
         AuditEvent::SignOut,
         AuditEvent::TokenIssued,
@@ -51,6 +67,14 @@ impl AuditEvent {
         AuditEvent::PasswordChanged,
         AuditEvent::RolesChanged,
         AuditEvent::KeyRotated,
+        AuditEvent::MfaEnrolled,
+        AuditEvent::MfaUsed,
+        AuditEvent::MfaFailed,
+        AuditEvent::MfaDisabled,
+        AuditEvent::MfaReset,
+        AuditEvent::RecoveryCodesRegenerated,
+        AuditEvent::LockedOut,
+        AuditEvent::Unlocked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -69,6 +93,14 @@ impl AuditEvent {
             AuditEvent::PasswordChanged => "password_changed",
             AuditEvent::RolesChanged => "roles_changed",
             AuditEvent::KeyRotated => "key_rotated",
+            AuditEvent::MfaEnrolled => "mfa_enrolled",
+            AuditEvent::MfaUsed => "mfa_used",
+            AuditEvent::MfaFailed => "mfa_failed",
+            AuditEvent::MfaDisabled => "mfa_disabled",
+            AuditEvent::MfaReset => "mfa_reset",
+            AuditEvent::RecoveryCodesRegenerated => "recovery_codes_regenerated",
+            AuditEvent::LockedOut => "locked_out",
+            AuditEvent::Unlocked => "unlocked",
         }
     }
 
