@@ -134,6 +134,7 @@ fn seed_code(conn: &mut AnyConnection, client: &str, user: &str, ts: i64) -> Str
         session_hash: None,
         created_at: ts,
         expires_at: ts + 3600,
+        amr: vec!["pwd".into()],
     };
     write_tx(conn, |conn| {
         grants::insert(conn, &grant)?;

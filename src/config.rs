@@ -22,6 +22,18 @@ pub struct Settings {
     pub clients: ClientSettings,
     pub audit: AuditSettings,
     pub rate_limits: RateLimitSettings,
+    pub mfa: MfaSettings,
+}
+
+/// The second factor (TOTP).
+#[derive(Debug, Clone, Deserialize)]
+pub struct MfaSettings {
+    /// Every sign-in needs a second factor, whatever the client (users without one enrol first).
+    pub required_for_all_clients: bool,
+    /// The issuer name authenticator apps show beside the account.
+    pub issuer_name: String,
+    /// Seconds a half-signed-in session (password checked, code or enrolment pending) lives.
+    pub pending_ttl_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -281,6 +293,12 @@ impl Settings {
         }
         if self.session.max_pending_per_session < 1 {
             anyhow::bail!("session.max_pending_per_session must be at least 1");
+        }
+        if !(30..=1800).contains(&self.mfa.pending_ttl_secs) {
+            anyhow::bail!("mfa.pending_ttl_secs must be between 30 and 1800");
+        }
+        if self.mfa.issuer_name.trim().is_empty() || self.mfa.issuer_name.contains(':') {
+            anyhow::bail!("mfa.issuer_name must be a non-empty name without ':'");
         }
         if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
             anyhow::bail!("token lifetimes must be positive");

@@ -148,6 +148,9 @@ pub struct AccessClaims {
     /// token inactive once that grant is revoked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// How the user authenticated (RFC 8176): `pwd`, and `otp` and `mfa` after a second factor.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
 }
 
 impl AccessClaims {

@@ -24,6 +24,8 @@ pub mod jwt_profile;
 #[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]
+pub mod mfa;
+#[cfg(feature = "server")]
 pub mod oauth;
 #[cfg(feature = "server")]
 pub mod passwords;

@@ -117,6 +117,10 @@ struct CreateClient {
     /// A browser origin allowed to call /token and /revoke (CORS), e.g. http://127.0.0.1:5173.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// Users signing in to this client need a second factor (TOTP); those without one set it
+    /// up before consent.
+    #[arg(long)]
+    require_mfa: bool,
     /// Print {"client_id": …, "client_secret": …} as JSON.
     #[arg(long)]
     json: bool,
@@ -153,6 +157,23 @@ enum UserCommand {
     },
     /// Set a new password (read from standard input); every grant and session ends now.
     SetPassword {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Set up TOTP for a user and activate it now: prints the secret, the otpauth:// URL (for a
+    /// QR code) and ten single-use recovery codes, once. Refused when the user already has TOTP.
+    TotpEnroll {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// Print {"secret", "otpauth_url", "recovery_codes"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user's TOTP factor and recovery codes (for a lost device); the user signs in with
+    /// the password alone again, or sets TOTP up again where it is required.
+    TotpReset {
         /// The login name.
         #[arg(long)]
         username: String,
@@ -301,6 +322,7 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 scopes: c.scopes,
                 audiences: c.audiences,
                 allowed_origins: c.allowed_origins,
+                require_mfa: c.require_mfa,
             };
             let registered = registry::create_client(&mut conn, &req, now())?;
             let secret = registered.secret.as_ref().map(|s| s.expose().to_owned());
@@ -404,6 +426,60 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                 "disabled {} ({}); its sessions and tokens are revoked",
                 user.username, user.id
             );
+            return Ok(());
+        }
+        UserCommand::TotpEnroll { username, json } => {
+            let master = existing_master_key(settings)?;
+            let mut conn = connect(settings)?;
+            let user = registry::find_user(&mut conn, &username)?;
+            let Some(enrolled) = gatehouse::flows::mfa::enrol_now(
+                &mut conn,
+                &master,
+                &settings.mfa.issuer_name,
+                &user.id,
+                &user.username,
+                now(),
+            )?
+            else {
+                anyhow::bail!(
+                    "{} already has TOTP; remove it first with: gatehouse user totp-reset --username {}",
+                    user.username,
+                    user.username
+                );
+            };
+            let codes: Vec<String> = enrolled
+                .recovery_codes
+                .iter()
+                .map(|c| c.display())
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "secret": enrolled.enrolment.secret,
+                        "otpauth_url": enrolled.enrolment.otpauth_url,
+                        "recovery_codes": codes,
+                    })
+                );
+            } else {
+                println!("TOTP is on for {}.", user.username);
+                println!("secret:      {}", enrolled.enrolment.secret);
+                println!("otpauth URL: {}", enrolled.enrolment.otpauth_url);
+                println!("recovery codes (each works once; shown only now):");
+                for c in &codes {
+                    println!("  {c}");
+                }
+            }
+            return Ok(());
+        }
+        UserCommand::TotpReset { username } => {
+            let mut conn = connect(settings)?;
+            let user = registry::find_user(&mut conn, &username)?;
+            if gatehouse::flows::mfa::reset(&mut conn, &user.id, now())? {
+                println!("TOTP and recovery codes removed for {}", user.username);
+            } else {
+                println!("{} has no TOTP; nothing to remove", user.username);
+            }
             return Ok(());
         }
         UserCommand::SetPassword { username } => {

@@ -22,6 +22,8 @@ pub struct NewClient {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub allowed_origins: Vec<String>,
+    /// Users signing in to this client need a second factor.
+    pub require_mfa: bool,
 }
 
 /// A registered client and, for confidential clients, its secret: shown this once, stored hashed.
@@ -175,6 +177,7 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
             audiences: dedup(&req.audiences),
             allowed_origins: dedup(&req.allowed_origins),
             created_at: now,
+            require_mfa: req.require_mfa,
         },
         secret,
     })
@@ -298,7 +301,8 @@ fn end_user_grants(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<
     Ok(())
 }
 
-fn find_user(conn: &mut AnyConnection, username: &str) -> Result<User, RegistryError> {
+/// The user with this login name, or a readable error naming it.
+pub fn find_user(conn: &mut AnyConnection, username: &str) -> Result<User, RegistryError> {
     User::find_by_username(conn, username)?
         .ok_or_else(|| invalid(format!("no user named {username:?}")))
 }

@@ -17,6 +17,8 @@ pub struct AccessGrant<'a> {
     pub scope: &'a str,
     pub roles: &'a [String],
     pub grant_id: Option<&'a str>,
+    /// RFC 8176 authentication methods; empty when no user authenticated.
+    pub amr: &'a [String],
 }
 
 /// Signs an access token. Returns the JWT and its claims.
@@ -38,6 +40,7 @@ pub fn mint(
         scope: grant.scope.to_owned(),
         roles: grant.roles.to_vec(),
         sid: grant.grant_id.map(str::to_owned),
+        amr: grant.amr.to_vec(),
         nbf: None,
     };
     let mut header = Header::new(signer.alg);
@@ -106,6 +109,7 @@ mod tests {
             scope: "api:read",
             roles: &[],
             grant_id: Some("gr_1"),
+            amr: &[],
         }
     }
 

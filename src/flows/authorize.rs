@@ -4,11 +4,17 @@
 //! *interaction* bound to the browser's session, and sends the browser to the login or consent
 //! page. Each form carries the interaction id and a CSRF token bound to session + interaction;
 //! each step re-reads and re-checks the interaction. Consent issues the code.
+//!
+//! Sign-in is a small state machine on the session: password → second factor (or enrolment, when
+//! one is required and the user has none) → consent → code. Until the last factor the session is
+//! half-signed-in (`Session::pending`): it names no user, so consent and the code are out of its
+//! reach (checklist 54), and it runs out after `mfa.pending_ttl_secs`.
 
 use std::net::IpAddr;
 
 use crate::audit::{self, Actor, AuditEvent, Entry};
 use crate::error::AppError;
+use crate::mfa::{self, AfterPassword};
 use crate::oauth::authorize::{self, BoundRedirect};
 use crate::oauth::metadata::paths;
 use crate::oauth::model::{Client, NewGrant};
@@ -20,7 +26,8 @@ use crate::state::AppState;
 use crate::store::codes::AuthCode;
 use crate::store::grants;
 use crate::store::interactions::Interaction;
-use crate::store::sessions::Session;
+use crate::store::mfa::TotpFactor;
+use crate::store::sessions::{PendingStage, Session};
 use crate::store::users::User;
 use crate::store::write_tx;
 
@@ -54,6 +61,8 @@ pub struct PageView {
 pub enum Outcome {
     /// Show the page again with a message.
     Retry(PageView, &'static str),
+    /// Show the code page again with a message.
+    RetryCode(PageView, &'static str),
     /// 303 to this location, setting the cookie if given.
     SeeOther {
         location: String,
@@ -134,13 +143,7 @@ pub async fn start(
                     Some(s) => (s, None),
                     None => {
                         let cookie = PlainToken::generate();
-                        let s = Session {
-                            id_hash: cookie.hash().0,
-                            user_id: None,
-                            auth_time: None,
-                            created_at: now,
-                            expires_at: now + session_ttl,
-                        };
+                        let s = Session::anonymous(cookie.hash().0, now, session_ttl);
                         s.insert(conn)?;
                         (s, Some(cookie))
                     }
@@ -186,7 +189,22 @@ struct Context {
     session: Session,
     interaction: Interaction,
     client: Client,
+    /// The signed-in user (every factor done).
     user: Option<User>,
+    /// A half-signed-in session's user and what it waits for.
+    pending: Option<(User, PendingStage)>,
+}
+
+impl Context {
+    /// Signed in, with a second factor when this client, the policy or the user's role needs one.
+    fn signed_in_enough(&self, state: &AppState) -> Option<&User> {
+        let user = self.user.as_ref()?;
+        let needed = mfa::required(
+            self.client.require_mfa,
+            state.settings.mfa.required_for_all_clients,
+        );
+        (!needed || mfa::amr::has_second_factor(&self.session.amr_list())).then_some(user)
+    }
 }
 
 async fn load(
@@ -216,11 +234,18 @@ async fn load(
                 Some(id) => User::find(conn, id)?.filter(User::is_active),
                 None => None,
             };
+            let pending = match session.pending(now) {
+                Some((id, stage)) => User::find(conn, id)?
+                    .filter(User::is_active)
+                    .map(|u| (u, stage)),
+                None => None,
+            };
             Ok(Some(Context {
                 session,
                 interaction,
                 client,
                 user,
+                pending,
             }))
         })
         .await?;
@@ -240,7 +265,11 @@ fn view(state: &AppState, ctx: &Context, interaction: &str) -> PageView {
             .map(str::to_owned)
             .collect(),
         audience: ctx.interaction.audience.clone(),
-        username: ctx.user.as_ref().map(|u| u.username.clone()),
+        username: ctx
+            .user
+            .as_ref()
+            .or(ctx.pending.as_ref().map(|(u, _)| u))
+            .map(|u| u.username.clone()),
     }
 }
 
@@ -283,8 +312,16 @@ pub async fn login_submit(
     let password = form.get("password").unwrap_or("").to_owned();
     let lookup = username.clone();
     let found = state
-        .db(move |conn| User::find_by_username(conn, &lookup).map_err(AppError::from))
+        .db(move |conn| {
+            let Some(user) = User::find_by_username(conn, &lookup)? else {
+                return Ok::<_, AppError>(None);
+            };
+            let enrolled = TotpFactor::is_enrolled(conn, &user.id)?;
+            Ok(Some((user, enrolled)))
+        })
         .await?;
+    let enrolled = found.as_ref().is_some_and(|(_, e)| *e);
+    let found = found.map(|(u, _)| u);
     // Who a failure is about: the named user when one exists (disabled or not), never the name typed.
     let named = found.as_ref().map(|u| u.id.clone());
     let user = found.filter(User::is_active);
@@ -317,14 +354,46 @@ pub async fn login_submit(
             "Invalid username or password.",
         ));
     };
-    let cookie = PlainToken::generate();
-    let new = Session {
-        id_hash: cookie.hash().0,
-        user_id: Some(user.id.clone()),
-        auth_time: Some(now),
-        created_at: now,
-        expires_at: now + state.settings.session.ttl_secs,
+    let required = mfa::required(
+        ctx.client.require_mfa,
+        state.settings.mfa.required_for_all_clients,
+    );
+    let next = match mfa::after_password(enrolled, required) {
+        AfterPassword::SignedIn => None,
+        AfterPassword::SecondFactor => Some((PendingStage::SecondFactor, paths::LOGIN_OTP)),
+        AfterPassword::Enrol => Some((PendingStage::Enrol, paths::ACCOUNT_MFA)),
     };
+    let cookie = PlainToken::generate();
+    if let Some((stage, page)) = next {
+        // Half signed in: a new session id now (the password was right), the user only as
+        // pending, until the second factor or the enrolment is done.
+        let new = Session::half_signed_in(
+            cookie.hash().0,
+            &user.id,
+            stage,
+            now,
+            now + state.settings.mfa.pending_ttl_secs,
+        );
+        let old = ctx.session.id_hash.clone();
+        let replaced = state
+            .db(move |conn| Session::replace(conn, &old, &new, |_| Ok(())).map_err(AppError::from))
+            .await?;
+        if !replaced {
+            return Ok(Outcome::BadRequest(EXPIRED));
+        }
+        tracing::info!(user_id = %user.id, stage = stage.as_str(), "password accepted: second factor next");
+        return Ok(Outcome::SeeOther {
+            location: with_interaction(page, &id),
+            new_session: Some(cookie),
+        });
+    }
+    let new = Session::signed_in(
+        cookie.hash().0,
+        &user.id,
+        &mfa::amr::password(),
+        now,
+        state.settings.session.ttl_secs,
+    );
     let old = ctx.session.id_hash.clone();
     let mut entry = sign_in(audit::Outcome::Success).user(user.id.clone());
     entry.actor = Actor::User(user.id.clone());
@@ -353,7 +422,7 @@ pub async fn consent_page(
     session_cookie: Option<&str>,
 ) -> Result<Result<PageView, Outcome>, AppError> {
     match load(state, interaction, session_cookie).await? {
-        Some((ctx, id)) if ctx.user.is_some() => Ok(Ok(view(state, &ctx, &id))),
+        Some((ctx, id)) if ctx.signed_in_enough(state).is_some() => Ok(Ok(view(state, &ctx, &id))),
         Some((_, id)) => Ok(Err(Outcome::SeeOther {
             location: with_interaction(paths::LOGIN, &id),
             new_session: None,
@@ -377,9 +446,10 @@ pub async fn consent_submit(
             "The form has expired. Go back to the application and start again.",
         ));
     }
-    let Some(user) = ctx.user else {
+    let Some(user) = ctx.signed_in_enough(state).cloned() else {
         return Ok(Outcome::BadRequest(EXPIRED));
     };
+    let amr = ctx.session.amr_list();
     let approve = match form.get("decision") {
         Some("approve") => true,
         Some("deny") => false,
@@ -418,6 +488,7 @@ pub async fn consent_submit(
                     session_hash: Some(session_hash.clone()),
                     created_at: now,
                     expires_at: now + family_ttl,
+                    amr,
                 };
                 grants::insert(conn, &grant)?;
                 AuthCode {
@@ -442,4 +513,147 @@ pub async fn consent_submit(
             })
         })
         .await
+}
+
+/// `GET /login/otp`: the code page of a half-signed-in session; anything else goes back to the
+/// password page.
+pub async fn otp_page(
+    state: &AppState,
+    interaction: Option<&str>,
+    session_cookie: Option<&str>,
+) -> Result<Result<PageView, Outcome>, AppError> {
+    match load(state, interaction, session_cookie).await? {
+        Some((ctx, id)) if matches!(ctx.pending, Some((_, PendingStage::SecondFactor))) => {
+            Ok(Ok(view(state, &ctx, &id)))
+        }
+        Some((_, id)) => Ok(Err(Outcome::SeeOther {
+            location: with_interaction(paths::LOGIN, &id),
+            new_session: None,
+        })),
+        None => Ok(Err(Outcome::BadRequest(EXPIRED))),
+    }
+}
+
+/// How the code step's transaction ends early.
+enum OtpTx {
+    /// The half-signed-in session is gone (a form sent twice): roll back.
+    Gone,
+    App(AppError),
+}
+
+impl From<diesel::result::Error> for OtpTx {
+    fn from(e: diesel::result::Error) -> Self {
+        OtpTx::App(e.into())
+    }
+}
+
+/// What the code page says when a code is refused (one message whatever the reason).
+pub const CODE_REFUSED: &str = "That code is not valid. Enter the current code from your authenticator app, or a recovery code.";
+/// What the code page says when the input cannot be a code.
+pub const CODE_MALFORMED: &str =
+    "Enter the 6-digit code from your authenticator app, or a recovery code (xxxx-xxxx-xxxx-xxxx).";
+
+/// `POST /login/otp`: a TOTP code (`code`) or a recovery code (`recovery_code`) finishes the
+/// sign-in: a new session id, signed in with `amr` pwd + otp, then consent. The code is used up
+/// by a compare-and-swap, so it is refused a second time on every instance.
+#[tracing::instrument(skip_all)]
+pub async fn otp_submit(
+    state: &AppState,
+    form: Params,
+    session_cookie: Option<&str>,
+    ip: Option<IpAddr>,
+) -> Result<Outcome, AppError> {
+    let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    };
+    if !csrf_ok(state, &ctx, &form) {
+        return Ok(Outcome::BadRequest(
+            "The form has expired. Go back to the application and start again.",
+        ));
+    }
+    let Some((user, PendingStage::SecondFactor)) = ctx.pending.clone() else {
+        return Ok(Outcome::BadRequest(
+            "This sign-in has no code to check: it has expired or was never started. Return to the application and sign in again.",
+        ));
+    };
+    let page = view(state, &ctx, &id);
+    let presented = match crate::flows::mfa::presented(form.get("code"), form.get("recovery_code"))
+    {
+        Ok(Some(p)) => p,
+        Ok(None) | Err(_) => {
+            let now = state.clock.now();
+            let entry = crate::flows::mfa::audit_entry(
+                &Err(crate::flows::mfa::Refusal::Malformed),
+                None,
+                &user.id,
+                now,
+            )
+            .client(ctx.client.id.to_string())
+            .address(state.anonymise(ip));
+            state
+                .db(move |conn| crate::store::audit::record(conn, &entry).map_err(AppError::from))
+                .await?;
+            return Ok(Outcome::RetryCode(page, CODE_MALFORMED));
+        }
+    };
+    let now = state.clock.now();
+    let master = state.master.clone();
+    let cookie = PlainToken::generate();
+    let ttl = state.settings.session.ttl_secs;
+    let old = ctx.session.id_hash.clone();
+    let client_id = ctx.client.id.to_string();
+    let address = state.anonymise(ip);
+    let user_id = user.id.clone();
+    let new_hash = cookie.hash().0;
+    let done = state
+        .db(move |conn| {
+            write_tx(conn, |conn| {
+                let checked = crate::flows::mfa::verify(conn, &master, &user_id, &presented, now)
+                    .map_err(|e| OtpTx::App(e.into()))?;
+                let entry =
+                    crate::flows::mfa::audit_entry(&checked, Some(&presented), &user_id, now)
+                        .client(client_id.clone())
+                        .address(address.clone());
+                crate::store::audit::record(conn, &entry)?;
+                let Ok(amr) = checked else {
+                    return Ok::<_, OtpTx>(false);
+                };
+                let new = Session::signed_in(new_hash.clone(), &user_id, &amr, now, ttl);
+                let sign_in = Entry::new(
+                    AuditEvent::SignIn,
+                    audit::Outcome::Success,
+                    Actor::User(user_id.clone()),
+                    now,
+                )
+                .user(user_id.clone())
+                .client(client_id.clone())
+                .address(address.clone())
+                .detail("browser, second factor");
+                if !Session::replace_in(conn, &old, &new)? {
+                    return Err(OtpTx::Gone);
+                }
+                crate::store::audit::record(conn, &sign_in)?;
+                Ok(true)
+            })
+            .map(Some)
+            .or_else(|e| match e {
+                OtpTx::Gone => Ok(None),
+                OtpTx::App(e) => Err(e),
+            })
+        })
+        .await?;
+    match done {
+        Some(true) => {
+            tracing::info!(user_id = %user.id, "second factor accepted");
+            Ok(Outcome::SeeOther {
+                location: with_interaction(paths::CONSENT, &id),
+                new_session: Some(cookie),
+            })
+        }
+        Some(false) => {
+            tracing::info!(user_id = %user.id, "second factor refused");
+            Ok(Outcome::RetryCode(page, CODE_REFUSED))
+        }
+        None => Ok(Outcome::BadRequest(EXPIRED)),
+    }
 }

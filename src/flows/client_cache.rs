@@ -75,6 +75,7 @@ mod tests {
             audiences: vec!["https://api.example".into()],
             allowed_origins: vec![],
             created_at: 0,
+            require_mfa: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The service layer: reads the clock once, runs the database work in the blocking pool inside a
 //! transaction, calls the protocol core for every decision, and signs tokens.
 
+pub mod account;
 pub mod audit;
 pub mod authorize;
 pub mod client_auth;
@@ -8,6 +9,7 @@ pub mod client_cache;
 pub mod introspect;
 pub mod keys;
 pub mod logout;
+pub mod mfa;
 pub mod prune;
 pub mod revoke;
 pub mod token;

@@ -25,14 +25,18 @@ pub fn session_cookie(state: &AppState, req: &HttpRequest) -> Option<String> {
         .map(|c| c.value().to_owned())
 }
 
-fn set_session(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, token: &PlainToken) {
-    let cookie = Cookie::build(session_cookie_name(state), token.expose().to_owned())
+/// The session cookie carrying `token`: HttpOnly, SameSite=Lax, Secure over https.
+pub(super) fn new_session_cookie(state: &AppState, token: &PlainToken) -> Cookie<'static> {
+    Cookie::build(session_cookie_name(state), token.expose().to_owned())
         .path("/")
         .http_only(true)
         .secure(state.settings.is_https())
         .same_site(SameSite::Lax)
-        .finish();
-    resp.cookie(cookie);
+        .finish()
+}
+
+fn set_session(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, token: &PlainToken) {
+    resp.cookie(new_session_cookie(state, token));
 }
 
 /// A 303 See Other (RFC 9700 §4.12: never 307 after a credential POST).
@@ -48,6 +52,7 @@ fn see_other(state: &AppState, location: &str, new_session: Option<&PlainToken>)
 fn outcome(state: &AppState, outcome: Outcome, username: &str) -> HttpResponse {
     match outcome {
         Outcome::Retry(view, message) => pages::login(&view, username, Some(message)),
+        Outcome::RetryCode(view, message) => pages::otp(&view, Some(message)),
         Outcome::SeeOther {
             location,
             new_session,
@@ -57,7 +62,7 @@ fn outcome(state: &AppState, outcome: Outcome, username: &str) -> HttpResponse {
     }
 }
 
-fn page_params(req: &HttpRequest) -> Result<Params, Box<HttpResponse>> {
+pub(super) fn page_params(req: &HttpRequest) -> Result<Params, Box<HttpResponse>> {
     Params::parse(req.query_string().as_bytes())
         .map_err(|e| Box::new(pages::bad_request(&e.description)))
 }
@@ -184,5 +189,40 @@ pub async fn consent_submit(
     };
     let cookie = session_cookie(&state, &req);
     let result = flow::consent_submit(&state, form, cookie.as_deref()).await?;
+    Ok(outcome(&state, result, ""))
+}
+
+pub async fn otp_page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let params = match page_params(&req) {
+        Ok(p) => p,
+        Err(resp) => return Ok(*resp),
+    };
+    let cookie = session_cookie(&state, &req);
+    Ok(
+        match flow::otp_page(&state, params.get("interaction"), cookie.as_deref()).await? {
+            Ok(view) => pages::otp(&view, None),
+            Err(other) => outcome(&state, other, ""),
+        },
+    )
+}
+
+pub async fn otp_submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Login) {
+        return Ok(pages::too_many_requests(secs));
+    }
+    let form = match browser_form(&state, &req, &body) {
+        Ok(f) => f,
+        Err(resp) => return Ok(*resp),
+    };
+    let cookie = session_cookie(&state, &req);
+    let result = flow::otp_submit(&state, form, cookie.as_deref(), ip).await?;
     Ok(outcome(&state, result, ""))
 }

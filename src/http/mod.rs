@@ -1,5 +1,6 @@
 //! HTTP: thin actix-web handlers, one file per endpoint, and the middleware every response passes.
 
+pub mod account;
 pub mod authorize;
 pub mod forms;
 pub mod health;
@@ -25,6 +26,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(paths::AUTHORIZE, web::get().to(authorize::authorize))
         .route(paths::LOGIN, web::get().to(authorize::login_page))
         .route(paths::LOGIN, web::post().to(authorize::login_submit))
+        .route(paths::LOGIN_OTP, web::get().to(authorize::otp_page))
+        .route(paths::LOGIN_OTP, web::post().to(authorize::otp_submit))
+        .route(paths::ACCOUNT_MFA, web::get().to(account::page))
+        .route(paths::ACCOUNT_MFA, web::post().to(account::submit))
         .route(paths::CONSENT, web::get().to(authorize::consent_page))
         .route(paths::CONSENT, web::post().to(authorize::consent_submit))
         .route(paths::LOGOUT, web::get().to(logout::page))

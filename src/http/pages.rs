@@ -126,6 +126,101 @@ pub fn consent(view: &PageView) -> HttpResponse {
     )
 }
 
+#[derive(Template)]
+#[template(path = "otp.html")]
+struct OtpPage<'a> {
+    client_name: &'a str,
+    interaction: &'a str,
+    csrf: &'a str,
+    username: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+/// The sign-in's code step. A refused code answers 200 with the message, like a wrong password.
+pub fn otp(view: &PageView, error: Option<&str>) -> HttpResponse {
+    no_store(html(
+        StatusCode::OK,
+        OtpPage {
+            client_name: &view.client_name,
+            interaction: &view.interaction,
+            csrf: &view.csrf,
+            username: view.username.as_deref(),
+            error,
+        }
+        .render(),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "account_mfa.html")]
+struct AccountMfaPage<'a> {
+    username: &'a str,
+    csrf: &'a str,
+    interaction: Option<&'a str>,
+    continue_to: Option<String>,
+    in_sign_in: bool,
+    enrolment: Option<&'a crate::flows::mfa::Enrolment>,
+    codes_left: i64,
+    error: Option<&'a str>,
+}
+
+/// The account's two-step verification page: enrolment (QR code, key, confirm) or the active
+/// factor's actions. `no-store`: it can show a secret.
+pub fn account_mfa(view: &crate::flows::account::AccountView, error: Option<&str>) -> HttpResponse {
+    use crate::flows::account::Factor;
+    let (enrolment, codes_left) = match &view.factor {
+        Factor::Enrol(e) => (Some(e), 0),
+        Factor::Active {
+            recovery_codes_left,
+        } => (None, *recovery_codes_left),
+    };
+    let continue_to = view.interaction.as_ref().map(|i| {
+        format!(
+            "/consent?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("interaction", i)
+                .finish()
+        )
+    });
+    no_store(html(
+        StatusCode::OK,
+        AccountMfaPage {
+            username: &view.username,
+            csrf: &view.csrf,
+            interaction: view.interaction.as_deref(),
+            continue_to,
+            in_sign_in: view.in_sign_in,
+            enrolment,
+            codes_left,
+            error,
+        }
+        .render(),
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryCodesPage<'a> {
+    codes: &'a [String],
+    continue_to: Option<&'a str>,
+}
+
+/// Recovery codes, shown once (`no-store`).
+pub fn recovery_codes(codes: &[String], continue_to: Option<&str>) -> HttpResponse {
+    no_store(html(
+        StatusCode::OK,
+        RecoveryCodesPage { codes, continue_to }.render(),
+    ))
+}
+
+fn no_store(mut resp: HttpResponse) -> HttpResponse {
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
 /// A readable error page.
 pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     html(status, ErrorPage { title, message }.render())

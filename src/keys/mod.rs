@@ -343,6 +343,7 @@ mod tests {
             scope: "api:read",
             roles: &[],
             grant_id: None,
+            amr: &[],
         };
         for (alg, kty) in [("ES256", "EC"), ("RS256", "RSA"), ("EdDSA", "OKP")] {
             let row = generate(&master, alg, 100, 100).unwrap();
@@ -380,6 +381,7 @@ mod tests {
             scope: "",
             roles: &[],
             grant_id: None,
+            amr: &[],
         };
         // ES256 signed until 200; RS256 since. Both are published at 250.
         let mut old = generate(&master, "ES256", 0, 0).unwrap();

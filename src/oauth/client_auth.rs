@@ -139,6 +139,7 @@ mod tests {
             audiences: vec![],
             allowed_origins: vec![],
             created_at: 0,
+            require_mfa: false,
         }
     }
 

@@ -52,6 +52,9 @@ impl ErrorCode {
 pub struct OAuthError {
     pub code: ErrorCode,
     pub description: Cow<'static, str>,
+    /// The password grant's `"mfa_required": true`: the password was right and a second factor
+    /// must come with it, so a first-party app knows to ask for a code.
+    pub mfa_required: bool,
 }
 
 impl OAuthError {
@@ -59,6 +62,7 @@ impl OAuthError {
         OAuthError {
             code,
             description: description.into(),
+            mfa_required: false,
         }
     }
 
@@ -89,9 +93,21 @@ impl OAuthError {
 
     /// The JSON body of the error.
     pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut body = serde_json::json!({
             "error": self.code.as_str(),
             "error_description": self.description,
-        })
+        });
+        if self.mfa_required {
+            body["mfa_required"] = serde_json::Value::Bool(true);
+        }
+        body
+    }
+
+    /// `invalid_grant` saying a second factor is needed, with `"mfa_required": true`.
+    pub fn mfa_required(d: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError {
+            mfa_required: true,
+            ..OAuthError::invalid_grant(d)
+        }
     }
 }

@@ -12,6 +12,10 @@ pub mod paths {
     pub const AUTHORIZE: &str = "/authorize";
     pub const LOGIN: &str = "/login";
     pub const CONSENT: &str = "/consent";
+    /// The sign-in's second step: a TOTP code or a recovery code.
+    pub const LOGIN_OTP: &str = "/login/otp";
+    /// Setting up, using and turning off TOTP.
+    pub const ACCOUNT_MFA: &str = "/account/mfa";
     pub const LOGOUT: &str = "/logout";
     pub const TOKEN: &str = "/token";
     pub const REVOKE: &str = "/revoke";

@@ -138,6 +138,9 @@ pub struct Client {
     pub audiences: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub created_at: i64,
+    /// Users signing in to this client need a second factor (enrolling first if they have none).
+    #[serde(default)]
+    pub require_mfa: bool,
 }
 
 impl Client {
@@ -165,11 +168,13 @@ pub struct Account {
 }
 
 /// The state of a grant (refresh-token family) that its codes and tokens depend on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantState {
     /// Absolute end of the family: no refresh token from it lives longer.
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
+    /// How the user authenticated for this grant (RFC 8176 `amr`), carried by its access tokens.
+    pub amr: Vec<String>,
 }
 
 impl GrantState {
@@ -236,6 +241,8 @@ pub struct NewGrant {
     pub session_hash: Option<String>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// How the user authenticated (RFC 8176 `amr`); empty for client_credentials.
+    pub amr: Vec<String>,
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub struct PasswordRequest {
     pub password: String,
     pub scope: Option<String>,
     pub resource: Option<String>,
+    /// A TOTP code, for a user with a second factor.
+    pub otp: Option<String>,
+    /// A recovery code, instead of `otp`.
+    pub recovery_code: Option<String>,
 }
 
 /// `grant_type=client_credentials` (RFC 6749 §4.4.2).
@@ -81,6 +85,8 @@ impl TokenRequest {
                 password: params.require("password")?.to_owned(),
                 scope: owned("scope"),
                 resource: owned("resource"),
+                otp: owned("otp"),
+                recovery_code: owned("recovery_code"),
             }),
             GrantType::ClientCredentials => {
                 TokenRequest::ClientCredentials(ClientCredentialsRequest {

@@ -19,6 +19,7 @@ pub struct ClientRow {
     pub audiences: String,
     pub allowed_origins: String,
     pub created_at: i64,
+    pub require_mfa: bool,
 }
 
 /// Table code for the core's [`Client`]: rows are mapped into it here, allow-lists decoded
@@ -71,6 +72,7 @@ impl From<ClientRow> for Client {
             audiences: decode_list(&row.audiences),
             allowed_origins: decode_list(&row.allowed_origins),
             created_at: row.created_at,
+            require_mfa: row.require_mfa,
         }
     }
 }
@@ -88,6 +90,7 @@ impl From<Client> for ClientRow {
             audiences: encode_list(&c.audiences),
             allowed_origins: encode_list(&c.allowed_origins),
             created_at: c.created_at,
+            require_mfa: c.require_mfa,
         }
     }
 }

@@ -44,12 +44,13 @@ impl AuthCode {
                 users::disabled_at,
                 grants::expires_at,
                 grants::revoked_at,
+                grants::amr,
             ))
-            .first::<(AuthCode, String, Option<i64>, i64, Option<i64>)>(conn)
+            .first::<(AuthCode, String, Option<i64>, i64, Option<i64>, String)>(conn)
             .optional()
             .map(|r| {
                 r.map(
-                    |(code, roles, disabled_at, expires_at, revoked_at)| StoredCode {
+                    |(code, roles, disabled_at, expires_at, revoked_at, amr)| StoredCode {
                         user: account(&code.user_id, &roles, disabled_at),
                         code_hash: code.code_hash,
                         grant_id: code.grant_id.into(),
@@ -63,6 +64,7 @@ impl AuthCode {
                         grant: GrantState {
                             expires_at,
                             revoked_at,
+                            amr: super::decode_list(&amr),
                         },
                     },
                 )

@@ -21,6 +21,7 @@ struct GrantRow {
     /// Absolute end of the family: no refresh token from it lives longer.
     expires_at: i64,
     revoked_at: Option<i64>,
+    amr: String,
 }
 
 /// Stores a new grant.
@@ -34,6 +35,7 @@ pub fn insert(conn: &mut AnyConnection, grant: &NewGrant) -> QueryResult<()> {
             created_at: grant.created_at,
             expires_at: grant.expires_at,
             revoked_at: None,
+            amr: super::encode_list(&grant.amr),
         })
         .execute(conn)
         .map(|_| ())

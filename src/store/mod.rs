@@ -10,6 +10,7 @@ pub mod codes;
 pub mod grants;
 pub mod interactions;
 pub mod keys;
+pub mod mfa;
 pub mod prune;
 pub mod refresh;
 pub mod schema;
@@ -213,6 +214,12 @@ pub fn apply(conn: &mut AnyConnection, write: &Write, now: i64) -> diesel::Query
         }
         Write::InsertGrant(grant) => grants::insert(conn, grant).map(|()| true),
         Write::InsertRefresh(token) => refresh::insert(conn, token).map(|()| true),
+        Write::AcceptTotpStep { user_id, step } => {
+            mfa::TotpFactor::accept_step(conn, user_id.as_str(), *step)
+        }
+        Write::UseRecoveryCode { user_id, code_hash } => {
+            mfa::use_recovery_code(conn, user_id.as_str(), code_hash, now)
+        }
     }
 }
 

@@ -55,11 +55,19 @@ pub fn find(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<St
             grants::revoked_at,
             users::roles.nullable(),
             users::disabled_at.nullable(),
+            grants::amr,
         ))
-        .first::<(RefreshRow, i64, Option<i64>, Option<String>, Option<i64>)>(conn)
+        .first::<(
+            RefreshRow,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<i64>,
+            String,
+        )>(conn)
         .optional()
         .map(|r| {
-            r.map(|(row, expires_at, revoked_at, roles, disabled_at)| {
+            r.map(|(row, expires_at, revoked_at, roles, disabled_at, amr)| {
                 let user = match (&row.user_id, roles) {
                     (Some(id), Some(roles)) => Some(account(id, &roles, disabled_at)),
                     _ => None,
@@ -77,6 +85,7 @@ pub fn find(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<St
                     grant: GrantState {
                         expires_at,
                         revoked_at,
+                        amr: super::decode_list(&amr),
                     },
                     user,
                 }

@@ -11,6 +11,7 @@ diesel::table! {
         audiences -> Text,
         allowed_origins -> Text,
         created_at -> BigInt,
+        require_mfa -> Bool,
     }
 }
 
@@ -32,6 +33,10 @@ diesel::table! {
         auth_time -> Nullable<BigInt>,
         created_at -> BigInt,
         expires_at -> BigInt,
+        amr -> Text,
+        pending_user_id -> Nullable<Text>,
+        pending_stage -> Nullable<Text>,
+        pending_until -> Nullable<BigInt>,
     }
 }
 
@@ -59,6 +64,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
+        amr -> Text,
     }
 }
 
@@ -120,6 +126,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    totp_factors (user_id) {
+        user_id -> Text,
+        secret_jwe -> Text,
+        last_step -> Nullable<BigInt>,
+        confirmed_at -> Nullable<BigInt>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(auth_codes -> grants (grant_id));
 diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -132,4 +157,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     signing_keys,
     audit_events,
+    totp_factors,
+    recovery_codes,
 );

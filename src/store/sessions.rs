@@ -5,7 +5,10 @@ use diesel::prelude::*;
 use super::schema::{interactions, sessions};
 use super::AnyConnection;
 
-/// A session row. `user_id` is `None` until the browser has logged in.
+/// A session row. `user_id` is `None` until the browser has signed in with every factor it
+/// needs; between the password and the second factor (or enrolment) the user is in
+/// `pending_user_id`, for `pending_stage`, until `pending_until`: a half-signed-in session, which
+/// reaches neither consent nor a code (checklist 54).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct Session {
@@ -14,9 +17,101 @@ pub struct Session {
     pub auth_time: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// How the user signed in (RFC 8176 `amr`, a JSON list): carried by the grants it approves.
+    pub amr: String,
+    pub pending_user_id: Option<String>,
+    pub pending_stage: Option<String>,
+    pub pending_until: Option<i64>,
+}
+
+/// What a half-signed-in session waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingStage {
+    /// A TOTP code or a recovery code.
+    SecondFactor,
+    /// Enrolment in TOTP, which a client or the policy requires.
+    Enrol,
+}
+
+impl PendingStage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PendingStage::SecondFactor => "otp",
+            PendingStage::Enrol => "enrol",
+        }
+    }
+
+    fn parse(s: &str) -> Option<PendingStage> {
+        match s {
+            "otp" => Some(PendingStage::SecondFactor),
+            "enrol" => Some(PendingStage::Enrol),
+            _ => None,
+        }
+    }
 }
 
 impl Session {
+    /// An anonymous session (no one signed in).
+    pub fn anonymous(id_hash: String, now: i64, ttl: i64) -> Session {
+        Session {
+            id_hash,
+            user_id: None,
+            auth_time: None,
+            created_at: now,
+            expires_at: now + ttl,
+            amr: "[]".to_owned(),
+            pending_user_id: None,
+            pending_stage: None,
+            pending_until: None,
+        }
+    }
+
+    /// A signed-in session.
+    pub fn signed_in(
+        id_hash: String,
+        user_id: &str,
+        amr: &[String],
+        now: i64,
+        ttl: i64,
+    ) -> Session {
+        Session {
+            user_id: Some(user_id.to_owned()),
+            auth_time: Some(now),
+            amr: super::encode_list(amr),
+            ..Session::anonymous(id_hash, now, ttl)
+        }
+    }
+
+    /// A half-signed-in session: the password was right, `stage` comes next, until `until`.
+    pub fn half_signed_in(
+        id_hash: String,
+        user_id: &str,
+        stage: PendingStage,
+        now: i64,
+        until: i64,
+    ) -> Session {
+        Session {
+            pending_user_id: Some(user_id.to_owned()),
+            pending_stage: Some(stage.as_str().to_owned()),
+            pending_until: Some(until),
+            ..Session::anonymous(id_hash, now, until - now)
+        }
+    }
+
+    /// The user and stage a half-signed-in session waits for, while it has not run out.
+    pub fn pending(&self, now: i64) -> Option<(&str, PendingStage)> {
+        if self.pending_until? <= now {
+            return None;
+        }
+        let stage = PendingStage::parse(self.pending_stage.as_deref()?)?;
+        Some((self.pending_user_id.as_deref()?, stage))
+    }
+
+    /// The session's `amr` list.
+    pub fn amr_list(&self) -> Vec<String> {
+        super::decode_list(&self.amr)
+    }
+
     pub fn insert(&self, conn: &mut AnyConnection) -> QueryResult<()> {
         diesel::insert_into(sessions::table)
             .values(self.clone())
@@ -49,11 +144,7 @@ impl Session {
         also: impl FnOnce(&mut AnyConnection) -> QueryResult<()>,
     ) -> QueryResult<bool> {
         super::write_tx(conn, |conn| {
-            new.insert(conn)?;
-            diesel::update(interactions::table.filter(interactions::session_hash.eq(old_hash)))
-                .set(interactions::session_hash.eq(&new.id_hash))
-                .execute(conn)?;
-            if diesel::delete(sessions::table.find(old_hash)).execute(conn)? != 1 {
+            if !Session::replace_in(conn, old_hash, new)? {
                 return Err(diesel::result::Error::RollbackTransaction);
             }
             also(conn)
@@ -63,6 +154,20 @@ impl Session {
             diesel::result::Error::RollbackTransaction => Ok(false),
             other => Err(other),
         })
+    }
+
+    /// [`Session::replace`] inside the caller's transaction: false when the old session is gone,
+    /// and the caller must then roll back (the new session was inserted).
+    pub fn replace_in(
+        conn: &mut AnyConnection,
+        old_hash: &str,
+        new: &Session,
+    ) -> QueryResult<bool> {
+        new.insert(conn)?;
+        diesel::update(interactions::table.filter(interactions::session_hash.eq(old_hash)))
+            .set(interactions::session_hash.eq(&new.id_hash))
+            .execute(conn)?;
+        Ok(diesel::delete(sessions::table.find(old_hash)).execute(conn)? == 1)
     }
 
     /// Ends one session; its pending authorization requests go with it (foreign key).

@@ -815,3 +815,73 @@ fn cli_audit_tail_prints_recent_events() {
         }
     }
 }
+
+/// A master key file for commands that seal secrets (as `serve` would have created).
+fn write_master_key(db: &TestDb) {
+    std::fs::create_dir_all(db.keys_dir()).expect("keys dir");
+    std::fs::write(
+        db.keys_dir().join("master.key"),
+        "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80\n",
+    )
+    .expect("master key");
+}
+
+#[test]
+fn cli_user_totp_enroll_and_reset() {
+    for db in backends() {
+        let b = db.label;
+        ok(
+            &run(&db, &["user", "create", "--username", "alice"], Some(GOOD_PASSWORD)),
+            "user create",
+        );
+        // No master key yet: a readable refusal, nothing enrolled.
+        let line = fails_readably(
+            &run(&db, &["user", "totp-enroll", "--username", "alice", "--json"], None),
+            "totp-enroll without a master key",
+        );
+        assert!(line.contains("master key"), "[{b}] {line}");
+        write_master_key(&db);
+
+        let out = json_out(
+            &run(&db, &["user", "totp-enroll", "--username", "alice", "--json"], None),
+            "totp-enroll",
+        );
+        let secret = out["secret"].as_str().expect("secret");
+        assert_eq!(secret.len(), 32, "[{b}] 160 bits in base32: {out}");
+        let url = out["otpauth_url"].as_str().expect("otpauth_url");
+        assert!(url.starts_with("otpauth://totp/Gatehouse:alice?"), "[{b}] {url}");
+        assert!(url.contains("issuer=Gatehouse") && url.contains(secret), "[{b}] {url}");
+        let codes = out["recovery_codes"].as_array().expect("recovery_codes");
+        assert_eq!(codes.len(), 10, "[{b}] {out}");
+
+        // Enrolling twice is refused, naming the way out.
+        let line = fails_readably(
+            &run(&db, &["user", "totp-enroll", "--username", "alice"], None),
+            "totp-enroll twice",
+        );
+        assert!(line.contains("totp-reset"), "[{b}] {line}");
+        let line = fails_readably(
+            &run(&db, &["user", "totp-enroll", "--username", "nobody"], None),
+            "totp-enroll unknown user",
+        );
+        assert!(line.contains("nobody"), "[{b}] {line}");
+
+        let out = ok(
+            &run(&db, &["user", "totp-reset", "--username", "alice"], None),
+            "totp-reset",
+        );
+        assert!(out.contains("removed"), "[{b}] {out}");
+        let out = ok(
+            &run(&db, &["user", "totp-enroll", "--username", "alice"], None),
+            "totp-enroll after reset",
+        );
+        assert!(out.contains("recovery codes"), "[{b}] {out}");
+
+        // The audit log has each step; the secret is in none of it.
+        let raw = ok(&run(&db, &["audit", "tail", "--json"], None), "audit tail");
+        assert!(!raw.contains(secret), "[{b}] secret in the audit log");
+        for event in ["mfa_enrolled", "mfa_reset"] {
+            assert!(raw.contains(event), "[{b}] {event} missing: {raw}");
+        }
+    }
+}

@@ -113,6 +113,7 @@ fn token_at(keys: &KeySet, now: i64) -> String {
         scope: "api:read",
         roles: &[],
         grant_id: None,
+        amr: &[],
     };
     mint(keys.signer().unwrap(), ISS, &grant, now, 900)
         .unwrap()

@@ -37,6 +37,7 @@ pub struct TokenResponse {
 }
 
 /// Everything a grant needs, read once per request (the clock included).
+#[derive(Clone)]
 struct Ctx {
     now: i64,
     lifetimes: Lifetimes,
@@ -302,6 +303,7 @@ fn respond(
             scope: &issue.scope,
             roles: &issue.roles,
             grant_id: issue.grant_id.as_ref().map(|g| g.as_str()),
+            amr: &issue.amr,
         },
         now,
         ttl,

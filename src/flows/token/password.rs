@@ -1,18 +1,22 @@
-//! The password grant's service (RFC 6749 §4.3): one pool hop reads the client and the user,
-//! argon2 checks the password (the same work for an unknown user, checklist 50), and a second hop
-//! applies `oauth::grants::password`'s plan.
+//! The password grant's service (RFC 6749 §4.3): one pool hop reads the client, the user and the
+//! user's TOTP factor, argon2 checks the password (the same work for an unknown user, checklist
+//! 50), and a second hop applies `oauth::grants::password`'s plan. A user with a second factor
+//! needs `otp` or `recovery_code` too (checklist 28); its compare-and-swap is the plan's first
+//! write, in the grant's transaction.
 
 use crate::audit::{Actor, AuditEvent, Entry, Outcome};
+use crate::flows::mfa::{self, Presented, Refusal};
 use crate::oauth::client_auth::ClientCredentials;
-use crate::oauth::grants::password::{check_request, decide, Fresh};
+use crate::oauth::grants::password::{check_request, decide, Fresh, SecondFactor};
 use crate::oauth::grants::Issue;
-use crate::oauth::model::GrantType;
+use crate::oauth::model::{Client, GrantType};
 use crate::oauth::token_request::PasswordRequest;
 use crate::secret::{new_id, PlainToken};
 use crate::state::AppState;
+use crate::store::mfa::TotpFactor;
 use crate::store::users::User;
 
-use super::{apply_writes, finish, transaction, with_client, Ctx, EndpointError, Hop};
+use super::{apply_writes, finish, transaction, with_client, Applied, Ctx, EndpointError, Hop};
 
 pub(super) async fn grant(
     state: &AppState,
@@ -29,11 +33,15 @@ pub(super) async fn grant(
                     Err(e) => return Ok(Err(e)),
                 };
                 let user = User::find_by_username(conn, &username)?;
-                Ok(Ok((target, user, request)))
+                let factor = match &user {
+                    Some(u) => TotpFactor::find(conn, &u.id)?.filter(TotpFactor::is_active),
+                    None => None,
+                };
+                Ok(Ok((target, user, factor, request)))
             })
         })
         .await?;
-    let (client, (target, user, request)) = match found {
+    let (client, (target, user, factor, request)) = match found {
         Ok((client, Ok(found))) => (client, found),
         Ok((client, Err(e))) => return Ok(Ok((client, Err(e)))),
         Err(e) => return Ok(Err(e)),
@@ -41,15 +49,21 @@ pub(super) async fn grant(
     let password_ok = state
         .passwords
         .verify(
-            request.password,
+            request.password.clone(),
             user.as_ref().map(|u| u.password_hash.clone()),
         )
         .await?;
+    let presented = mfa::presented(request.otp.as_deref(), request.recovery_code.as_deref());
+    let second = match (&user, password_ok) {
+        (Some(_), true) => second_factor(state, &client, factor.as_ref(), &presented, ctx.now)?,
+        _ => SecondFactor::NotNeeded,
+    };
     let account = user.as_ref().map(User::account);
     let plan = decide(
         target,
         account.as_ref(),
         password_ok,
+        second.clone(),
         &client,
         &ctx.lifetimes,
         Fresh {
@@ -58,32 +72,138 @@ pub(super) async fn grant(
         },
         ctx.now,
     );
+    let user_id = account.as_ref().map(|a| a.id.to_string());
     if plan.writes.is_empty() {
-        tracing::info!(client_id = %client.id, "password grant: wrong credentials");
-        // A refused password check is a failed sign-in; the user is named only when it exists.
-        let mut entry = Entry::new(
-            AuditEvent::SignIn,
-            Outcome::Failure,
-            Actor::Client(client.id.to_string()),
-            ctx.now,
-        )
-        .client(client.id.to_string())
-        .address(ctx.address.clone())
-        .detail("password grant");
-        entry.user_id = account.as_ref().map(|a| a.id.to_string());
+        // Refused before writing: wrong credentials, or a right password whose second factor is
+        // missing or wrong. Each is a failed sign-in (the user named only when it exists).
+        let entry = match (&user_id, &second) {
+            (Some(id), SecondFactor::Wrong | SecondFactor::Totp { .. }) => {
+                tracing::info!(client_id = %client.id, "password grant: second factor refused");
+                let refusal = match second {
+                    SecondFactor::Totp { .. } => Refusal::Replayed,
+                    _ => presented.clone().err().unwrap_or(Refusal::Wrong),
+                };
+                factor_failure(id, &client, &ctx, &presented, refusal)
+            }
+            (Some(id), SecondFactor::Missing | SecondFactor::NotEnrolled) => {
+                tracing::info!(client_id = %client.id, "password grant: second factor required");
+                sign_in_failure(
+                    &client,
+                    &ctx,
+                    Some(id.clone()),
+                    "password grant: second factor required",
+                )
+            }
+            _ => {
+                tracing::info!(client_id = %client.id, "password grant: wrong credentials");
+                sign_in_failure(&client, &ctx, user_id.clone(), "password grant")
+            }
+        };
         state
             .db(move |conn| crate::store::audit::record(conn, &entry).map_err(EndpointError::from))
             .await?;
         return Ok(Ok((client, plan.into_result())));
     }
     let c = client.clone();
+    let tx_ctx = ctx.clone();
+    let used = user_id.clone().map(|id| {
+        let via = presented.clone().ok().flatten();
+        (id, via)
+    });
     let result = state
         .db(move |conn| {
+            let ctx = tx_ctx;
             transaction(conn, |conn| {
-                apply_writes(conn, &plan.writes, ctx.now)?;
+                if let Applied::LostRace = apply_writes(conn, &plan.writes, ctx.now)? {
+                    // The code or recovery code was used by a concurrent request first.
+                    return Err(super::TxEnd::Rollback(
+                        crate::oauth::grants::password::second_factor_not_valid(),
+                    ));
+                }
+                if let Some((id, Some(via))) = &used {
+                    let entry = mfa::audit_entry(&Ok(Vec::new()), Some(via), id, ctx.now)
+                        .client(c.id.to_string())
+                        .address(ctx.address.clone());
+                    crate::store::audit::record(conn, &entry)?;
+                }
                 finish(conn, &ctx, GrantType::Password, plan, &c, "")
             })
         })
         .await?;
+    if let (Err(_), Some(id)) = (&result, &user_id) {
+        // The rollback took the grant back; the failed factor is still on record.
+        let entry = factor_failure(id, &client, &ctx, &presented, Refusal::Replayed);
+        state
+            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(EndpointError::from))
+            .await?;
+    }
     Ok(Ok((client, result)))
+}
+
+/// What the core needs to know of the second factor, once the password was right.
+fn second_factor(
+    state: &AppState,
+    client: &Client,
+    factor: Option<&TotpFactor>,
+    presented: &Result<Option<Presented>, Refusal>,
+    now: i64,
+) -> Result<SecondFactor, EndpointError> {
+    let Some(factor) = factor else {
+        let required = crate::mfa::required(
+            client.require_mfa,
+            state.settings.mfa.required_for_all_clients,
+        );
+        return Ok(if required {
+            SecondFactor::NotEnrolled
+        } else {
+            SecondFactor::NotNeeded
+        });
+    };
+    Ok(match presented {
+        Err(_) => SecondFactor::Wrong,
+        Ok(None) => SecondFactor::Missing,
+        Ok(Some(Presented::Recovery(code))) => SecondFactor::Recovery {
+            code_hash: code.hash().0,
+        },
+        Ok(Some(Presented::Totp(code))) => {
+            let secret = state
+                .master
+                .open(&factor.secret_jwe)
+                .map_err(|e| EndpointError::Internal(e.into()))?;
+            match crate::mfa::TotpSecret::from_bytes(secret).matched_step(code, now) {
+                Some(step) => SecondFactor::Totp {
+                    step,
+                    last_step: factor.last_step,
+                },
+                None => SecondFactor::Wrong,
+            }
+        }
+    })
+}
+
+fn sign_in_failure(client: &Client, ctx: &Ctx, user_id: Option<String>, detail: &str) -> Entry {
+    let mut entry = Entry::new(
+        AuditEvent::SignIn,
+        Outcome::Failure,
+        Actor::Client(client.id.to_string()),
+        ctx.now,
+    )
+    .client(client.id.to_string())
+    .address(ctx.address.clone())
+    .detail(detail.to_owned());
+    entry.user_id = user_id;
+    entry
+}
+
+fn factor_failure(
+    user_id: &str,
+    client: &Client,
+    ctx: &Ctx,
+    presented: &Result<Option<Presented>, Refusal>,
+    refusal: Refusal,
+) -> Entry {
+    let via = presented.as_ref().ok().and_then(Option::as_ref);
+    mfa::audit_entry(&Err(refusal), via, user_id, ctx.now)
+        .client(client.id.to_string())
+        .address(ctx.address.clone())
 }

@@ -70,7 +70,7 @@ pub(super) fn refresh(
                 LostRace::ReadAgain => attempt += 1,
                 LostRace::Plan(plan) => {
                     apply_writes(conn, &plan.writes, ctx.now)?;
-                    return done(conn, plan);
+                    return done(conn, *plan);
                 }
             }
         }

@@ -86,6 +86,7 @@ pub fn decide(
             roles: code.user.roles.clone(),
             grant_id: Some(code.grant_id.clone()),
             refresh,
+            amr: code.grant.amr.clone(),
         },
     )
 }
@@ -127,6 +128,7 @@ mod tests {
             audiences: vec![],
             allowed_origins: vec![],
             created_at: 0,
+            require_mfa: false,
         }
     }
 
@@ -144,6 +146,7 @@ mod tests {
             grant: GrantState {
                 expires_at: NOW + 500,
                 revoked_at: None,
+                amr: vec!["pwd".into()],
             },
             user: Account {
                 id: "usr_1".into(),

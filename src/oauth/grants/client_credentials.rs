@@ -32,6 +32,7 @@ pub fn decide(client: &Client, request: &ClientCredentialsRequest) -> Plan {
                 roles: Vec::new(),
                 grant_id: None,
                 refresh: None,
+                amr: Vec::new(),
             },
         ),
         Err(e) => Plan::refuse(e),
@@ -55,6 +56,7 @@ mod tests {
             audiences: vec!["https://api.example".into()],
             allowed_origins: vec![],
             created_at: 0,
+            require_mfa: false,
         }
     }
 

@@ -34,6 +34,17 @@ pub enum Write {
     },
     InsertGrant(NewGrant),
     InsertRefresh(NewRefresh),
+    /// Records a TOTP time step as used. A compare-and-swap: it fails when this step (or a
+    /// later one) was accepted before, on any instance (checklist 52).
+    AcceptTotpStep {
+        user_id: UserId,
+        step: i64,
+    },
+    /// Marks a recovery code used. A compare-and-swap: it fails when the code was used before.
+    UseRecoveryCode {
+        user_id: UserId,
+        code_hash: String,
+    },
 }
 
 impl Write {
@@ -41,7 +52,10 @@ impl Write {
     pub fn is_conditional(&self) -> bool {
         matches!(
             self,
-            Write::ConsumeCode { .. } | Write::RotateRefresh { .. }
+            Write::ConsumeCode { .. }
+                | Write::RotateRefresh { .. }
+                | Write::AcceptTotpStep { .. }
+                | Write::UseRecoveryCode { .. }
         )
     }
 }
@@ -145,6 +159,8 @@ pub struct Issue {
     /// The grant the token comes from; revoking it makes the access token inactive.
     pub grant_id: Option<GrantId>,
     pub refresh: Option<PlainToken>,
+    /// How the user authenticated (RFC 8176), carried as the token's `amr`.
+    pub amr: Vec<String>,
 }
 
 /// How long what the grants write lives (settings, read once per request).

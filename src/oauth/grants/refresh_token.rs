@@ -123,6 +123,7 @@ pub fn decide(
             .unwrap_or_default(),
         grant_id: Some(token.grant_id.clone()),
         refresh: Some(successor.clone()),
+        amr: token.grant.amr.clone(),
     };
     if resend {
         return Plan::issue(Vec::new(), issue).with_event(Event::RefreshResent);
@@ -172,18 +173,18 @@ pub enum LostRace {
     /// Read the token again and decide again (once): the retry window may let this request
     /// share the winner's successor.
     ReadAgain,
-    /// Apply this plan instead.
-    Plan(Plan),
+    /// Apply this plan instead (boxed: a plan is large and this is the rare path).
+    Plan(Box<Plan>),
 }
 
 /// `attempt` counts the decisions made for this request (1 for the first).
 pub fn lost_race(token: &StoredRefresh, lifetimes: &Lifetimes, attempt: u32) -> LostRace {
     if lifetimes.retry_window <= 0 {
-        LostRace::Plan(reuse(token))
+        LostRace::Plan(Box::new(reuse(token)))
     } else if attempt < 2 {
         LostRace::ReadAgain
     } else {
-        LostRace::Plan(Plan::refuse(already_used()))
+        LostRace::Plan(Box::new(Plan::refuse(already_used())))
     }
 }
 
@@ -215,6 +216,7 @@ mod tests {
             audiences: vec![],
             allowed_origins: vec![],
             created_at: 0,
+            require_mfa: false,
         }
     }
 
@@ -232,6 +234,7 @@ mod tests {
             grant: GrantState {
                 expires_at: NOW + 1000,
                 revoked_at: None,
+                amr: vec!["pwd".into()],
             },
             user: Some(Account {
                 id: "usr_1".into(),
@@ -369,11 +372,11 @@ mod tests {
         let s = stored();
         assert_eq!(
             lost_race(&s, &OFF, 1),
-            LostRace::Plan(Plan::revoke_and_refuse(
+            LostRace::Plan(Box::new(Plan::revoke_and_refuse(
                 &s.grant_id,
                 already_used(),
                 Event::RefreshReused
-            ))
+            )))
         );
         assert_eq!(lost_race(&s, &WINDOW, 1), LostRace::ReadAgain);
         let LostRace::Plan(plan) = lost_race(&s, &WINDOW, 2) else {

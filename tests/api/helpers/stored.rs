@@ -388,13 +388,11 @@ impl TestApp {
         let expires_at = now + self.settings.session.interaction_ttl_secs;
         let mut conn = self.conn();
         for i in 0..n {
-            let session = Session {
-                id_hash: sha256_hex(&format!("seeded session {i}")),
-                user_id: None,
-                auth_time: None,
-                created_at: now,
-                expires_at,
-            };
+            let session = Session::anonymous(
+                sha256_hex(&format!("seeded session {i}")),
+                now,
+                expires_at - now,
+            );
             session.insert(&mut conn).expect("seed session");
             Interaction {
                 id_hash: sha256_hex(&format!("seeded interaction {i}")),
@@ -438,6 +436,7 @@ impl TestApp {
                         session_hash: None,
                         created_at: now,
                         expires_at: now + ttl,
+                        amr: vec!["pwd".into()],
                     },
                 )
                 .expect("seed grant");

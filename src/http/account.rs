@@ -1,0 +1,68 @@
+//! `/account/mfa`: the signed-in user's two-step verification page.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::authorize::{browser_form, new_session_cookie, page_params, session_cookie};
+use super::pages;
+use super::rate_limit::Group;
+use crate::flows::account::{self as flow, AccountOutcome};
+use crate::state::AppState;
+
+fn respond(state: &AppState, outcome: AccountOutcome) -> HttpResponse {
+    match outcome {
+        AccountOutcome::Page(view, message) => pages::account_mfa(&view, message),
+        AccountOutcome::Codes {
+            codes,
+            continue_to,
+            new_session,
+        } => {
+            let mut resp = pages::recovery_codes(&codes, continue_to.as_deref());
+            if let Some(token) = new_session {
+                // The page itself sets the signed-in session (no redirect: the codes show once).
+                if let Err(e) = resp.add_cookie(&new_session_cookie(state, &token)) {
+                    tracing::error!(error = %e, "setting the session cookie failed");
+                }
+            }
+            resp
+        }
+        AccountOutcome::Done(message) => pages::error(StatusCode::OK, "Two-step verification", message),
+        AccountOutcome::SignInFirst => pages::error(
+            StatusCode::UNAUTHORIZED,
+            "Sign in first",
+            "Sign in to an application through Gatehouse, then follow its link to two-step verification.",
+        ),
+        AccountOutcome::BadRequest(message) => pages::bad_request(message),
+    }
+}
+
+pub async fn page(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let params = match page_params(&req) {
+        Ok(p) => p,
+        Err(resp) => return Ok(*resp),
+    };
+    let cookie = session_cookie(&state, &req);
+    let outcome = flow::page(&state, cookie.as_deref(), params.get("interaction")).await?;
+    Ok(respond(&state, outcome))
+}
+
+pub async fn submit(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, crate::error::AppError> {
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Login) {
+        return Ok(pages::too_many_requests(secs));
+    }
+    let form = match browser_form(&state, &req, &body) {
+        Ok(f) => f,
+        Err(resp) => return Ok(*resp),
+    };
+    let cookie = session_cookie(&state, &req);
+    let outcome = flow::submit(&state, form, cookie.as_deref(), ip).await?;
+    Ok(respond(&state, outcome))
+}
