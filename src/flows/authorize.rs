@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use crate::audit::{self, Actor, AuditEvent, Entry};
 use crate::error::AppError;
+use crate::flows::lockout::{self, Attempt, Device, DeviceCookie, Factor};
 use crate::oauth::authorize::{self, BoundRedirect};
 use crate::oauth::metadata::paths;
 use crate::oauth::model::{Client, NewGrant};
@@ -63,6 +64,13 @@ pub enum Outcome {
     BadRequest(&'static str),
     /// Too many password checks wait already: the page again, as 503 with `Retry-After`.
     Busy(PageView),
+    /// Signed in: 303 to this location, setting the new session cookie and the device cookie
+    /// (checklist 59).
+    SignedIn {
+        location: String,
+        new_session: PlainToken,
+        device: DeviceCookie,
+    },
 }
 
 const EXPIRED: &str =
@@ -262,13 +270,16 @@ pub async fn login_page(
     }
 }
 
-/// `POST /login`: checks the password; on success a new session id and 303 to consent. Both
-/// outcomes go to the audit log, with `ip` (the client's address) anonymised.
+/// `POST /login`: checks the password; on success a new session id, a device cookie and 303 to
+/// consent. Both outcomes go to the audit log, with `ip` (the client's address) anonymised. Each
+/// attempt on a real user counts against the lockout of the device `device_cookie` names
+/// (`flows::lockout`); a locked one is answered as a wrong password.
 #[tracing::instrument(skip_all)]
 pub async fn login_submit(
     state: &AppState,
     form: Params,
     session_cookie: Option<&str>,
+    device_cookie: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
     let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
@@ -288,17 +299,32 @@ pub async fn login_submit(
     // Who a failure is about: the named user when one exists (disabled or not), never the name typed.
     let named = found.as_ref().map(|u| u.id.clone());
     let user = found.filter(User::is_active);
-    // One argon2 computation whether or not the user exists (checklist 50).
+    let now = state.clock.now();
+    // Lockout (checklist 49, 59): the attempt is charged before the password is checked.
+    // A name that matches no user gets no counter.
+    let (device, attempt) = match &named {
+        Some(id) => {
+            let device = lockout::recognise(state, device_cookie, id, now);
+            let attempt = lockout::begin(state, id, Factor::Password, &device, now).await?;
+            (device, Some(attempt))
+        }
+        None => (Device::Unknown, None),
+    };
+    let locked = attempt.as_ref().is_some_and(Attempt::is_locked);
+    // One argon2 computation whether or not the user exists (checklist 50) or is locked out.
+    let stored = user.as_ref().filter(|_| !locked);
     let ok = match state
         .passwords
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .verify(password, stored.map(|u| u.password_hash.clone()))
         .await
     {
         Ok(ok) => ok,
-        Err(PasswordError::Busy) => return Ok(Outcome::Busy(view(state, &ctx, &id))),
+        Err(PasswordError::Busy) => {
+            lockout::settle_unchecked(state, attempt).await?;
+            return Ok(Outcome::Busy(view(state, &ctx, &id)));
+        }
         Err(PasswordError::Internal(e)) => return Err(e.into()),
     };
-    let now = state.clock.now();
     let sign_in = |outcome| {
         Entry::new(AuditEvent::SignIn, outcome, Actor::Anonymous, now)
             .client(ctx.client.id.to_string())
@@ -309,14 +335,15 @@ pub async fn login_submit(
         tracing::info!("login failed");
         let mut entry = sign_in(audit::Outcome::Failure);
         entry.user_id = named;
-        state
-            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(AppError::from))
-            .await?;
+        lockout::settle_failure(state, attempt, now, entry).await?;
         return Ok(Outcome::Retry(
             view(state, &ctx, &id),
             "Invalid username or password.",
         ));
     };
+    if let Some(Attempt::Open(ticket)) = attempt {
+        lockout::succeeded(state, ticket).await?;
+    }
     let cookie = PlainToken::generate();
     let new = Session {
         id_hash: cookie.hash().0,
@@ -340,9 +367,10 @@ pub async fn login_submit(
         return Ok(Outcome::BadRequest(EXPIRED));
     }
     tracing::info!(user_id = %user.id, "login succeeded");
-    Ok(Outcome::SeeOther {
+    Ok(Outcome::SignedIn {
         location: with_interaction(paths::CONSENT, &id),
-        new_session: Some(cookie),
+        new_session: cookie,
+        device: lockout::device_cookie(state, &user.id, &device, now),
     })
 }
 

@@ -1,8 +1,10 @@
 //! The password grant's service (RFC 6749 §4.3): one pool hop reads the client and the user,
 //! argon2 checks the password (the same work for an unknown user, checklist 50), and a second hop
-//! applies `oauth::grants::password`'s plan.
+//! applies `oauth::grants::password`'s plan. Each attempt on a real user counts against the
+//! lockout of the user's unknown devices (`flows::lockout`, checklist 49).
 
 use crate::audit::{Actor, AuditEvent, Entry, Outcome};
+use crate::flows::lockout::{self, Attempt, Device, Factor};
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::grants::password::{check_request, decide, Fresh};
 use crate::oauth::grants::Issue;
@@ -38,13 +40,26 @@ pub(super) async fn grant(
         Ok((client, Err(e))) => return Ok(Ok((client, Err(e)))),
         Err(e) => return Ok(Err(e)),
     };
-    let password_ok = state
-        .passwords
-        .verify(
-            request.password,
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await?;
+    // Lockout (checklist 49): charged before the password is checked, always as an unknown
+    // device; a locked attempt checks the dummy hash instead (same cost, same answer).
+    let attempt = match &user {
+        Some(u) => {
+            Some(lockout::begin(state, &u.id, Factor::Password, &Device::Unknown, ctx.now).await?)
+        }
+        None => None,
+    };
+    let locked = attempt.as_ref().is_some_and(Attempt::is_locked);
+    let stored = user
+        .as_ref()
+        .filter(|_| !locked)
+        .map(|u| u.password_hash.clone());
+    let password_ok = match state.passwords.verify(request.password, stored).await {
+        Ok(ok) => ok,
+        Err(e) => {
+            lockout::settle_unchecked(state, attempt).await?;
+            return Err(e.into());
+        }
+    };
     let account = user.as_ref().map(User::account);
     let plan = decide(
         target,
@@ -71,10 +86,11 @@ pub(super) async fn grant(
         .address(ctx.address.clone())
         .detail("password grant");
         entry.user_id = account.as_ref().map(|a| a.id.to_string());
-        state
-            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(EndpointError::from))
-            .await?;
+        lockout::settle_failure(state, attempt, ctx.now, entry).await?;
         return Ok(Ok((client, plan.into_result())));
+    }
+    if let Some(Attempt::Open(ticket)) = attempt {
+        lockout::succeeded(state, ticket).await?;
     }
     let c = client.clone();
     let result = state
