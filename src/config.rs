@@ -22,6 +22,7 @@ pub struct Settings {
     pub clients: ClientSettings,
     pub audit: AuditSettings,
     pub rate_limits: RateLimitSettings,
+    pub lockout: LockoutSettings,
     pub mfa: MfaSettings,
 }
 
@@ -130,6 +131,18 @@ pub struct RateLimitSettings {
     pub token_burst: u32,
     /// Most addresses each group remembers; past it, a new address is not limited.
     pub max_addresses: usize,
+}
+
+/// Sign-in lockout per user, device and factor (checklist 49, 59).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LockoutSettings {
+    /// Failures that lock one counter (a user's unknown devices, or one known device, for one
+    /// factor).
+    pub max_failures: u32,
+    /// How long a lock lasts; failures with none newer for this long are forgotten.
+    pub duration_secs: i64,
+    /// Lifetime of the device cookie a successful browser sign-in sets.
+    pub device_cookie_ttl_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -248,6 +261,25 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(1..=3650).contains(&self.audit.retention_days) {
             anyhow::bail!("audit.retention_days must be between 1 and 3650");
+        }
+        let lockout = &self.lockout;
+        if !(1..=100).contains(&lockout.max_failures) {
+            anyhow::bail!("lockout.max_failures must be between 1 and 100");
+        }
+        // At most max_failures guesses per lock period and counter: at least 36 s per failure
+        // keeps a counter at or below 100 failures an hour (checklist 49).
+        if lockout.duration_secs < 36 * i64::from(lockout.max_failures)
+            || lockout.duration_secs > 30 * 86_400
+        {
+            anyhow::bail!(
+                "lockout.duration_secs must be at least 36 s per allowed failure ({} s for \
+                 max_failures = {}) and at most 30 days",
+                36 * i64::from(lockout.max_failures),
+                lockout.max_failures
+            );
+        }
+        if !(3_600..=5 * 365 * 86_400).contains(&lockout.device_cookie_ttl_secs) {
+            anyhow::bail!("lockout.device_cookie_ttl_secs must be between 1 hour and 5 years");
         }
         if !(0..=300).contains(&self.clients.cache_secs) {
             anyhow::bail!("clients.cache_secs must be between 0 (off) and 300");

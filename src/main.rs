@@ -40,7 +40,7 @@ enum Command {
     /// Register, list and delete clients.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Create users, change their roles and passwords, disable them.
+    /// Create users, change their roles and passwords, disable and unlock them.
     #[command(subcommand)]
     User(UserCommand),
     /// List and rotate signing keys.
@@ -177,6 +177,15 @@ enum UserCommand {
         /// The login name.
         #[arg(long)]
         username: String,
+    },
+    /// Clear a user's sign-in failure counts and locks, on every device and factor.
+    Unlock {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -479,6 +488,22 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                 println!("TOTP and recovery codes removed for {}", user.username);
             } else {
                 println!("{} has no TOTP; nothing to remove", user.username);
+            }
+            return Ok(());
+        }
+        UserCommand::Unlock { username, json } => {
+            let mut conn = connect(settings)?;
+            let (user, cleared) = registry::unlock_user(&mut conn, &username, now())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"user_id": user.id, "username": user.username, "cleared": cleared})
+                );
+            } else {
+                println!(
+                    "unlocked {}: {cleared} failure counter(s) cleared; it may sign in again from any device",
+                    user.username
+                );
             }
             return Ok(());
         }

@@ -370,6 +370,26 @@ pub fn set_password(
     })
 }
 
+/// Clears every failure counter and lock of a user (checklist 49): all devices, all factors.
+/// Returns the user and how many counters there were.
+pub fn unlock_user(
+    conn: &mut AnyConnection,
+    username: &str,
+    now: i64,
+) -> Result<(User, usize), RegistryError> {
+    write_tx(conn, |conn| {
+        let user = find_user(conn, username)?;
+        let cleared = crate::store::lockout::delete_for_user(conn, &user.id)?;
+        crate::store::audit::record(
+            conn,
+            &by_operator(AuditEvent::Unlocked, now)
+                .user(user.id.clone())
+                .detail(format!("cleared {cleared} failure counters")),
+        )?;
+        Ok((user, cleared))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

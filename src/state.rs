@@ -22,6 +22,8 @@ pub struct AppState {
     pub csrf_key: [u8; 32],
     /// Key of the audit log's address hash, derived from the master key.
     pub audit_key: [u8; 32],
+    /// Key of the device cookies' HMAC (checklist 59), derived from the master key.
+    pub device_key: [u8; 32],
     /// Key of the HMAC that derives a refresh token's successor from it.
     pub refresh_successor_key: [u8; 32],
     /// `Cache-Control` of the metadata and JWKS documents.
@@ -81,6 +83,7 @@ impl AppState {
             passwords: Passwords::new(&settings.passwords)?,
             csrf_key: master.derive("gatehouse csrf v1"),
             audit_key: master.derive("gatehouse audit address v1"),
+            device_key: master.derive("gatehouse device cookie v1"),
             refresh_successor_key: master.derive("gatehouse refresh successor v1"),
             documents_cache_control: format!("public, max-age={}", settings.jwks.max_age_secs),
             keys: Keys::new(keyset),

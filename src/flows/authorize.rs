@@ -14,6 +14,8 @@ use std::net::IpAddr;
 
 use crate::audit::{self, Actor, AuditEvent, Entry};
 use crate::error::AppError;
+use crate::flows::lockout::{self, Attempt, Device, DeviceCookie, Factor};
+use crate::flows::mfa::{self as mfa_service, Presented, Refusal};
 use crate::mfa::{self, AfterPassword};
 use crate::oauth::authorize::{self, BoundRedirect};
 use crate::oauth::metadata::paths;
@@ -72,6 +74,13 @@ pub enum Outcome {
     BadRequest(&'static str),
     /// Too many password checks wait already: the page again, as 503 with `Retry-After`.
     Busy(PageView),
+    /// Signed in: 303 to this location, setting the new session cookie and the device cookie
+    /// (checklist 59).
+    SignedIn {
+        location: String,
+        new_session: PlainToken,
+        device: DeviceCookie,
+    },
 }
 
 const EXPIRED: &str =
@@ -291,13 +300,16 @@ pub async fn login_page(
     }
 }
 
-/// `POST /login`: checks the password; on success a new session id and 303 to consent. Both
-/// outcomes go to the audit log, with `ip` (the client's address) anonymised.
+/// `POST /login`: checks the password; on success a new session id, a device cookie and 303 to
+/// consent. Both outcomes go to the audit log, with `ip` (the client's address) anonymised. Each
+/// attempt on a real user counts against the lockout of the device `device_cookie` names
+/// (`flows::lockout`); a locked one is answered as a wrong password.
 #[tracing::instrument(skip_all)]
 pub async fn login_submit(
     state: &AppState,
     form: Params,
     session_cookie: Option<&str>,
+    device_cookie: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
     let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
@@ -325,17 +337,32 @@ pub async fn login_submit(
     // Who a failure is about: the named user when one exists (disabled or not), never the name typed.
     let named = found.as_ref().map(|u| u.id.clone());
     let user = found.filter(User::is_active);
-    // One argon2 computation whether or not the user exists (checklist 50).
+    let now = state.clock.now();
+    // Lockout (checklist 49, 59): the attempt is charged before the password is checked.
+    // A name that matches no user gets no counter.
+    let (device, attempt) = match &named {
+        Some(id) => {
+            let device = lockout::recognise(state, device_cookie, id, now);
+            let attempt = lockout::begin(state, id, Factor::Password, &device, now).await?;
+            (device, Some(attempt))
+        }
+        None => (Device::Unknown, None),
+    };
+    let locked = attempt.as_ref().is_some_and(Attempt::is_locked);
+    // One argon2 computation whether or not the user exists (checklist 50) or is locked out.
+    let stored = user.as_ref().filter(|_| !locked);
     let ok = match state
         .passwords
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .verify(password, stored.map(|u| u.password_hash.clone()))
         .await
     {
         Ok(ok) => ok,
-        Err(PasswordError::Busy) => return Ok(Outcome::Busy(view(state, &ctx, &id))),
+        Err(PasswordError::Busy) => {
+            lockout::settle_unchecked(state, attempt).await?;
+            return Ok(Outcome::Busy(view(state, &ctx, &id)));
+        }
         Err(PasswordError::Internal(e)) => return Err(e.into()),
     };
-    let now = state.clock.now();
     let sign_in = |outcome| {
         Entry::new(AuditEvent::SignIn, outcome, Actor::Anonymous, now)
             .client(ctx.client.id.to_string())
@@ -346,14 +373,15 @@ pub async fn login_submit(
         tracing::info!("login failed");
         let mut entry = sign_in(audit::Outcome::Failure);
         entry.user_id = named;
-        state
-            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(AppError::from))
-            .await?;
+        lockout::settle_failure(state, attempt, now, entry).await?;
         return Ok(Outcome::Retry(
             view(state, &ctx, &id),
             "Invalid username or password.",
         ));
     };
+    if let Some(Attempt::Open(ticket)) = attempt {
+        lockout::succeeded(state, ticket).await?;
+    }
     let required = mfa::required(
         ctx.client.require_mfa,
         state.settings.mfa.required_for_all_clients,
@@ -409,9 +437,10 @@ pub async fn login_submit(
         return Ok(Outcome::BadRequest(EXPIRED));
     }
     tracing::info!(user_id = %user.id, "login succeeded");
-    Ok(Outcome::SeeOther {
+    Ok(Outcome::SignedIn {
         location: with_interaction(paths::CONSENT, &id),
-        new_session: Some(cookie),
+        new_session: cookie,
+        device: lockout::device_cookie(state, &user.id, &device, now),
     })
 }
 
@@ -561,6 +590,7 @@ pub async fn otp_submit(
     state: &AppState,
     form: Params,
     session_cookie: Option<&str>,
+    device_cookie: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
     let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
@@ -577,47 +607,58 @@ pub async fn otp_submit(
         ));
     };
     let page = view(state, &ctx, &id);
-    let presented = match crate::flows::mfa::presented(form.get("code"), form.get("recovery_code"))
-    {
+    let now = state.clock.now();
+    let address = state.anonymise(ip);
+    let client_id = ctx.client.id.to_string();
+    // Second-factor failures have their own lockout count (checklist 49, 59), per device.
+    let device = lockout::recognise(state, device_cookie, &user.id, now);
+    let attempt = lockout::begin(state, &user.id, Factor::SecondFactor, &device, now).await?;
+    let failure = |refusal, presented: Option<&Presented>| {
+        mfa_service::audit_entry(&Err(refusal), presented, &user.id, now)
+            .client(client_id.clone())
+            .address(address.clone())
+    };
+    let presented = match mfa_service::presented(form.get("code"), form.get("recovery_code")) {
         Ok(Some(p)) => p,
         Ok(None) | Err(_) => {
-            let now = state.clock.now();
-            let entry = crate::flows::mfa::audit_entry(
-                &Err(crate::flows::mfa::Refusal::Malformed),
-                None,
-                &user.id,
-                now,
-            )
-            .client(ctx.client.id.to_string())
-            .address(state.anonymise(ip));
-            state
-                .db(move |conn| crate::store::audit::record(conn, &entry).map_err(AppError::from))
+            lockout::settle_failure(state, Some(attempt), now, failure(Refusal::Malformed, None))
                 .await?;
             return Ok(Outcome::RetryCode(page, CODE_MALFORMED));
         }
     };
-    let now = state.clock.now();
+    let Attempt::Open(ticket) = attempt else {
+        // Locked: answered as a wrong code, and nothing is checked.
+        lockout::settle_failure(
+            state,
+            Some(Attempt::Locked),
+            now,
+            failure(Refusal::Wrong, Some(&presented)),
+        )
+        .await?;
+        return Ok(Outcome::RetryCode(page, CODE_REFUSED));
+    };
     let master = state.master.clone();
     let cookie = PlainToken::generate();
     let ttl = state.settings.session.ttl_secs;
     let old = ctx.session.id_hash.clone();
-    let client_id = ctx.client.id.to_string();
-    let address = state.anonymise(ip);
     let user_id = user.id.clone();
     let new_hash = cookie.hash().0;
+    let (tx_client, tx_address, tx_presented) =
+        (client_id.clone(), address.clone(), presented.clone());
     let done = state
         .db(move |conn| {
             write_tx(conn, |conn| {
-                let checked = crate::flows::mfa::verify(conn, &master, &user_id, &presented, now)
+                let checked = mfa_service::verify(conn, &master, &user_id, &tx_presented, now)
                     .map_err(|e| OtpTx::App(e.into()))?;
-                let entry =
-                    crate::flows::mfa::audit_entry(&checked, Some(&presented), &user_id, now)
-                        .client(client_id.clone())
-                        .address(address.clone());
-                crate::store::audit::record(conn, &entry)?;
-                let Ok(amr) = checked else {
-                    return Ok::<_, OtpTx>(false);
+                let amr = match checked {
+                    Ok(amr) => amr,
+                    Err(refusal) => return Ok::<_, OtpTx>(Err(refusal)),
                 };
+                let used =
+                    mfa_service::audit_entry(&Ok(Vec::new()), Some(&tx_presented), &user_id, now)
+                        .client(tx_client.clone())
+                        .address(tx_address.clone());
+                crate::store::audit::record(conn, &used)?;
                 let new = Session::signed_in(new_hash.clone(), &user_id, &amr, now, ttl);
                 let sign_in = Entry::new(
                     AuditEvent::SignIn,
@@ -626,14 +667,14 @@ pub async fn otp_submit(
                     now,
                 )
                 .user(user_id.clone())
-                .client(client_id.clone())
-                .address(address.clone())
+                .client(tx_client.clone())
+                .address(tx_address.clone())
                 .detail("browser, second factor");
                 if !Session::replace_in(conn, &old, &new)? {
                     return Err(OtpTx::Gone);
                 }
                 crate::store::audit::record(conn, &sign_in)?;
-                Ok(true)
+                Ok(Ok(()))
             })
             .map(Some)
             .or_else(|e| match e {
@@ -643,17 +684,23 @@ pub async fn otp_submit(
         })
         .await?;
     match done {
-        Some(true) => {
+        Some(Ok(())) => {
+            lockout::succeeded(state, ticket).await?;
             tracing::info!(user_id = %user.id, "second factor accepted");
-            Ok(Outcome::SeeOther {
+            Ok(Outcome::SignedIn {
                 location: with_interaction(paths::CONSENT, &id),
-                new_session: Some(cookie),
+                new_session: cookie,
+                device: lockout::device_cookie(state, &user.id, &device, now),
             })
         }
-        Some(false) => {
+        Some(Err(refusal)) => {
             tracing::info!(user_id = %user.id, "second factor refused");
+            lockout::failed(state, ticket, now, failure(refusal, Some(&presented))).await?;
             Ok(Outcome::RetryCode(page, CODE_REFUSED))
         }
-        None => Ok(Outcome::BadRequest(EXPIRED)),
+        None => {
+            lockout::unchecked(state, ticket).await?;
+            Ok(Outcome::BadRequest(EXPIRED))
+        }
     }
 }

@@ -8,6 +8,7 @@ pub mod client_auth;
 pub mod client_cache;
 pub mod introspect;
 pub mod keys;
+pub mod lockout;
 pub mod logout;
 pub mod mfa;
 pub mod prune;

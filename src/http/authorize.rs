@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::pages;
 use super::rate_limit::Group;
 use crate::flows::authorize::{self as flow, Outcome, Start};
+use crate::flows::lockout::DeviceCookie;
 use crate::oauth::params::Params;
 use crate::secret::PlainToken;
 use crate::state::AppState;
@@ -23,6 +24,29 @@ pub fn session_cookie_name(state: &AppState) -> &'static str {
 pub fn session_cookie(state: &AppState, req: &HttpRequest) -> Option<String> {
     req.cookie(session_cookie_name(state))
         .map(|c| c.value().to_owned())
+}
+
+/// The device cookie's name (checklist 59): `__Host-` prefixed (and `Secure`) when the issuer is
+/// https.
+pub fn device_cookie_name(state: &AppState) -> &'static str {
+    if state.settings.is_https() {
+        "__Host-gatehouse_device"
+    } else {
+        "gatehouse_device"
+    }
+}
+
+fn set_device(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, device: &DeviceCookie) {
+    let cookie = Cookie::build(device_cookie_name(state), device.expose().to_owned())
+        .path("/")
+        .http_only(true)
+        .secure(state.settings.is_https())
+        .same_site(SameSite::Lax)
+        .max_age(actix_web::cookie::time::Duration::seconds(
+            device.max_age_secs,
+        ))
+        .finish();
+    resp.cookie(cookie);
 }
 
 /// The session cookie carrying `token`: HttpOnly, SameSite=Lax, Secure over https.
@@ -59,6 +83,17 @@ fn outcome(state: &AppState, outcome: Outcome, username: &str) -> HttpResponse {
         } => see_other(state, &location, new_session.as_ref()),
         Outcome::BadRequest(message) => pages::bad_request(message),
         Outcome::Busy(view) => pages::login_busy(&view, username),
+        Outcome::SignedIn {
+            location,
+            new_session,
+            device,
+        } => {
+            let mut resp = HttpResponse::SeeOther();
+            resp.insert_header((header::LOCATION, location));
+            set_session(state, &mut resp, &new_session);
+            set_device(state, &mut resp, &device);
+            resp.finish()
+        }
     }
 }
 
@@ -149,9 +184,11 @@ pub async fn login_submit(
     };
     let username = form.get("username").unwrap_or("").to_owned();
     let cookie = session_cookie(&state, &req);
+    let device = req.cookie(device_cookie_name(&state));
+    let device = device.as_ref().map(|c| c.value());
     let span = tracing::info_span!("login", client_ip = ?ip);
     let result = tracing::Instrument::instrument(
-        flow::login_submit(&state, form, cookie.as_deref(), ip),
+        flow::login_submit(&state, form, cookie.as_deref(), device, ip),
         span,
     )
     .await?;
@@ -223,6 +260,8 @@ pub async fn otp_submit(
         Err(resp) => return Ok(*resp),
     };
     let cookie = session_cookie(&state, &req);
-    let result = flow::otp_submit(&state, form, cookie.as_deref(), ip).await?;
+    let device = req.cookie(device_cookie_name(&state));
+    let device = device.as_ref().map(|c| c.value());
+    let result = flow::otp_submit(&state, form, cookie.as_deref(), device, ip).await?;
     Ok(outcome(&state, result, ""))
 }

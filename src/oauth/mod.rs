@@ -13,8 +13,10 @@
 
 pub mod authorize;
 pub mod client_auth;
+pub mod device_cookie;
 pub mod errors;
 pub mod grants;
+pub mod lockout;
 pub mod metadata;
 pub mod model;
 pub mod params;

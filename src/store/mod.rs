@@ -10,6 +10,7 @@ pub mod codes;
 pub mod grants;
 pub mod interactions;
 pub mod keys;
+pub mod lockout;
 pub mod mfa;
 pub mod prune;
 pub mod refresh;

@@ -145,6 +145,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sign_in_failures (user_id, device, factor) {
+        user_id -> Text,
+        device -> Text,
+        factor -> Text,
+        failures -> Integer,
+        locked_until -> Nullable<BigInt>,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(auth_codes -> grants (grant_id));
 diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::allow_tables_to_appear_in_same_query!(

@@ -831,26 +831,44 @@ fn cli_user_totp_enroll_and_reset() {
     for db in backends() {
         let b = db.label;
         ok(
-            &run(&db, &["user", "create", "--username", "alice"], Some(GOOD_PASSWORD)),
+            &run(
+                &db,
+                &["user", "create", "--username", "alice"],
+                Some(GOOD_PASSWORD),
+            ),
             "user create",
         );
         // No master key yet: a readable refusal, nothing enrolled.
         let line = fails_readably(
-            &run(&db, &["user", "totp-enroll", "--username", "alice", "--json"], None),
+            &run(
+                &db,
+                &["user", "totp-enroll", "--username", "alice", "--json"],
+                None,
+            ),
             "totp-enroll without a master key",
         );
         assert!(line.contains("master key"), "[{b}] {line}");
         write_master_key(&db);
 
         let out = json_out(
-            &run(&db, &["user", "totp-enroll", "--username", "alice", "--json"], None),
+            &run(
+                &db,
+                &["user", "totp-enroll", "--username", "alice", "--json"],
+                None,
+            ),
             "totp-enroll",
         );
         let secret = out["secret"].as_str().expect("secret");
         assert_eq!(secret.len(), 32, "[{b}] 160 bits in base32: {out}");
         let url = out["otpauth_url"].as_str().expect("otpauth_url");
-        assert!(url.starts_with("otpauth://totp/Gatehouse:alice?"), "[{b}] {url}");
-        assert!(url.contains("issuer=Gatehouse") && url.contains(secret), "[{b}] {url}");
+        assert!(
+            url.starts_with("otpauth://totp/Gatehouse:alice?"),
+            "[{b}] {url}"
+        );
+        assert!(
+            url.contains("issuer=Gatehouse") && url.contains(secret),
+            "[{b}] {url}"
+        );
         let codes = out["recovery_codes"].as_array().expect("recovery_codes");
         assert_eq!(codes.len(), 10, "[{b}] {out}");
 

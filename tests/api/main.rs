@@ -16,6 +16,7 @@ mod endpoints;
 mod grants;
 mod jwt_profile;
 mod keys;
+mod lockout;
 mod mfa;
 mod rate_limits;
 mod refresh_window;

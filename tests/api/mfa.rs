@@ -593,7 +593,11 @@ async fn a_password_only_session_signs_in_again_for_a_client_that_requires_mfa(a
     );
 }
 
-both_backends!(rule28_password_grant_needs_the_second_factor);
+// More wrong codes than the lockout allows by default: the lockout has its own test.
+both_backends!(
+    rule28_password_grant_needs_the_second_factor,
+    |s: &mut Settings| s.lockout.max_failures = 20
+);
 async fn rule28_password_grant_needs_the_second_factor(app: TestApp) {
     let client = app.password_client();
     app.user("alice", &[]);
@@ -782,7 +786,11 @@ async fn a_user_turns_totp_off_with_a_current_code_and_regenerates_recovery_code
         .await;
 }
 
-both_backends!(bad_input_on_the_code_step_gets_clear_answers);
+// More wrong codes than the lockout allows by default: the lockout has its own test.
+both_backends!(
+    bad_input_on_the_code_step_gets_clear_answers,
+    |s: &mut Settings| s.lockout.max_failures = 20
+);
 async fn bad_input_on_the_code_step_gets_clear_answers(app: TestApp) {
     let spa = app.spa_and_alice();
     // A code POST without any sign-in: a clear 400, never a 500.
@@ -882,4 +890,102 @@ async fn rule53_totp_secret_and_recovery_codes_are_never_stored_in_clear(app: Te
     assert!(service::reset(&mut app.conn(), &user, app.now()).expect("reset"));
     assert_eq!(app.audit_events_named("mfa_reset").len(), 1);
     assert!(!service::reset(&mut app.conn(), &user, app.now()).expect("reset"));
+}
+
+/// The device cookie a response sets, if any.
+fn device_cookie_of(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("gatehouse_device="))
+        .map(|v| cookie_pair(v).1)
+}
+
+/// A browser holding only this device cookie: the user's own browser another day.
+fn browser_with_device(app: &TestApp, value: &str) -> reqwest::Client {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let url = url::Url::parse(&app.address).expect("address");
+    jar.add_cookie_str(&format!("gatehouse_device={value}; Path=/"), &url);
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("browser")
+}
+
+/// /authorize → password in `browser`; returns the code page's location.
+async fn to_code_page(app: &TestApp, browser: &reqwest::Client, client: &TestClient) -> String {
+    let pkce = pkce();
+    let resp = get_with(
+        browser,
+        &app.url(&format!(
+            "/authorize?{}",
+            authz(&client.id, &pkce.challenge, &[])
+        )),
+    )
+    .await;
+    let (i, c) = app.form_fields(browser, &location(&resp)).await;
+    let resp = post_with(
+        browser,
+        &app.url("/login"),
+        &login_form(&i, &c, "alice", PASSWORD),
+    )
+    .await;
+    assert!(
+        device_cookie_of(&resp).is_none(),
+        "no device cookie before the second factor"
+    );
+    let next = location(&resp);
+    assert!(next.starts_with("/login/otp?"), "{next}");
+    next
+}
+
+both_backends!(rule59_second_factor_failures_lock_unknown_devices_and_spare_a_known_one);
+async fn rule59_second_factor_failures_lock_unknown_devices_and_spare_a_known_one(app: TestApp) {
+    let spa = app.spa_and_alice();
+    let (secret, codes) = enrol(&app, "alice");
+    // Alice signs in fully once: her browser becomes a known device.
+    let own = new_browser();
+    let page = to_code_page(&app, &own, &spa).await;
+    let resp = submit_code(&app, &own, &page, &[("code", &code(&app, &secret, 0))]).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let device = device_cookie_of(&resp).expect("device cookie after the full sign-in");
+
+    // Someone with her password guesses codes from another browser: after max_failures wrong
+    // codes even the right one (or a recovery code) is refused there, like a wrong code.
+    let max = app.settings.lockout.max_failures;
+    let thief = new_browser();
+    let page = to_code_page(&app, &thief, &spa).await;
+    for _ in 0..max {
+        let (status, body) =
+            page_text(submit_code(&app, &thief, &page, &[("code", "000000")]).await).await;
+        assert_eq!(status, 200);
+        assert!(body.contains("not valid"));
+    }
+    app.advance_clock(30);
+    let (status, body) =
+        page_text(submit_code(&app, &thief, &page, &[("code", &code(&app, &secret, 0))]).await)
+            .await;
+    assert_eq!(status, 200, "locked: {body}");
+    assert!(body.contains("not valid"), "same answer as a wrong code");
+    let (_, body) =
+        page_text(submit_code(&app, &thief, &page, &[("recovery_code", &codes[0])]).await).await;
+    assert!(body.contains("not valid"));
+    let locked = app.audit_events_named("locked_out");
+    assert_eq!(locked.len(), 1, "{locked:?}");
+    // The password count is separate: the thief's password still passes (the lock is on codes).
+    let _ = to_code_page(&app, &new_browser(), &spa).await;
+
+    // Alice's own device keeps its own count and signs in.
+    let known = browser_with_device(&app, &device);
+    let page = to_code_page(&app, &known, &spa).await;
+    app.advance_clock(30);
+    let resp = submit_code(&app, &known, &page, &[("code", &code(&app, &secret, 0))]).await;
+    assert_eq!(
+        resp.status().as_u16(),
+        303,
+        "the known device still signs in"
+    );
+    assert!(location(&resp).starts_with("/consent?"));
 }

@@ -3,8 +3,12 @@
 //! 50), and a second hop applies `oauth::grants::password`'s plan. A user with a second factor
 //! needs `otp` or `recovery_code` too (checklist 28); its compare-and-swap is the plan's first
 //! write, in the grant's transaction.
+//!
+//! Each attempt on a real user counts against the lockout of the user's unknown devices
+//! (`flows::lockout`, checklist 49): the password and the second factor each have their count.
 
 use crate::audit::{Actor, AuditEvent, Entry, Outcome};
+use crate::flows::lockout::{self, Attempt, Device, Factor};
 use crate::flows::mfa::{self, Presented, Refusal};
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::grants::password::{check_request, decide, Fresh, SecondFactor};
@@ -46,23 +50,73 @@ pub(super) async fn grant(
         Ok((client, Err(e))) => return Ok(Ok((client, Err(e)))),
         Err(e) => return Ok(Err(e)),
     };
-    let password_ok = state
+    // Lockout (checklist 49): charged before the password is checked, always as an unknown
+    // device; a locked attempt checks the dummy hash instead (same cost, same answer).
+    let attempt = match &user {
+        Some(u) => {
+            Some(lockout::begin(state, &u.id, Factor::Password, &Device::Unknown, ctx.now).await?)
+        }
+        None => None,
+    };
+    let locked = attempt.as_ref().is_some_and(Attempt::is_locked);
+    let stored = user
+        .as_ref()
+        .filter(|_| !locked)
+        .map(|u| u.password_hash.clone());
+    let password_ok = match state
         .passwords
-        .verify(
-            request.password.clone(),
-            user.as_ref().map(|u| u.password_hash.clone()),
-        )
-        .await?;
-    let presented = mfa::presented(request.otp.as_deref(), request.recovery_code.as_deref());
-    let second = match (&user, password_ok) {
-        (Some(_), true) => second_factor(state, &client, factor.as_ref(), &presented, ctx.now)?,
-        _ => SecondFactor::NotNeeded,
+        .verify(request.password.clone(), stored)
+        .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            lockout::settle_unchecked(state, attempt).await?;
+            return Err(e.into());
+        }
     };
     let account = user.as_ref().map(User::account);
+    let user_id = account.as_ref().map(|a| a.id.to_string());
+    let password_accepted = password_ok && account.as_ref().is_some_and(|a| a.active);
+    if !password_accepted {
+        tracing::info!(client_id = %client.id, "password grant: wrong credentials");
+        // A refused password check is a failed sign-in; the user is named only when it exists.
+        let entry = sign_in_failure(&client, &ctx, user_id.clone(), "password grant");
+        lockout::settle_failure(state, attempt, ctx.now, entry).await?;
+        let plan = decide(
+            target,
+            account.as_ref(),
+            false,
+            SecondFactor::NotNeeded,
+            &client,
+            &ctx.lifetimes,
+            Fresh {
+                grant_id: new_id("gr").into(),
+                refresh: PlainToken::generate(),
+            },
+            ctx.now,
+        );
+        return Ok(Ok((client, plan.into_result())));
+    }
+    if let Some(Attempt::Open(ticket)) = attempt {
+        lockout::succeeded(state, ticket).await?;
+    }
+    // The second factor has its own count, charged when one is presented to an enrolled user.
+    let presented = mfa::presented(request.otp.as_deref(), request.recovery_code.as_deref());
+    let factor_attempt = match (&user_id, &factor, &presented) {
+        (Some(id), Some(_), Ok(Some(_)) | Err(_)) => {
+            Some(lockout::begin(state, id, Factor::SecondFactor, &Device::Unknown, ctx.now).await?)
+        }
+        _ => None,
+    };
+    let second = if factor_attempt.as_ref().is_some_and(Attempt::is_locked) {
+        SecondFactor::Wrong
+    } else {
+        second_factor(state, &client, factor.as_ref(), &presented, ctx.now)?
+    };
     let plan = decide(
         target,
         account.as_ref(),
-        password_ok,
+        true,
         second.clone(),
         &client,
         &ctx.lifetimes,
@@ -72,10 +126,8 @@ pub(super) async fn grant(
         },
         ctx.now,
     );
-    let user_id = account.as_ref().map(|a| a.id.to_string());
     if plan.writes.is_empty() {
-        // Refused before writing: wrong credentials, or a right password whose second factor is
-        // missing or wrong. Each is a failed sign-in (the user named only when it exists).
+        // Refused before writing: a right password whose second factor is missing or wrong.
         let entry = match (&user_id, &second) {
             (Some(id), SecondFactor::Wrong | SecondFactor::Totp { .. }) => {
                 tracing::info!(client_id = %client.id, "password grant: second factor refused");
@@ -94,14 +146,17 @@ pub(super) async fn grant(
                     "password grant: second factor required",
                 )
             }
-            _ => {
-                tracing::info!(client_id = %client.id, "password grant: wrong credentials");
-                sign_in_failure(&client, &ctx, user_id.clone(), "password grant")
-            }
+            _ => sign_in_failure(&client, &ctx, user_id.clone(), "password grant"),
         };
-        state
-            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(EndpointError::from))
-            .await?;
+        if factor_attempt.is_some() {
+            lockout::settle_failure(state, factor_attempt, ctx.now, entry).await?;
+        } else {
+            state
+                .db(move |conn| {
+                    crate::store::audit::record(conn, &entry).map_err(EndpointError::from)
+                })
+                .await?;
+        }
         return Ok(Ok((client, plan.into_result())));
     }
     let c = client.clone();
@@ -130,12 +185,17 @@ pub(super) async fn grant(
             })
         })
         .await?;
-    if let (Err(_), Some(id)) = (&result, &user_id) {
-        // The rollback took the grant back; the failed factor is still on record.
-        let entry = factor_failure(id, &client, &ctx, &presented, Refusal::Replayed);
-        state
-            .db(move |conn| crate::store::audit::record(conn, &entry).map_err(EndpointError::from))
-            .await?;
+    match (&result, &user_id) {
+        (Err(_), Some(id)) => {
+            // The rollback took the grant back; the failed factor is still on record.
+            let entry = factor_failure(id, &client, &ctx, &presented, Refusal::Replayed);
+            lockout::settle_failure(state, factor_attempt, ctx.now, entry).await?;
+        }
+        _ => {
+            if let Some(Attempt::Open(ticket)) = factor_attempt {
+                lockout::succeeded(state, ticket).await?;
+            }
+        }
     }
     Ok(Ok((client, result)))
 }
