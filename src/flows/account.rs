@@ -7,6 +7,7 @@ use std::net::IpAddr;
 
 use crate::audit::{self, Actor, AuditEvent, Entry};
 use crate::error::AppError;
+use crate::flows::lockout::{self, Attempt, DeviceCookie};
 use crate::flows::mfa::{self as service, ConfirmError, Enrolment, Refusal};
 use crate::mfa::{amr, RecoveryCode};
 use crate::oauth::metadata::paths;
@@ -48,7 +49,8 @@ pub enum AccountOutcome {
     Codes {
         codes: Vec<String>,
         continue_to: Option<String>,
-        new_session: Option<PlainToken>,
+        /// When enrolling finished a sign-in: the signed-in session and the device cookie.
+        new_session: Option<(PlainToken, DeviceCookie)>,
     },
     /// Done, with a message (TOTP turned off).
     Done(&'static str),
@@ -175,12 +177,14 @@ pub async fn page(
 }
 
 /// `POST /account/mfa`: `action` is `enable` (confirm enrolment with `code`), `regenerate`
-/// (new recovery codes, with `code`) or `disable` (with `code`).
+/// (new recovery codes, with `code`) or `disable` (with `code`). A code checked against the
+/// active factor counts against the second factor's lockout of this device, as at sign-in.
 #[tracing::instrument(skip_all)]
 pub async fn submit(
     state: &AppState,
     form: Params,
     cookie: Option<&str>,
+    device_cookie: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<AccountOutcome, AppError> {
     let Some(who) = who(state, cookie, form.get("interaction")).await? else {
@@ -197,6 +201,7 @@ pub async fn submit(
     let now = state.clock.now();
     let master = state.master.clone();
     let user_id = who.user.id.clone();
+    let device = lockout::recognise(state, device_cookie, &who.user.id, now);
     match form.get("action") {
         Some("enable") => {
             let new_session = who.in_sign_in.then(PlainToken::generate);
@@ -242,7 +247,12 @@ pub async fn submit(
                     Ok(AccountOutcome::Codes {
                         codes: codes.iter().map(RecoveryCode::display).collect(),
                         continue_to: consent_url(who.interaction.as_deref()),
-                        new_session,
+                        new_session: new_session.map(|token| {
+                            (
+                                token,
+                                lockout::device_cookie(state, &who.user.id, &device, now),
+                            )
+                        }),
                     })
                 }
                 Err(e) => {
@@ -263,6 +273,26 @@ pub async fn submit(
         }
         Some(action @ ("regenerate" | "disable")) if !who.in_sign_in => {
             let regenerate = action == "regenerate";
+            let attempt = lockout::begin(
+                state,
+                &who.user.id,
+                lockout::Factor::SecondFactor,
+                &device,
+                now,
+            )
+            .await?;
+            let failure = |refusal| {
+                service::audit_entry(&Err(refusal), None, &who.user.id, now)
+                    .address(state.anonymise(ip))
+            };
+            let Attempt::Open(ticket) = attempt else {
+                lockout::settle_failure(state, Some(Attempt::Locked), now, failure(Refusal::Wrong))
+                    .await?;
+                return Ok(AccountOutcome::Page(
+                    view(state, &who).await?,
+                    Some(CODE_REFUSED),
+                ));
+            };
             let result = state
                 .db(move |conn| {
                     if regenerate {
@@ -275,6 +305,11 @@ pub async fn submit(
                     .map_err(AppError::from)
                 })
                 .await?;
+            match &result {
+                Ok(_) => lockout::succeeded(state, ticket).await?,
+                Err(Refusal::NotEnrolled) => lockout::unchecked(state, ticket).await?,
+                Err(refusal) => lockout::failed(state, ticket, now, failure(*refusal)).await?,
+            }
             match result {
                 Ok(Some(codes)) => Ok(AccountOutcome::Codes {
                     codes: codes.iter().map(RecoveryCode::display).collect(),

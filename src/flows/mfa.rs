@@ -309,7 +309,7 @@ pub fn enrol_now(
 }
 
 /// Turns the factor off after a current TOTP code (the user's own choice). The code is checked
-/// and used up as at sign-in.
+/// and used up as at sign-in; a refusal is the caller's to record (with the lockout's count).
 pub fn disable(
     conn: &mut AnyConnection,
     master: &MasterKey,
@@ -323,7 +323,6 @@ pub fn disable(
     write_tx(conn, |conn| {
         let checked = verify(conn, master, user_id, &Presented::Totp(code), now)?;
         if let Err(refusal) = checked {
-            record(conn, &audit_entry(&Err(refusal), None, user_id, now))?;
             return Ok(Err(refusal));
         }
         TotpFactor::delete(conn, user_id)?;
@@ -341,7 +340,8 @@ pub fn disable(
     })
 }
 
-/// New recovery codes after a current TOTP code; the old ones stop working.
+/// New recovery codes after a current TOTP code; the old ones stop working. A refusal is the
+/// caller's to record.
 pub fn regenerate_recovery_codes(
     conn: &mut AnyConnection,
     master: &MasterKey,
@@ -355,7 +355,6 @@ pub fn regenerate_recovery_codes(
     write_tx(conn, |conn| {
         let checked = verify(conn, master, user_id, &Presented::Totp(code), now)?;
         if let Err(refusal) = checked {
-            record(conn, &audit_entry(&Err(refusal), None, user_id, now))?;
             return Ok(Err(refusal));
         }
         let codes = RecoveryCode::generate_set();

@@ -3,7 +3,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::authorize::{browser_form, new_session_cookie, page_params, session_cookie};
+use super::authorize::{
+    browser_form, device_cookie_name, new_device_cookie, new_session_cookie, page_params,
+    session_cookie,
+};
 use super::pages;
 use super::rate_limit::Group;
 use crate::flows::account::{self as flow, AccountOutcome};
@@ -18,10 +21,13 @@ fn respond(state: &AppState, outcome: AccountOutcome) -> HttpResponse {
             new_session,
         } => {
             let mut resp = pages::recovery_codes(&codes, continue_to.as_deref());
-            if let Some(token) = new_session {
-                // The page itself sets the signed-in session (no redirect: the codes show once).
-                if let Err(e) = resp.add_cookie(&new_session_cookie(state, &token)) {
-                    tracing::error!(error = %e, "setting the session cookie failed");
+            if let Some((token, device)) = new_session {
+                // The page itself finishes the sign-in (no redirect: the codes show once): the
+                // signed-in session and the device cookie (checklist 59).
+                for cookie in [new_session_cookie(state, &token), new_device_cookie(state, &device)] {
+                    if let Err(e) = resp.add_cookie(&cookie) {
+                        tracing::error!(error = %e, "setting a cookie failed");
+                    }
                 }
             }
             resp
@@ -63,6 +69,8 @@ pub async fn submit(
         Err(resp) => return Ok(*resp),
     };
     let cookie = session_cookie(&state, &req);
-    let outcome = flow::submit(&state, form, cookie.as_deref(), ip).await?;
+    let device = req.cookie(device_cookie_name(&state));
+    let device = device.as_ref().map(|c| c.value());
+    let outcome = flow::submit(&state, form, cookie.as_deref(), device, ip).await?;
     Ok(respond(&state, outcome))
 }

@@ -36,8 +36,9 @@ pub fn device_cookie_name(state: &AppState) -> &'static str {
     }
 }
 
-fn set_device(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, device: &DeviceCookie) {
-    let cookie = Cookie::build(device_cookie_name(state), device.expose().to_owned())
+/// The device cookie: HttpOnly, SameSite=Lax, Secure over https, for its lifetime.
+pub(super) fn new_device_cookie(state: &AppState, device: &DeviceCookie) -> Cookie<'static> {
+    Cookie::build(device_cookie_name(state), device.expose().to_owned())
         .path("/")
         .http_only(true)
         .secure(state.settings.is_https())
@@ -45,8 +46,11 @@ fn set_device(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, devic
         .max_age(actix_web::cookie::time::Duration::seconds(
             device.max_age_secs,
         ))
-        .finish();
-    resp.cookie(cookie);
+        .finish()
+}
+
+fn set_device(state: &AppState, resp: &mut actix_web::HttpResponseBuilder, device: &DeviceCookie) {
+    resp.cookie(new_device_cookie(state, device));
 }
 
 /// The session cookie carrying `token`: HttpOnly, SameSite=Lax, Secure over https.

@@ -528,6 +528,10 @@ async fn a_client_that_requires_mfa_takes_the_user_through_enrolment_before_cons
         set_cookie(&resp).is_some(),
         "the sign-in finishes with a new session"
     );
+    assert!(
+        device_cookie_of(&resp).is_some(),
+        "and the browser becomes a known device"
+    );
     let (status, page) = page_text(resp).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page.matches("<li><code>").count(), 10);
@@ -750,6 +754,7 @@ async fn a_user_turns_totp_off_with_a_current_code_and_regenerates_recovery_code
         .await;
 
     // Turning off needs a current code; a wrong one changes nothing.
+    let failed_before = app.audit_events_named("mfa_failed").len();
     let resp = post_in(
         &app,
         &browser,
@@ -763,6 +768,11 @@ async fn a_user_turns_totp_off_with_a_current_code_and_regenerates_recovery_code
     .await;
     let (_, page) = page_text(resp).await;
     assert!(page.contains("not valid"), "{page}");
+    assert_eq!(
+        app.audit_events_named("mfa_failed").len(),
+        failed_before + 1,
+        "refusal on record"
+    );
     app.advance_clock(30);
     let resp = post_in(
         &app,
