@@ -21,6 +21,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub clients: ClientSettings,
     pub audit: AuditSettings,
+    pub prune: PruneSettings,
     pub rate_limits: RateLimitSettings,
 }
 
@@ -44,6 +45,9 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Maximum pooled connections.
     pub pool_size: u32,
+    /// SQLite only: the size (MiB) past which the background task checkpoints the write-ahead
+    /// log and truncates it (0 = never).
+    pub sqlite_wal_limit_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -131,6 +135,14 @@ impl AuditSettings {
     pub fn retention_secs(&self) -> i64 {
         self.retention_days.saturating_mul(86_400)
     }
+}
+
+/// The background task's clean-up of expired rows (`flows::prune`) and of old audit events.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PruneSettings {
+    /// Seconds between two prune rounds of one instance (a round that leaves a backlog is
+    /// followed by the next one a second later).
+    pub every_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +248,9 @@ impl Settings {
     pub fn validate(&self) -> anyhow::Result<()> {
         if !(1..=3650).contains(&self.audit.retention_days) {
             anyhow::bail!("audit.retention_days must be between 1 and 3650");
+        }
+        if !(1..=86_400).contains(&self.prune.every_secs) {
+            anyhow::bail!("prune.every_secs must be between 1 and 86400");
         }
         if !(0..=300).contains(&self.clients.cache_secs) {
             anyhow::bail!("clients.cache_secs must be between 0 (off) and 300");

@@ -11,6 +11,7 @@ pub mod logout;
 pub mod prune;
 pub mod revoke;
 pub mod token;
+pub mod wal;
 
 use crate::error::AppError;
 use crate::oauth::OAuthError;
