@@ -88,6 +88,9 @@ pub struct SessionSettings {
     /// Most pending authorization requests one session holds: a new one beyond it replaces the
     /// session's oldest, so one cookie cannot grow the table (checklist 58).
     pub max_pending_per_session: u32,
+    /// Most live sessions not yet signed in that one client address (an IPv6 address by its /64)
+    /// holds, across every instance: a cookieless `/authorize` beyond it gets 429 (0 = no cap).
+    pub max_anonymous_per_address: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -32,6 +32,7 @@ diesel::table! {
         auth_time -> Nullable<BigInt>,
         created_at -> BigInt,
         expires_at -> BigInt,
+        address_hash -> Nullable<Text>,
     }
 }
 

@@ -14,6 +14,17 @@ pub struct Session {
     pub auth_time: Option<i64>,
     pub created_at: i64,
     pub expires_at: i64,
+    /// Until the browser has logged in: the keyed hash of the host it came from
+    /// (`audit::host_hash`), by which `/authorize` caps such sessions per address.
+    pub address_hash: Option<String>,
+}
+
+/// The live sessions not yet signed in that came from one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromHost {
+    pub count: i64,
+    /// When the oldest of them expires.
+    pub first_expiry: Option<i64>,
 }
 
 impl Session {
@@ -36,6 +47,27 @@ impl Session {
             .select(Session::as_select())
             .first(conn)
             .optional()
+    }
+
+    /// How many live sessions not yet signed in came from the host with this hash (the index
+    /// on `(address_hash, expires_at)` reads only those), and when the first of them expires.
+    pub fn from_host(
+        conn: &mut AnyConnection,
+        address_hash: &str,
+        now: i64,
+    ) -> QueryResult<FromHost> {
+        let (count, first_expiry) = sessions::table
+            .filter(sessions::address_hash.eq(address_hash))
+            .filter(sessions::expires_at.gt(now))
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::min(sessions::expires_at),
+            ))
+            .first::<(i64, Option<i64>)>(conn)?;
+        Ok(FromHost {
+            count,
+            first_expiry,
+        })
     }
 
     /// Replaces a session by a new one (a new id on login, ASVS 3.2.1), moves its pending
