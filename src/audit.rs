@@ -169,6 +169,24 @@ pub struct Address {
     pub network: String,
 }
 
+/// The host an address stands for in a per-address bound: an IPv4 address itself (also when
+/// mapped into IPv6), an IPv6 address by its /64 (one host commonly holds a whole /64).
+pub fn host(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(v6) & !u128::from(u64::MAX),
+        )),
+        v4 => v4,
+    }
+}
+
+/// A keyed hash of the [`host`] an address stands for: what a per-address bound kept in the
+/// database stores instead of the address (equal hosts give equal hashes; the address cannot be
+/// read back without the key).
+pub fn host_hash(key: &[u8; 32], ip: IpAddr) -> String {
+    hmac_b64(key, &["host", &host(ip).to_string()])
+}
+
 /// Anonymises an address: a keyed hash of the full address plus its /24 (IPv4) or /48 (IPv6)
 /// network. An IPv4-mapped IPv6 address counts as the IPv4 address it carries.
 pub fn anonymise(key: &[u8; 32], ip: IpAddr) -> Address {

@@ -21,6 +21,7 @@ pub struct Settings {
     pub passwords: PasswordSettings,
     pub clients: ClientSettings,
     pub audit: AuditSettings,
+    pub prune: PruneSettings,
     pub rate_limits: RateLimitSettings,
     pub lockout: LockoutSettings,
     pub mfa: MfaSettings,
@@ -57,6 +58,9 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Maximum pooled connections.
     pub pool_size: u32,
+    /// SQLite only: the size (MiB) past which the background task checkpoints the write-ahead
+    /// log and truncates it (0 = never).
+    pub sqlite_wal_limit_mb: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -97,6 +101,9 @@ pub struct SessionSettings {
     /// Most pending authorization requests one session holds: a new one beyond it replaces the
     /// session's oldest, so one cookie cannot grow the table (checklist 58).
     pub max_pending_per_session: u32,
+    /// Most live sessions not yet signed in that one client address (an IPv6 address by its /64)
+    /// holds, across every instance: a cookieless `/authorize` beyond it gets 429 (0 = no cap).
+    pub max_anonymous_per_address: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -156,6 +163,14 @@ impl AuditSettings {
     pub fn retention_secs(&self) -> i64 {
         self.retention_days.saturating_mul(86_400)
     }
+}
+
+/// The background task's clean-up of expired rows (`flows::prune`) and of old audit events.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PruneSettings {
+    /// Seconds between two prune rounds of one instance (a round that leaves a backlog is
+    /// followed by the next one a second later).
+    pub every_secs: i64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +295,9 @@ impl Settings {
         }
         if !(3_600..=5 * 365 * 86_400).contains(&lockout.device_cookie_ttl_secs) {
             anyhow::bail!("lockout.device_cookie_ttl_secs must be between 1 hour and 5 years");
+        }
+        if !(1..=86_400).contains(&self.prune.every_secs) {
+            anyhow::bail!("prune.every_secs must be between 1 and 86400");
         }
         if !(0..=300).contains(&self.clients.cache_secs) {
             anyhow::bail!("clients.cache_secs must be between 0 (off) and 300");

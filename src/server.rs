@@ -12,9 +12,11 @@ use crate::state::AppState;
 /// Builds the server on a bound listener (port 0 in tests). Call `.await` on it to run.
 ///
 /// Also starts, on the current Tokio runtime, the task that reloads the signing keys from the
-/// database (and rotates them when scheduled), so running instances follow `gatehouse keys rotate`.
+/// database (and rotates them when scheduled), so running instances follow `gatehouse keys rotate`,
+/// and, on SQLite, the task that keeps the write-ahead log under its limit.
 pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
     crate::flows::keys::spawn_reloader(&state.clone().into_inner());
+    crate::flows::wal::spawn_guard(&state.clone().into_inner());
     let https = state.settings.is_https();
     let workers = state.settings.server.workers;
     // One set of limits for every worker, so an address's budget is per instance.

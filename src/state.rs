@@ -101,6 +101,12 @@ impl AppState {
         ip.map(|ip| crate::audit::anonymise(&self.audit_key, ip))
     }
 
+    /// The keyed hash of the host behind a client address (`audit::host_hash`), for bounds per
+    /// address kept in the database.
+    pub fn host_hash(&self, ip: std::net::IpAddr) -> String {
+        crate::audit::host_hash(&self.audit_key, ip)
+    }
+
     pub fn issuer(&self) -> &str {
         &self.settings.server.issuer
     }

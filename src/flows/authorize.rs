@@ -45,6 +45,9 @@ pub enum Start {
         location: String,
         new_session: Option<PlainToken>,
     },
+    /// A browser without a session, from an address that holds its cap of sessions not yet
+    /// signed in (`session.max_anonymous_per_address`): 429, retry after this many seconds.
+    TooMany(u64),
 }
 
 /// What a login or consent page shows and its form carries.
@@ -101,12 +104,13 @@ fn with_interaction(path: &str, interaction: &str) -> String {
     url
 }
 
-/// `GET /authorize`.
+/// `GET /authorize` from the client address `ip`.
 #[tracing::instrument(skip_all)]
 pub async fn start(
     state: &AppState,
     query: &[u8],
     session_cookie: Option<String>,
+    ip: Option<IpAddr>,
 ) -> Result<Start, AppError> {
     let params = match Params::parse(query) {
         Ok(p) => p,
@@ -116,6 +120,8 @@ pub async fn start(
     let issuer = state.issuer().to_owned();
     let session_ttl = state.settings.session.interaction_ttl_secs;
     let max_pending = i64::from(state.settings.session.max_pending_per_session);
+    let max_from_host = i64::from(state.settings.session.max_anonymous_per_address);
+    let host = ip.map(|ip| state.host_hash(ip));
     state
         .db(move |conn| {
             let client = match authorize::client_id(&params) {
@@ -143,6 +149,17 @@ pub async fn start(
                 Some(c) => Session::find_live(conn, TokenHash::of(&c).as_str(), now)?,
                 None => None,
             };
+            // A new session counts against its address's cap (checklist 58). Checked before the
+            // write transaction, so a refused request writes nothing; requests in flight at once
+            // may each pass, so the cap holds give or take `database.pool_size`.
+            if let (None, Some(host), true) = (&existing, &host, max_from_host > 0) {
+                let from_host = Session::from_host(conn, host, now)?;
+                if from_host.count >= max_from_host {
+                    let wait = from_host.first_expiry.map_or(session_ttl, |at| at - now);
+                    tracing::debug!(retry_after = wait, "sessions per address at the cap");
+                    return Ok(Start::TooMany(u64::try_from(wait).unwrap_or(1).max(1)));
+                }
+            }
             // Expired rows are pruned by the background task (`flows::prune`), never here. The
             // new session (if any), the request and the trim of the session's oldest requests
             // are one transaction, so a session never holds more than `max_pending` of them.
@@ -152,7 +169,10 @@ pub async fn start(
                     Some(s) => (s, None),
                     None => {
                         let cookie = PlainToken::generate();
-                        let s = Session::anonymous(cookie.hash().0, now, session_ttl);
+                        let s = Session {
+                            address_hash: host,
+                            ..Session::anonymous(cookie.hash().0, now, session_ttl)
+                        };
                         s.insert(conn)?;
                         (s, Some(cookie))
                     }

@@ -50,13 +50,15 @@ fn wait_after(state: &AppState, now: i64) -> Duration {
     }
 }
 
-/// Seconds between two purges of the audit log and prunes of expired rows by one instance: often enough that the backlog
-/// stays small, rarely enough that an idle purge does not take the write lock every round.
-pub const AUDIT_PURGE_EVERY_SECS: i64 = 300;
+/// Seconds from a prune round that left a backlog to the next round: short, so that a backlog
+/// goes at up to ten thousand rows a second per table, and yet each round's batches are
+/// followed by a pause in which writers have the database to themselves.
+pub const BACKLOG_PAUSE_SECS: i64 = 1;
 
 /// One round of the background task: a scheduled rotation when due, the audit purge and the
-/// prune of expired rows (`flows::prune`) when due (at `next_purge`), then a reload. Returns how long to wait before the next round, and when
-/// the next purge is due.
+/// prune of expired rows (`flows::prune`) when due (at `next_purge`, every `prune.every_secs`),
+/// then a reload. Returns how long to wait before the next round, and when the next purge is
+/// due.
 fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
     let settings = &state.settings;
     let now = state.clock.now();
@@ -92,14 +94,14 @@ fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
             Ok(n) => tracing::info!(deleted = n, "audit events past their retention purged"),
             Err(e) => tracing::error!(error = format!("{e:#}"), "purging audit events failed"),
         }
-        // A backlog larger than one round is taken up again at the next round (every
-        // `keys.reload_secs`), not five minutes later.
-        let mut next = now + AUDIT_PURGE_EVERY_SECS;
+        // A backlog larger than one round is taken up again a second later, not at the next
+        // scheduled round.
+        let mut next = now + settings.prune.every_secs;
         match super::prune::prune_expired(state, now) {
             Ok(p) if p.total() == 0 => {}
             Ok(p) => {
                 if p.backlog_left() {
-                    next = now;
+                    next = now + BACKLOG_PAUSE_SECS;
                 }
                 tracing::info!(
                     interactions = p.interactions,
@@ -122,7 +124,17 @@ fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
             "reloading the signing keys failed"
         );
     }
-    (wait_after(state, now), next_purge)
+    (until_next_round(state, now, next_purge), next_purge)
+}
+
+/// The shorter of [`wait_after`] (the keys) and the time until the next purge is due.
+fn until_next_round(state: &AppState, now: i64, next_purge: i64) -> Duration {
+    let purge = Duration::from_secs(
+        u64::try_from(next_purge.saturating_sub(now))
+            .unwrap_or(0)
+            .max(1),
+    );
+    wait_after(state, now).min(purge)
 }
 
 /// Starts the background task that rotates on schedule and reloads the keys every
@@ -134,7 +146,12 @@ pub fn spawn_reloader(state: &Arc<AppState>) {
         tracing::warn!("no async runtime: signing keys will not be reloaded");
         return;
     };
-    let mut wait = wait_after(state, state.clock.now());
+    // The first round (which purges) comes after the first reload or purge interval.
+    let first_purge = state
+        .clock
+        .now()
+        .saturating_add(state.settings.prune.every_secs);
+    let mut wait = until_next_round(state, state.clock.now(), first_purge);
     let fallback = Duration::from_secs(state.settings.keys.reload_secs.max(1));
     let state: Weak<AppState> = Arc::downgrade(state);
     runtime.spawn(async move {

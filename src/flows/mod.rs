@@ -14,6 +14,7 @@ pub mod mfa;
 pub mod prune;
 pub mod revoke;
 pub mod token;
+pub mod wal;
 
 use crate::error::AppError;
 use crate::oauth::OAuthError;

@@ -135,13 +135,15 @@ pub async fn authorize(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, crate::error::AppError> {
-    if let Some(secs) = limited(&state, &req, Group::Authorize) {
+    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
+    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Authorize) {
         return Ok(pages::too_many_requests(secs));
     }
     let start = flow::start(
         &state,
         req.query_string().as_bytes(),
         session_cookie(&state, &req),
+        ip,
     )
     .await?;
     Ok(match start {
@@ -153,6 +155,7 @@ pub async fn authorize(
             location,
             new_session,
         } => see_other(&state, &location, new_session.as_ref()),
+        Start::TooMany(secs) => pages::too_many_requests(secs),
     })
 }
 

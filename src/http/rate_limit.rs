@@ -10,7 +10,7 @@
 //! number of distinct addresses.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -171,13 +171,7 @@ impl Cells {
 /// The key an address is limited by: an IPv4 address itself, an IPv6 address by its /64 (one
 /// host commonly holds a whole /64).
 fn address_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !u128::from(u64::MAX);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-    }
+    crate::audit::host(ip)
 }
 
 #[cfg(test)]

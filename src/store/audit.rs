@@ -101,9 +101,9 @@ pub fn recent(conn: &mut AnyConnection, filter: &Filter) -> QueryResult<Vec<Audi
 pub fn purge_batch(conn: &mut AnyConnection, cutoff: i64) -> QueryResult<usize> {
     // Diesel's DSL has no DELETE … LIMIT on both backends; the subselect is portable. `cutoff`
     // is an integer, formatted, so nothing from outside reaches the SQL text.
-    diesel::sql_query(format!(
+    let query = diesel::sql_query(format!(
         "DELETE FROM audit_events WHERE id IN \
          (SELECT id FROM audit_events WHERE at < {cutoff} LIMIT {PURGE_BATCH})"
-    ))
-    .execute(conn)
+    ));
+    super::serialised(conn, |conn| query.execute(conn))
 }

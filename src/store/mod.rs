@@ -17,6 +17,7 @@ pub mod refresh;
 pub mod schema;
 pub mod sessions;
 pub mod users;
+pub mod wal;
 
 use std::time::Duration;
 
@@ -65,6 +66,9 @@ pub fn sqlite_path(url: &str) -> &str {
         .unwrap_or(url)
 }
 
+/// How long a SQLite statement waits for the database's lock before it fails.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+
 /// r2d2 manager that opens the right backend and applies SQLite's per-connection pragmas.
 #[derive(Debug, Clone)]
 pub struct ConnectionManager {
@@ -95,10 +99,10 @@ impl ConnectionManager {
                 let mut conn = SqliteConnection::establish(sqlite_path(&self.url))?;
                 // WAL lets readers run beside the one writer; busy_timeout makes writers queue
                 // instead of failing; foreign keys are off by default in SQLite.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )?;
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                ))?;
                 Ok(AnyConnection::Sqlite(conn))
             }
         }
@@ -176,10 +180,92 @@ pub fn revert_all(conn: &mut AnyConnection) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("reverting migrations failed: {e}"))
 }
 
+/// The writers of this process's SQLite databases, one at a time and in the order they came.
+///
+/// SQLite lets one connection write at a time; the others wait in its busy handler, which sleeps
+/// (1, 2, 5, … up to 100 ms at a time) and retries, so under many concurrent writers (a flood of
+/// `/authorize`, the prune's batches) a writer can sleep through many others' transactions. Queued
+/// here instead, first come first served, a writer waits only for those ahead of it, and is woken
+/// as soon as the one before it is done. One queue for every SQLite database of the process: a
+/// server has one, and each transaction is short.
+static SQLITE_WRITERS: WriterQueue = WriterQueue::new();
+
+/// A ticket lock: a FIFO queue of writers (a plain mutex lets a thread that releases it and asks
+/// again at once, like the prune going from one batch to the next, overtake those waiting).
+struct WriterQueue {
+    /// (next ticket to hand out, ticket now writing).
+    tickets: std::sync::Mutex<(u64, u64)>,
+    turn: std::sync::Condvar,
+}
+
+impl WriterQueue {
+    const fn new() -> Self {
+        WriterQueue {
+            tickets: std::sync::Mutex::new((0, 0)),
+            turn: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for this writer's turn; the turn passes on when the guard is dropped.
+    fn enter(&self) -> WriterTurn<'_> {
+        let mut t = self
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = t.0;
+        t.0 = t.0.wrapping_add(1);
+        while t.1 != mine {
+            t = self
+                .turn
+                .wait(t)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        WriterTurn(self)
+    }
+}
+
+struct WriterTurn<'a>(&'a WriterQueue);
+
+impl Drop for WriterTurn<'_> {
+    fn drop(&mut self) {
+        let mut t = self
+            .0
+            .tickets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        t.1 = t.1.wrapping_add(1);
+        drop(t);
+        self.0.turn.notify_all();
+    }
+}
+
+/// Runs `f`, which writes, in its turn among the process's SQLite writers when `conn` is SQLite
+/// (on PostgreSQL, just runs it). Every write goes through it: [`write_tx`], the prune's and the
+/// audit purge's batches, the checkpoint of the write-ahead log. `f` must not write through
+/// another connection.
+pub fn serialised<T>(conn: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> T) -> T {
+    if matches!(conn, AnyConnection::Sqlite(_)) {
+        let _turn = SQLITE_WRITERS.enter();
+        f(conn)
+    } else {
+        f(conn)
+    }
+}
+
 /// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, so the write lock is taken
 /// (waiting up to `busy_timeout`) before anything is read: a deferred transaction that read first
-/// could not upgrade under contention. On PostgreSQL the conditional `UPDATE`s inside take row locks.
+/// could not upgrade under contention; and it runs [`serialised`], so writers of this process
+/// queue in the process rather than in SQLite's busy handler. On PostgreSQL the conditional
+/// `UPDATE`s inside take row locks.
 pub fn write_tx<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    serialised(conn, |conn| transaction(conn, f))
+}
+
+fn transaction<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut AnyConnection) -> Result<T, E>,
     E: From<diesel::result::Error>,
@@ -232,4 +318,32 @@ pub fn encode_list(items: &[String]) -> String {
 /// Reads a list written by [`encode_list`]; a corrupt value reads as empty (deny by default).
 pub fn decode_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriterQueue;
+
+    #[test]
+    fn sqlite_writers_take_turns_first_come_first_served() {
+        let queue = WriterQueue::new();
+        let order = std::sync::Mutex::new(Vec::new());
+        let tickets_taken = || queue.tickets.lock().unwrap().0;
+        std::thread::scope(|s| {
+            // A writer holds the turn while four others arrive, one after the other.
+            let first = queue.enter();
+            for i in 0..4 {
+                let (queue, order) = (&queue, &order);
+                s.spawn(move || {
+                    let _turn = queue.enter();
+                    order.lock().unwrap().push(i);
+                });
+                while tickets_taken() < i + 2 {
+                    std::thread::yield_now();
+                }
+            }
+            drop(first);
+        });
+        assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+    }
 }

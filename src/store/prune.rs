@@ -18,11 +18,11 @@ fn delete_batch(
     key: &str,
     cond: &str,
 ) -> QueryResult<usize> {
-    diesel::sql_query(format!(
+    let query = diesel::sql_query(format!(
         "DELETE FROM {table} WHERE {key} IN \
          (SELECT {key} FROM {table} WHERE {cond} LIMIT {PRUNE_BATCH})"
-    ))
-    .execute(conn)
+    ));
+    super::serialised(conn, |conn| query.execute(conn))
 }
 
 /// Pending authorization requests past their expiry.

@@ -37,6 +37,7 @@ diesel::table! {
         pending_user_id -> Nullable<Text>,
         pending_stage -> Nullable<Text>,
         pending_until -> Nullable<BigInt>,
+        address_hash -> Nullable<Text>,
     }
 }
 

@@ -22,6 +22,17 @@ pub struct Session {
     pub pending_user_id: Option<String>,
     pub pending_stage: Option<String>,
     pub pending_until: Option<i64>,
+    /// Until the browser has logged in: the keyed hash of the host it came from
+    /// (`audit::host_hash`), by which `/authorize` caps such sessions per address.
+    pub address_hash: Option<String>,
+}
+
+/// The live sessions not yet signed in that came from one host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromHost {
+    pub count: i64,
+    /// When the oldest of them expires.
+    pub first_expiry: Option<i64>,
 }
 
 /// What a half-signed-in session waits for.
@@ -63,6 +74,7 @@ impl Session {
             pending_user_id: None,
             pending_stage: None,
             pending_until: None,
+            address_hash: None,
         }
     }
 
@@ -131,6 +143,27 @@ impl Session {
             .select(Session::as_select())
             .first(conn)
             .optional()
+    }
+
+    /// How many live sessions not yet signed in came from the host with this hash (the index
+    /// on `(address_hash, expires_at)` reads only those), and when the first of them expires.
+    pub fn from_host(
+        conn: &mut AnyConnection,
+        address_hash: &str,
+        now: i64,
+    ) -> QueryResult<FromHost> {
+        let (count, first_expiry) = sessions::table
+            .filter(sessions::address_hash.eq(address_hash))
+            .filter(sessions::expires_at.gt(now))
+            .select((
+                diesel::dsl::count_star(),
+                diesel::dsl::min(sessions::expires_at),
+            ))
+            .first::<(i64, Option<i64>)>(conn)?;
+        Ok(FromHost {
+            count,
+            first_expiry,
+        })
     }
 
     /// Replaces a session by a new one (a new id on login, ASVS 3.2.1), moves its pending

@@ -179,3 +179,215 @@ async fn rule58_cookieless_flood_pruned_back(app: TestApp) {
     assert_eq!((pruned.sessions, pruned.interactions), (300, 300));
     assert_eq!((app.rows("sessions"), app.rows("interactions")), before);
 }
+
+/// The cap of sessions per address at three, limits and the trusted proxy set so that a test
+/// speaks for several addresses with `X-Forwarded-For`.
+const PER_ADDRESS: u32 = 3;
+
+fn capped_per_address(s: &mut Settings) {
+    s.session.max_anonymous_per_address = PER_ADDRESS;
+    s.rate_limits.authorize_per_minute = 0;
+    s.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+}
+
+/// GET /authorize as a browser from `address`, with `client`'s cookies (none for `app.api`).
+async fn authorize_from(
+    app: &TestApp,
+    client: &reqwest::Client,
+    query: &str,
+    address: &str,
+) -> reqwest::Response {
+    client
+        .get(app.url(&format!("/authorize?{query}")))
+        .header("X-Forwarded-For", address)
+        .send()
+        .await
+        .expect("GET /authorize")
+}
+
+both_backends!(
+    rule58_anonymous_sessions_capped_per_address,
+    capped_per_address
+);
+async fn rule58_anonymous_sessions_capped_per_address(app: TestApp) {
+    const FIRST: &str = "203.0.113.7";
+    let spa = app.spa_and_alice();
+    let ttl = app.settings.session.interaction_ttl_secs;
+    let query = authz(&spa.id, &pkce().challenge, &[]);
+    let cookieless = |address: &'static str| authorize_from(&app, &app.api, &query, address);
+
+    // A browser, then cookieless requests, from one address: each opens a session, up to the cap.
+    let in_browser = authorize_from(&app, &app.browser, &query, FIRST).await;
+    assert_to_login(&in_browser, "the browser's first request");
+    for i in 1..PER_ADDRESS {
+        assert_to_login(&cookieless(FIRST).await, &format!("cookieless request {i}"));
+    }
+    let held = (app.rows("sessions"), app.rows("interactions"));
+    assert_eq!(held, (i64::from(PER_ADDRESS), i64::from(PER_ADDRESS)));
+
+    // One more is refused with a page that says when to come back, and stores nothing.
+    let refused = cookieless(FIRST).await;
+    assert_eq!(refused.status().as_u16(), 429);
+    let wait: i64 = header(refused.headers(), "retry-after")
+        .expect("Retry-After")
+        .parse()
+        .expect("seconds");
+    assert!((1..=ttl).contains(&wait), "Retry-After {wait}");
+    let page = refused.text().await.expect("page");
+    assert!(
+        page.contains(&format!("Try again in {wait} seconds")),
+        "{page}"
+    );
+    assert_eq!((app.rows("sessions"), app.rows("interactions")), held);
+
+    // Other addresses have their own cap; an IPv6 /64 is one address.
+    assert_to_login(&cookieless("203.0.113.8").await, "another address");
+    for host in ["2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2::3"] {
+        assert_to_login(&cookieless(host).await, host);
+    }
+    assert_eq!(cookieless("2001:db8:1:2::ff").await.status().as_u16(), 429);
+    assert_to_login(&cookieless("2001:db8:1:3::1").await, "another /64");
+
+    // The browser that holds a session goes on, and signing in frees its slot.
+    let again = authorize_from(&app, &app.browser, &query, FIRST).await;
+    assert_to_login(&again, "a browser with a session");
+    app.sign_in_and_approve(&location(&again), "alice").await;
+    assert_to_login(&cookieless(FIRST).await, "the slot freed by signing in");
+    assert_eq!(cookieless(FIRST).await.status().as_u16(), 429);
+
+    // The address is stored only as a keyed hash.
+    let stored = app.rows_where("sessions", "address_hash LIKE '%203.0.113%'");
+    assert_eq!(stored, 0, "no raw address in the sessions table");
+
+    // Once its sessions have expired, the address starts again.
+    app.advance_clock(ttl);
+    assert_to_login(&cookieless(FIRST).await, "after the sessions expired");
+}
+
+both_backends!(
+    rule58_prune_runs_in_the_background_every_interval,
+    |s: &mut Settings| {
+        s.prune.every_secs = 1;
+        no_authorize_limit(s);
+    }
+);
+async fn rule58_prune_runs_in_the_background_every_interval(app: TestApp) {
+    let spa = app.spa();
+    let query = authz(&spa.id, &pkce().challenge, &[]);
+    for i in 0..5 {
+        let resp = app.get(&format!("/authorize?{query}")).await;
+        assert_to_login(&resp, &format!("cookieless request {i}"));
+    }
+    assert_eq!(app.rows("sessions"), 5);
+    app.advance_clock(app.settings.session.interaction_ttl_secs);
+    // Nobody calls the prune: the background task's next round (a second away) does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while app.rows("sessions") > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!((app.rows("sessions"), app.rows("interactions")), (0, 0));
+}
+
+/// Writes that leave several MiB in SQLite's write-ahead log: cookieless sign-ins.
+async fn fill_the_log(app: &TestApp, requests: usize) {
+    let spa = app.spa();
+    let query = authz(&spa.id, &pkce().challenge, &[]);
+    for i in 0..requests {
+        let resp = app.get(&format!("/authorize?{query}")).await;
+        assert_to_login(&resp, &format!("cookieless request {i}"));
+    }
+}
+
+fn file_len(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule58_sqlite_wal_truncated_past_its_limit() {
+    use gatehouse::flows::wal;
+    use gatehouse::store::wal::Checkpoint;
+    // The background task off: this test calls its check itself.
+    let app = spawn_with(Db::Sqlite, |s| {
+        s.database.sqlite_wal_limit_mb = 0;
+        s.session.max_anonymous_per_address = 0;
+        no_authorize_limit(s);
+    })
+    .await
+    .unwrap();
+    let path = wal::wal_path(&app.database_url);
+    fill_the_log(&app, 300).await;
+    let before = file_len(&path);
+    assert!(before > MIB, "the log holds {before} bytes");
+    let rows = app.rows("sessions");
+
+    let state = app.state.clone();
+    let check = move |limit| {
+        let (state, path) = (state.clone(), path.clone());
+        move || wal::check(&state, &path, limit).unwrap()
+    };
+    let done = tokio::task::spawn_blocking(check(MIB)).await.unwrap();
+    assert_eq!(done, Some(Checkpoint::Truncated));
+    assert_eq!(file_len(&wal::wal_path(&app.database_url)), 0);
+    assert_eq!(app.rows("sessions"), rows, "every row is in the database");
+    let done = tokio::task::spawn_blocking(check(MIB)).await.unwrap();
+    assert_eq!(done, None, "within the limit: nothing to do");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule58_sqlite_wal_kept_under_its_limit_in_the_background() {
+    let app = spawn_with(Db::Sqlite, |s| {
+        s.database.sqlite_wal_limit_mb = 1;
+        s.session.max_anonymous_per_address = 0;
+        no_authorize_limit(s);
+    })
+    .await
+    .unwrap();
+    let path = gatehouse::flows::wal::wal_path(&app.database_url);
+    // More than SQLite's own checkpoints leave in the file (it keeps its largest size, about
+    // 4 MiB, unless it is truncated).
+    fill_the_log(&app, 300).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while file_len(&path) > MIB && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        file_len(&path) <= MIB,
+        "the log holds {} bytes",
+        file_len(&path)
+    );
+}
+
+#[test]
+fn rule58_bounded_storage_settings() {
+    let load = |pairs: &[(&str, &str)]| {
+        Settings::load_from(
+            None,
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let defaults = load(&[]).expect("defaults");
+    assert_eq!(defaults.session.max_pending_per_session, 10);
+    assert_eq!(defaults.session.max_anonymous_per_address, 1000);
+    assert_eq!(defaults.prune.every_secs, 300);
+    assert_eq!(defaults.database.sqlite_wal_limit_mb, 64);
+    for bad in ["0", "-5", "86401"] {
+        let Err(err) = load(&[("GATEHOUSE_PRUNE__EVERY_SECS", bad)]) else {
+            panic!("prune.every_secs = {bad} accepted");
+        };
+        assert!(format!("{err:#}").contains("prune.every_secs"), "{err:#}");
+    }
+    let set = load(&[
+        ("GATEHOUSE_PRUNE__EVERY_SECS", "10"),
+        ("GATEHOUSE_SESSION__MAX_ANONYMOUS_PER_ADDRESS", "0"),
+        ("GATEHOUSE_DATABASE__SQLITE_WAL_LIMIT_MB", "0"),
+    ])
+    .expect("set from the environment");
+    assert_eq!(set.prune.every_secs, 10);
+    assert_eq!(set.session.max_anonymous_per_address, 0);
+    assert_eq!(set.database.sqlite_wal_limit_mb, 0);
+}

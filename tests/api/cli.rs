@@ -903,3 +903,34 @@ fn cli_user_totp_enroll_and_reset() {
         }
     }
 }
+
+/// Diesel keys a migration by the part of its folder name before the first `_`: two folders with
+/// one version would run only one of them. Both backends have the same list.
+#[test]
+fn migration_versions_are_unique_and_the_same_on_both_backends() {
+    let versions = |backend: &str| -> Vec<String> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(backend);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .expect("migrations folder")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let sqlite = versions("sqlite");
+    assert_eq!(
+        sqlite,
+        versions("postgres"),
+        "same migrations on both backends"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for name in &sqlite {
+        let version = name.split('_').next().expect("version");
+        assert!(
+            seen.insert(version.to_owned()),
+            "two migrations share version {version}: {sqlite:?}"
+        );
+    }
+}

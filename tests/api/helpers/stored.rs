@@ -368,15 +368,22 @@ impl TestApp {
 
     /// How many rows `table` holds.
     pub fn rows(&self, table: &str) -> i64 {
+        self.rows_where(table, "1 = 1")
+    }
+
+    /// How many rows of `table` match the SQL condition `cond` (test code, no outside input).
+    pub fn rows_where(&self, table: &str, cond: &str) -> i64 {
         #[derive(QueryableByName)]
         struct Count {
             #[diesel(sql_type = diesel::sql_types::BigInt)]
             n: i64,
         }
-        diesel::sql_query(format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table}"))
-            .get_result::<Count>(&mut self.conn())
-            .expect("count")
-            .n
+        diesel::sql_query(format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM {table} WHERE {cond}"
+        ))
+        .get_result::<Count>(&mut self.conn())
+        .expect("count")
+        .n
     }
 
     /// Stores `n` cookieless sessions, each with one pending request of `client`, as `/authorize`
