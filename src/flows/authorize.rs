@@ -302,6 +302,24 @@ fn view(state: &AppState, ctx: &Context, interaction: &str) -> PageView {
     }
 }
 
+/// The context of a form POST: its interaction and session live, its CSRF token right; else the
+/// answer to give.
+async fn load_form(
+    state: &AppState,
+    form: &Params,
+    session_cookie: Option<&str>,
+) -> Result<Result<(Context, String), Outcome>, AppError> {
+    let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
+        return Ok(Err(Outcome::BadRequest(EXPIRED)));
+    };
+    if !csrf_ok(state, &ctx, form) {
+        return Ok(Err(Outcome::BadRequest(
+            "The form has expired. Go back to the application and start again.",
+        )));
+    }
+    Ok(Ok((ctx, id)))
+}
+
 fn csrf_ok(state: &AppState, ctx: &Context, form: &Params) -> bool {
     let expected = csrf_token(state, &ctx.session.id_hash, &ctx.interaction.id_hash);
     form.get("csrf")
@@ -332,14 +350,10 @@ pub async fn login_submit(
     device_cookie: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
-    let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
-        return Ok(Outcome::BadRequest(EXPIRED));
+    let (ctx, id) = match load_form(state, &form, session_cookie).await? {
+        Ok(found) => found,
+        Err(refused) => return Ok(refused),
     };
-    if !csrf_ok(state, &ctx, &form) {
-        return Ok(Outcome::BadRequest(
-            "The form has expired. Go back to the application and start again.",
-        ));
-    }
     let username = form.get("username").unwrap_or("").to_owned();
     let password = form.get("password").unwrap_or("").to_owned();
     let lookup = username.clone();
@@ -487,14 +501,10 @@ pub async fn consent_submit(
     form: Params,
     session_cookie: Option<&str>,
 ) -> Result<Outcome, AppError> {
-    let Some((ctx, _)) = load(state, form.get("interaction"), session_cookie).await? else {
-        return Ok(Outcome::BadRequest(EXPIRED));
+    let (ctx, _) = match load_form(state, &form, session_cookie).await? {
+        Ok(found) => found,
+        Err(refused) => return Ok(refused),
     };
-    if !csrf_ok(state, &ctx, &form) {
-        return Ok(Outcome::BadRequest(
-            "The form has expired. Go back to the application and start again.",
-        ));
-    }
     let Some(user) = ctx.signed_in_enough(state).cloned() else {
         return Ok(Outcome::BadRequest(EXPIRED));
     };
@@ -613,14 +623,10 @@ pub async fn otp_submit(
     device_cookie: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<Outcome, AppError> {
-    let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
-        return Ok(Outcome::BadRequest(EXPIRED));
+    let (ctx, id) = match load_form(state, &form, session_cookie).await? {
+        Ok(found) => found,
+        Err(refused) => return Ok(refused),
     };
-    if !csrf_ok(state, &ctx, &form) {
-        return Ok(Outcome::BadRequest(
-            "The form has expired. Go back to the application and start again.",
-        ));
-    }
     let Some((user, PendingStage::SecondFactor)) = ctx.pending.clone() else {
         return Ok(Outcome::BadRequest(
             "This sign-in has no code to check: it has expired or was never started. Return to the application and sign in again.",

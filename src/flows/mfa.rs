@@ -317,14 +317,7 @@ pub fn disable(
     code: &str,
     now: i64,
 ) -> anyhow::Result<Result<(), Refusal>> {
-    let Some(code) = Code::parse(code) else {
-        return Ok(Err(Refusal::Malformed));
-    };
-    write_tx(conn, |conn| {
-        let checked = verify(conn, master, user_id, &Presented::Totp(code), now)?;
-        if let Err(refusal) = checked {
-            return Ok(Err(refusal));
-        }
+    with_current_code(conn, master, user_id, code, now, |conn| {
         TotpFactor::delete(conn, user_id)?;
         record(
             conn,
@@ -336,7 +329,7 @@ pub fn disable(
             )
             .user(user_id.to_owned()),
         )?;
-        Ok(Ok(()))
+        Ok(())
     })
 }
 
@@ -349,14 +342,7 @@ pub fn regenerate_recovery_codes(
     code: &str,
     now: i64,
 ) -> anyhow::Result<Result<Vec<RecoveryCode>, Refusal>> {
-    let Some(code) = Code::parse(code) else {
-        return Ok(Err(Refusal::Malformed));
-    };
-    write_tx(conn, |conn| {
-        let checked = verify(conn, master, user_id, &Presented::Totp(code), now)?;
-        if let Err(refusal) = checked {
-            return Ok(Err(refusal));
-        }
+    with_current_code(conn, master, user_id, code, now, |conn| {
         let codes = RecoveryCode::generate_set();
         let hashes: Vec<String> = codes.iter().map(|c| c.hash().0).collect();
         table::replace_recovery_codes(conn, user_id, &hashes, now)?;
@@ -370,7 +356,28 @@ pub fn regenerate_recovery_codes(
             )
             .user(user_id.to_owned()),
         )?;
-        Ok(Ok(codes))
+        Ok(codes)
+    })
+}
+
+/// Runs `then` in one transaction with the check of a current TOTP code (used up as at sign-in),
+/// when the code is good.
+fn with_current_code<T>(
+    conn: &mut AnyConnection,
+    master: &MasterKey,
+    user_id: &str,
+    code: &str,
+    now: i64,
+    then: impl FnOnce(&mut AnyConnection) -> anyhow::Result<T>,
+) -> anyhow::Result<Result<T, Refusal>> {
+    let Some(code) = Code::parse(code) else {
+        return Ok(Err(Refusal::Malformed));
+    };
+    write_tx(conn, |conn| {
+        if let Err(refusal) = verify(conn, master, user_id, &Presented::Totp(code), now)? {
+            return Ok(Err(refusal));
+        }
+        then(conn).map(Ok)
     })
 }
 

@@ -4,8 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::authorize::{
-    browser_form, device_cookie_name, new_device_cookie, new_session_cookie, page_params,
-    session_cookie,
+    new_device_cookie, new_session_cookie, page_params, session_cookie, sign_in_post,
 };
 use super::pages;
 use super::rate_limit::Group;
@@ -60,17 +59,17 @@ pub async fn submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, crate::error::AppError> {
-    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
-    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Login) {
-        return Ok(pages::too_many_requests(secs));
-    }
-    let form = match browser_form(&state, &req, &body) {
-        Ok(f) => f,
+    let post = match sign_in_post(&state, &req, &body, Group::Login) {
+        Ok(p) => p,
         Err(resp) => return Ok(*resp),
     };
-    let cookie = session_cookie(&state, &req);
-    let device = req.cookie(device_cookie_name(&state));
-    let device = device.as_ref().map(|c| c.value());
-    let outcome = flow::submit(&state, form, cookie.as_deref(), device, ip).await?;
+    let outcome = flow::submit(
+        &state,
+        post.form,
+        post.session.as_deref(),
+        post.device.as_deref(),
+        post.ip,
+    )
+    .await?;
     Ok(respond(&state, outcome))
 }

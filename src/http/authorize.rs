@@ -125,6 +125,37 @@ pub fn browser_form(
     Params::parse(body).map_err(|e| Box::new(pages::bad_request(&e.description)))
 }
 
+/// A sign-in form POST as its handler needs it: rate-limited per address, same-origin, parsed.
+pub(super) struct SignInPost {
+    pub form: Params,
+    pub session: Option<String>,
+    pub device: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
+}
+
+/// Reads a sign-in form POST (password, code, account page): the `group`'s rate limit first,
+/// then [`browser_form`]; the answer to send instead when either refuses.
+pub(super) fn sign_in_post(
+    state: &AppState,
+    req: &HttpRequest,
+    body: &[u8],
+    group: Group,
+) -> Result<SignInPost, Box<HttpResponse>> {
+    let ip = super::forms::client_ip(req, &state.settings.server.trusted_proxies);
+    if let Some(secs) = super::rate_limit::over_limit(req, ip, group) {
+        return Err(Box::new(pages::too_many_requests(secs)));
+    }
+    let form = browser_form(state, req, body)?;
+    Ok(SignInPost {
+        form,
+        session: session_cookie(state, req),
+        device: req
+            .cookie(device_cookie_name(state))
+            .map(|c| c.value().to_owned()),
+        ip,
+    })
+}
+
 /// Seconds to wait when this address is over the group's `[rate_limits]`.
 fn limited(state: &AppState, req: &HttpRequest, group: Group) -> Option<u64> {
     let ip = super::forms::client_ip(req, &state.settings.server.trusted_proxies);
@@ -181,21 +212,20 @@ pub async fn login_submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, crate::error::AppError> {
-    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
-    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Login) {
-        return Ok(pages::too_many_requests(secs));
-    }
-    let form = match browser_form(&state, &req, &body) {
-        Ok(f) => f,
+    let post = match sign_in_post(&state, &req, &body, Group::Login) {
+        Ok(p) => p,
         Err(resp) => return Ok(*resp),
     };
-    let username = form.get("username").unwrap_or("").to_owned();
-    let cookie = session_cookie(&state, &req);
-    let device = req.cookie(device_cookie_name(&state));
-    let device = device.as_ref().map(|c| c.value());
-    let span = tracing::info_span!("login", client_ip = ?ip);
+    let username = post.form.get("username").unwrap_or("").to_owned();
+    let span = tracing::info_span!("login", client_ip = ?post.ip);
     let result = tracing::Instrument::instrument(
-        flow::login_submit(&state, form, cookie.as_deref(), device, ip),
+        flow::login_submit(
+            &state,
+            post.form,
+            post.session.as_deref(),
+            post.device.as_deref(),
+            post.ip,
+        ),
         span,
     )
     .await?;
@@ -258,17 +288,17 @@ pub async fn otp_submit(
     req: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, crate::error::AppError> {
-    let ip = super::forms::client_ip(&req, &state.settings.server.trusted_proxies);
-    if let Some(secs) = super::rate_limit::over_limit(&req, ip, Group::Login) {
-        return Ok(pages::too_many_requests(secs));
-    }
-    let form = match browser_form(&state, &req, &body) {
-        Ok(f) => f,
+    let post = match sign_in_post(&state, &req, &body, Group::Login) {
+        Ok(p) => p,
         Err(resp) => return Ok(*resp),
     };
-    let cookie = session_cookie(&state, &req);
-    let device = req.cookie(device_cookie_name(&state));
-    let device = device.as_ref().map(|c| c.value());
-    let result = flow::otp_submit(&state, form, cookie.as_deref(), device, ip).await?;
+    let result = flow::otp_submit(
+        &state,
+        post.form,
+        post.session.as_deref(),
+        post.device.as_deref(),
+        post.ip,
+    )
+    .await?;
     Ok(outcome(&state, result, ""))
 }

@@ -74,49 +74,38 @@ pub(super) async fn grant(
             return Err(e.into());
         }
     };
+    let presented = mfa::presented(request.otp.as_deref(), request.recovery_code.as_deref());
     let account = user.as_ref().map(User::account);
     let user_id = account.as_ref().map(|a| a.id.to_string());
     let password_accepted = password_ok && account.as_ref().is_some_and(|a| a.active);
-    if !password_accepted {
+    let (factor_attempt, second) = if password_accepted {
+        if let Some(Attempt::Open(ticket)) = attempt {
+            lockout::succeeded(state, ticket).await?;
+        }
+        // The second factor has its own count, charged when one is presented to an enrolled user.
+        let factor_attempt = match (&user_id, &factor, &presented) {
+            (Some(id), Some(_), Ok(Some(_)) | Err(_)) => Some(
+                lockout::begin(state, id, Factor::SecondFactor, &Device::Unknown, ctx.now).await?,
+            ),
+            _ => None,
+        };
+        let second = if factor_attempt.as_ref().is_some_and(Attempt::is_locked) {
+            SecondFactor::Wrong
+        } else {
+            second_factor(state, &client, factor.as_ref(), &presented, ctx.now)?
+        };
+        (factor_attempt, second)
+    } else {
         tracing::info!(client_id = %client.id, "password grant: wrong credentials");
         // A refused password check is a failed sign-in; the user is named only when it exists.
         let entry = sign_in_failure(&client, &ctx, user_id.clone(), "password grant");
         lockout::settle_failure(state, attempt, ctx.now, entry).await?;
-        let plan = decide(
-            target,
-            account.as_ref(),
-            false,
-            SecondFactor::NotNeeded,
-            &client,
-            &ctx.lifetimes,
-            Fresh {
-                grant_id: new_id("gr").into(),
-                refresh: PlainToken::generate(),
-            },
-            ctx.now,
-        );
-        return Ok(Ok((client, plan.into_result())));
-    }
-    if let Some(Attempt::Open(ticket)) = attempt {
-        lockout::succeeded(state, ticket).await?;
-    }
-    // The second factor has its own count, charged when one is presented to an enrolled user.
-    let presented = mfa::presented(request.otp.as_deref(), request.recovery_code.as_deref());
-    let factor_attempt = match (&user_id, &factor, &presented) {
-        (Some(id), Some(_), Ok(Some(_)) | Err(_)) => {
-            Some(lockout::begin(state, id, Factor::SecondFactor, &Device::Unknown, ctx.now).await?)
-        }
-        _ => None,
-    };
-    let second = if factor_attempt.as_ref().is_some_and(Attempt::is_locked) {
-        SecondFactor::Wrong
-    } else {
-        second_factor(state, &client, factor.as_ref(), &presented, ctx.now)?
+        (None, SecondFactor::NotNeeded)
     };
     let plan = decide(
         target,
         account.as_ref(),
-        true,
+        password_ok,
         second.clone(),
         &client,
         &ctx.lifetimes,
@@ -126,6 +115,10 @@ pub(super) async fn grant(
         },
         ctx.now,
     );
+    if !password_accepted {
+        // Already on record (and counted) above.
+        return Ok(Ok((client, plan.into_result())));
+    }
     if plan.writes.is_empty() {
         // Refused before writing: a right password whose second factor is missing or wrong.
         let entry = match (&user_id, &second) {
