@@ -433,24 +433,7 @@ async fn access_tokens_carry_amr_of_the_sign_in(app: TestApp) {
     )
     .await;
     let consent = location(&resp);
-    let (i, c) = app.form_fields(&browser, &consent).await;
-    let resp = post_with(
-        &browser,
-        &app.url("/consent"),
-        &[
-            ("interaction", i.as_str()),
-            ("csrf", c.as_str()),
-            ("decision", "approve"),
-        ],
-    )
-    .await;
-    let code_param = query_of(&location(&resp))["code"].clone();
-    let tokens = app
-        .token()
-        .code(&code_param, &pkce.verifier)
-        .client(&spa)
-        .ok()
-        .await;
+    let tokens = approve_and_redeem(&app, &browser, &consent, &spa, &pkce).await;
     assert_eq!(
         claims_of(&tokens)["amr"],
         serde_json::json!(["pwd", "otp", "mfa"])
@@ -466,6 +449,33 @@ async fn access_tokens_carry_amr_of_the_sign_in(app: TestApp) {
         serde_json::json!(["pwd", "otp", "mfa"]),
         "kept on refresh"
     );
+}
+
+/// Approves on the consent page at `consent` in `browser` and redeems the code for `client`.
+async fn approve_and_redeem(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    consent: &str,
+    client: &TestClient,
+    pkce: &Pkce,
+) -> serde_json::Value {
+    let (i, c) = app.form_fields(browser, consent).await;
+    let resp = post_with(
+        browser,
+        &app.url("/consent"),
+        &[
+            ("interaction", i.as_str()),
+            ("csrf", c.as_str()),
+            ("decision", "approve"),
+        ],
+    )
+    .await;
+    let code = query_of(&location(&resp))["code"].clone();
+    app.token()
+        .code(&code, &pkce.verifier)
+        .client(client)
+        .ok()
+        .await
 }
 
 fn mfa_spa() -> NewClient {
@@ -535,24 +545,7 @@ async fn a_client_that_requires_mfa_takes_the_user_through_enrolment_before_cons
     let (status, page) = page_text(resp).await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(page.matches("<li><code>").count(), 10);
-    let (i, c) = app.form_fields(&browser, &consent).await;
-    let resp = post_with(
-        &browser,
-        &app.url("/consent"),
-        &[
-            ("interaction", i.as_str()),
-            ("csrf", c.as_str()),
-            ("decision", "approve"),
-        ],
-    )
-    .await;
-    let code_param = query_of(&location(&resp))["code"].clone();
-    let tokens = app
-        .token()
-        .code(&code_param, &pkce.verifier)
-        .client(&spa)
-        .ok()
-        .await;
+    let tokens = approve_and_redeem(&app, &browser, &consent, &spa, &pkce).await;
     assert_eq!(
         claims_of(&tokens)["amr"],
         serde_json::json!(["pwd", "otp", "mfa"])
