@@ -35,6 +35,8 @@ pub struct AppState {
     pub clock: Clock,
     /// Confidential clients that authenticated a moment ago (client_credentials' fast path).
     pub clients: ClientCache,
+    /// The origins clients registered, for CORS before a client authenticates (`clients.cache_secs`).
+    pub origins: crate::flows::origins::Origins,
 }
 
 /// The service layer's clock: the wall clock, plus an offset that only tests move forward (to
@@ -91,6 +93,7 @@ impl AppState {
             metadata,
             clock: Clock::default(),
             clients: ClientCache::new(settings.clients.cache_secs),
+            origins: crate::flows::origins::Origins::new(settings.clients.cache_secs),
             pool,
             settings,
         })

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod lockout;
 pub mod logout;
 pub mod mfa;
+pub mod origins;
 pub mod prune;
 pub mod revoke;
 pub mod token;

@@ -118,23 +118,6 @@ pub fn no_store_json(body: &impl serde::Serialize) -> HttpResponse {
         .json(body)
 }
 
-/// Adds `Access-Control-Allow-Origin` when the request's `Origin` is one the client registered.
-pub fn with_cors(req: &HttpRequest, allowed: &[String], mut resp: HttpResponse) -> HttpResponse {
-    let origin = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok());
-    if let Some(origin) = origin.filter(|o| allowed.iter().any(|a| a == o)) {
-        if let Ok(value) = HeaderValue::from_str(origin) {
-            resp.headers_mut()
-                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
-            resp.headers_mut()
-                .insert(header::VARY, HeaderValue::from_static("Origin"));
-        }
-    }
-    resp
-}
-
 /// The client's address: the connection's peer, or, when the peer is a trusted proxy
 /// (`server.trusted_proxies`), the last X-Forwarded-For entry, the one that proxy appended.
 pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {

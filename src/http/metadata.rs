@@ -1,10 +1,11 @@
 //! `GET /.well-known/oauth-authorization-server` and `GET /.well-known/jwks.json`: precomputed
-//! bytes, cacheable, with an ETag.
+//! bytes, cacheable, with an ETag; CORS for the origins clients registered.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::document::Document;
+use crate::error::AppError;
 use crate::state::AppState;
 
 fn cached(req: &HttpRequest, body: &Document, cache: &str) -> HttpResponse {
@@ -19,8 +20,7 @@ fn cached(req: &HttpRequest, body: &Document, cache: &str) -> HttpResponse {
         HttpResponse::Ok()
     };
     resp.insert_header((header::CACHE_CONTROL, cache))
-        .insert_header((header::ETAG, body.etag.clone()))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"));
+        .insert_header((header::ETAG, body.etag.clone()));
     if not_modified {
         resp.finish()
     } else {
@@ -29,11 +29,16 @@ fn cached(req: &HttpRequest, body: &Document, cache: &str) -> HttpResponse {
     }
 }
 
-pub async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    cached(&req, &state.metadata, &state.documents_cache_control)
+pub async fn metadata(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let resp = cached(&req, &state.metadata, &state.documents_cache_control);
+    super::cors::for_registered(&state, &req, resp).await
 }
 
-pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+pub async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AppError> {
     let keys = state.keys.current();
-    cached(&req, keys.jwks(), &state.documents_cache_control)
+    let resp = cached(&req, keys.jwks(), &state.documents_cache_control);
+    super::cors::for_registered(&state, &req, resp).await
 }

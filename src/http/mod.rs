@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod authorize;
+pub mod cors;
 pub mod forms;
 pub mod health;
 pub mod introspect;
@@ -21,8 +22,11 @@ use crate::oauth::metadata::paths;
 /// Registers every route. The app also needs `web::Data<AppState>` and the security-header
 /// middleware (see [`crate::server::build`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    let options = || web::method(actix_web::http::Method::OPTIONS);
     cfg.route(paths::METADATA, web::get().to(metadata::metadata))
+        .route(paths::METADATA, options().to(cors::preflight_get))
         .route(paths::JWKS, web::get().to(metadata::jwks))
+        .route(paths::JWKS, options().to(cors::preflight_get))
         .route(paths::AUTHORIZE, web::get().to(authorize::authorize))
         .route(paths::LOGIN, web::get().to(authorize::login_page))
         .route(paths::LOGIN, web::post().to(authorize::login_submit))
@@ -35,7 +39,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(paths::LOGOUT, web::get().to(logout::page))
         .route(paths::LOGOUT, web::post().to(logout::submit))
         .route(paths::TOKEN, web::post().to(token::token))
+        .route(paths::TOKEN, options().to(cors::preflight_post))
         .route(paths::REVOKE, web::post().to(revoke::revoke))
+        .route(paths::REVOKE, options().to(cors::preflight_post))
         .route(paths::INTROSPECT, web::post().to(introspect::introspect))
         .route(paths::HEALTHZ, web::get().to(health::healthz))
         .route(paths::READYZ, web::get().to(health::readyz))

@@ -2,7 +2,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::forms::{authorization, endpoint_error, oauth_error, oauth_form, with_cors};
+use super::cors::with_cors;
+use super::forms::{authorization, endpoint_error, oauth_error, oauth_form};
 use crate::flows;
 use crate::state::AppState;
 

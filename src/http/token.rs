@@ -2,9 +2,9 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use super::cors::with_cors;
 use super::forms::{
     authorization, endpoint_error, no_store_json, oauth_error, oauth_form, too_many_requests,
-    with_cors,
 };
 use super::rate_limit::Group;
 use crate::flows;

@@ -49,6 +49,14 @@ impl Client {
             .map(|rows| rows.into_iter().map(Client::from).collect())
     }
 
+    /// Every origin some client registered (for CORS before a client has authenticated).
+    pub fn all_origins(conn: &mut AnyConnection) -> QueryResult<std::collections::HashSet<String>> {
+        clients::table
+            .select(clients::allowed_origins)
+            .load::<String>(conn)
+            .map(|rows| rows.iter().flat_map(|r| decode_list(r)).collect())
+    }
+
     /// Deletes a client and, through foreign keys, its grants and tokens. True when it existed.
     pub fn delete(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
         diesel::delete(clients::table.find(id))

@@ -12,6 +12,7 @@ mod bounded_storage;
 mod bounded_work;
 mod cli;
 mod compose;
+mod cors;
 mod endpoints;
 mod grants;
 mod jwt_profile;

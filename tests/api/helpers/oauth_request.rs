@@ -20,6 +20,7 @@ pub struct OAuthRequest<'a> {
     path: &'static str,
     params: Vec<(String, String)>,
     authorization: Option<String>,
+    origin: Option<String>,
 }
 
 impl TestApp {
@@ -44,6 +45,7 @@ impl TestApp {
             path,
             params: Vec::new(),
             authorization: None,
+            origin: None,
         }
     }
 
@@ -186,6 +188,12 @@ impl OAuthRequest<'_> {
         self
     }
 
+    /// An Origin header: the request comes from a page on that origin.
+    pub fn origin(mut self, origin: &str) -> Self {
+        self.origin = Some(origin.to_owned());
+        self
+    }
+
     /// The parameters so far, in order.
     pub fn params(&self) -> &[(String, String)] {
         &self.params
@@ -199,6 +207,9 @@ impl OAuthRequest<'_> {
             .form(&self.params);
         if let Some(a) = &self.authorization {
             req = req.header("Authorization", a);
+        }
+        if let Some(o) = &self.origin {
+            req = req.header("Origin", o);
         }
         req.send().await.expect("POST")
     }
