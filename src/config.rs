@@ -25,6 +25,22 @@ pub struct Settings {
     pub rate_limits: RateLimitSettings,
     pub lockout: LockoutSettings,
     pub mfa: MfaSettings,
+    pub demo: DemoSettings,
+}
+
+/// The `/demo` page.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DemoSettings {
+    pub enabled: DemoMode,
+}
+
+/// `auto` (on for a loopback issuer), `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemoMode {
+    Auto,
+    On,
+    Off,
 }
 
 /// The second factor (TOTP).
@@ -305,11 +321,7 @@ impl Settings {
         let issuer = url::Url::parse(&self.server.issuer).map_err(|e| {
             anyhow::anyhow!("server.issuer {:?} is not a URL: {e}", self.server.issuer)
         })?;
-        let loopback = matches!(
-            issuer.host(),
-            Some(url::Host::Ipv4(ip)) if ip.is_loopback()
-        ) || matches!(issuer.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback())
-            || issuer.host_str() == Some("localhost");
+        let loopback = is_loopback(&issuer);
         match issuer.scheme() {
             "https" => {}
             "http" if loopback => {}
@@ -389,5 +401,55 @@ impl Settings {
     /// True when the issuer is https: cookies get `Secure` and the `__Host-` prefix, responses HSTS.
     pub fn is_https(&self) -> bool {
         url::Url::parse(&self.server.issuer).is_ok_and(|u| u.scheme() == "https")
+    }
+
+    /// Whether `/demo` is served: `demo.enabled`, where `auto` means on a loopback issuer only.
+    pub fn demo_enabled(&self) -> bool {
+        match self.demo.enabled {
+            DemoMode::On => true,
+            DemoMode::Off => false,
+            DemoMode::Auto => url::Url::parse(&self.server.issuer).is_ok_and(|u| is_loopback(&u)),
+        }
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with(issuer: &str, demo: &str) -> Settings {
+        Settings::load_from(
+            None,
+            vec![
+                ("GATEHOUSE_ISSUER".to_owned(), issuer.to_owned()),
+                ("GATEHOUSE_DEMO__ENABLED".to_owned(), demo.to_owned()),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn demo_is_on_by_default_for_loopback_issuers_only() {
+        assert!(with("http://127.0.0.1:8080", "auto").demo_enabled());
+        assert!(with("http://localhost:8080", "auto").demo_enabled());
+        assert!(with("http://[::1]:8080", "auto").demo_enabled());
+        assert!(!with("https://auth.example", "auto").demo_enabled());
+        assert!(with("https://auth.example", "on").demo_enabled());
+        assert!(!with("http://127.0.0.1:8080", "off").demo_enabled());
+        assert!(Settings::load_from(
+            None,
+            vec![("GATEHOUSE_DEMO__ENABLED".to_owned(), "maybe".to_owned())]
+        )
+        .is_err());
     }
 }

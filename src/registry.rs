@@ -214,6 +214,50 @@ pub fn create_client(
     Ok(registered)
 }
 
+/// The client id of the `/demo` page's client.
+pub const DEMO_CLIENT_ID: &str = "cl_demo";
+
+/// Registers the `/demo` page's public client for `issuer` (redirect URI `<issuer>/demo`, its own
+/// origin, audience `<issuer>/demo-api`), or re-registers it when the issuer changed. Done by
+/// `serve` at start when the demo is on; written to the audit log as Gatehouse's own change.
+pub fn ensure_demo_client(
+    conn: &mut AnyConnection,
+    issuer: &str,
+    now: i64,
+) -> Result<(), RegistryError> {
+    let redirect = format!("{issuer}/demo");
+    let req = NewClient {
+        name: "Gatehouse demo".into(),
+        redirect_uris: vec![redirect.clone()],
+        audiences: vec![format!("{issuer}/demo-api")],
+        allowed_origins: vec![issuer.to_owned()],
+        ..Default::default()
+    };
+    let mut client = prepare_client(&req, now)?.client;
+    client.id = DEMO_CLIENT_ID.into();
+    write_tx(conn, |conn| {
+        if let Some(existing) = Client::find(conn, DEMO_CLIENT_ID)? {
+            if existing.redirect_uris == client.redirect_uris {
+                return Ok(());
+            }
+            Client::delete(conn, DEMO_CLIENT_ID)?;
+        }
+        client.insert(conn)?;
+        crate::store::audit::record(
+            conn,
+            &Entry::new(
+                AuditEvent::ClientCreated,
+                Outcome::Success,
+                Actor::System,
+                now,
+            )
+            .client(DEMO_CLIENT_ID)
+            .detail(format!("the /demo page's client, redirect URI {redirect}")),
+        )
+    })
+    .map_err(RegistryError::from)
+}
+
 /// Deletes a client with its grants and tokens; false when there is none with this id.
 pub fn delete_client(
     conn: &mut AnyConnection,

@@ -77,6 +77,9 @@ impl AppState {
         let mut conn = pool.get()?;
         let keyset = store::with_startup_lock(&mut conn, |conn| {
             store::migrate(conn)?;
+            if settings.demo_enabled() {
+                crate::registry::ensure_demo_client(conn, &settings.server.issuer, now())?;
+            }
             KeySet::load_or_init(conn, &master, &settings.keys.algorithm, now())
         })?;
         drop(conn);

@@ -46,5 +46,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(paths::HEALTHZ, web::get().to(health::healthz))
         .route(paths::READYZ, web::get().to(health::readyz))
         .route(pages::STYLESHEET_PATH, web::get().to(pages::stylesheet))
+        .route("/", web::get().to(pages::home))
+        .route("/favicon.ico", web::get().to(pages::no_icon))
+        .route("/demo", web::get().to(pages::demo))
+        .route(pages::DEMO_SCRIPT_PATH, web::get().to(pages::demo_script))
         .default_service(web::to(pages::not_found));
 }

@@ -8,6 +8,77 @@ use crate::flows::authorize::PageView;
 
 pub const STYLESHEET_PATH: &str = "/static/gatehouse.css";
 const STYLESHEET: &str = include_str!("../../static/gatehouse.css");
+pub const DEMO_SCRIPT_PATH: &str = "/static/demo.js";
+const DEMO_SCRIPT: &str = include_str!("../../static/demo.js");
+
+/// The demo page's policy: the site's own, plus `connect-src 'self'` for its token requests.
+const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; \
+                        style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; \
+                        base-uri 'none'";
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage<'a> {
+    issuer: &'a str,
+    demo: bool,
+}
+
+/// `GET /`: what this server is, with links to its metadata, keys and (when on) the demo.
+pub async fn home(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
+    html(
+        StatusCode::OK,
+        HomePage {
+            issuer: state.issuer(),
+            demo: state.settings.demo_enabled(),
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "demo.html")]
+struct DemoPage<'a> {
+    issuer: &'a str,
+    client_id: &'a str,
+}
+
+/// `GET /demo`: the PKCE flow in the browser (`demo.enabled`), else not found.
+pub async fn demo(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
+    if !state.settings.demo_enabled() {
+        return not_found().await;
+    }
+    let mut resp = html(
+        StatusCode::OK,
+        DemoPage {
+            issuer: state.issuer(),
+            client_id: crate::registry::DEMO_CLIENT_ID,
+        }
+        .render(),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(DEMO_CSP),
+    );
+    resp
+}
+
+/// `GET /favicon.ico`: no icon, and no error in the browser's console either.
+pub async fn no_icon() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .finish()
+}
+
+/// The demo page's script (same origin, as the CSP requires).
+pub async fn demo_script(state: actix_web::web::Data<crate::state::AppState>) -> HttpResponse {
+    if !state.settings.demo_enabled() {
+        return not_found().await;
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/javascript; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(DEMO_SCRIPT)
+}
 
 #[derive(Template)]
 #[template(path = "login.html")]

@@ -14,6 +14,7 @@ mod cli;
 mod compose;
 mod cors;
 mod endpoints;
+mod front_door;
 mod grants;
 mod jwt_profile;
 mod keys;
