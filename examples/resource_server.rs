@@ -1,9 +1,13 @@
 //! A resource server that validates Gatehouse access tokens on its own with `gatehouse::verify`.
 //!
 //! Configuration: `RS_BIND` (default 127.0.0.1:9090), `RS_ISSUER` (the Gatehouse issuer),
-//! `RS_AUDIENCE` (this API's URI, as registered with `client create --audience`) and, where the
-//! issuer's address is not reachable from here (containers), `RS_JWKS_URI`.
+//! `RS_AUDIENCE` (this API's URI, as registered with `client create --audience`), `RS_PUBLIC_URL`
+//! (where clients reach this server; default `http://` + `RS_BIND`) and, where the issuer's
+//! address is not reachable from here (containers), `RS_JWKS_URI`.
 //!
+//! - `GET /.well-known/oauth-protected-resource`: RFC 9728 metadata (the resource, its
+//!   authorization server, its scopes), named in every `WWW-Authenticate` answer as
+//!   `resource_metadata`, so a client that meets a 401 finds where to get a token.
 //! - `GET /public`: no token needed.
 //! - `GET /read`: needs scope `api:read`.
 //! - `GET /admin`: needs role `admin`.
@@ -14,13 +18,38 @@
 //!
 //! Run: `RS_ISSUER=http://127.0.0.1:8080 RS_AUDIENCE=https://api.example.com cargo run --example resource_server`
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::http::header;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use gatehouse::verify::{Claims, Config, Verifier, VerifyError};
 
 const REALM: &str = "resource-server";
+/// The path of RFC 9728 protected-resource metadata.
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// `realm` and `resource_metadata` (RFC 9728 §5.1), the start of every challenge.
+static CHALLENGE: OnceLock<String> = OnceLock::new();
+
+fn challenge_start() -> &'static str {
+    CHALLENGE.get().map_or("Bearer", String::as_str)
+}
+
+/// What RFC 9728 metadata says about this server.
+struct Resource {
+    audience: String,
+    issuer: String,
+}
+
+async fn resource_metadata(resource: web::Data<Resource>) -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "resource": resource.audience,
+        "authorization_servers": [resource.issuer],
+        "scopes_supported": ["api:read"],
+        "bearer_methods_supported": ["header"],
+        "resource_name": "Gatehouse example resource server",
+    }))
+}
 
 /// What a request needs beyond a valid token.
 enum Need {
@@ -48,9 +77,10 @@ fn quoted(text: &str) -> String {
 fn unauthorized(error: Option<&VerifyError>) -> HttpResponse {
     let challenge = match error {
         // RFC 6750 §3.1: no error code when the request carried no token at all.
-        None => format!("Bearer realm=\"{REALM}\""),
+        None => challenge_start().to_owned(),
         Some(e) => format!(
-            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+            "{}, error=\"invalid_token\", error_description=\"{}\"",
+            challenge_start(),
             quoted(&e.to_string())
         ),
     };
@@ -66,12 +96,16 @@ fn unauthorized(error: Option<&VerifyError>) -> HttpResponse {
 fn forbidden(need: &Need) -> HttpResponse {
     let (challenge, description) = match need {
         Need::Scope(s) => (
-            format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{s}\""),
+            format!(
+                "{}, error=\"insufficient_scope\", scope=\"{s}\"",
+                challenge_start()
+            ),
             format!("the token lacks scope {s}"),
         ),
         Need::Role(r) => (
             format!(
-                "Bearer realm=\"{REALM}\", error=\"insufficient_scope\", error_description=\"requires role {r}\""
+                "{}, error=\"insufficient_scope\", error_description=\"requires role {r}\"",
+                challenge_start()
             ),
             format!("the token's user lacks role {r}"),
         ),
@@ -150,6 +184,15 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    let public_url = std::env::var("RS_PUBLIC_URL").unwrap_or_else(|_| format!("http://{bind}"));
+    let public_url = public_url.trim_end_matches('/');
+    let _ = CHALLENGE.set(format!(
+        "Bearer realm=\"{REALM}\", resource_metadata=\"{public_url}{METADATA_PATH}\""
+    ));
+    let resource = web::Data::new(Resource {
+        audience: audience.clone(),
+        issuer: issuer.clone(),
+    });
     let mut config = Config::new(issuer, audience);
     if let Ok(uri) = std::env::var("RS_JWKS_URI") {
         config.jwks_uri = uri;
@@ -164,6 +207,8 @@ async fn main() -> std::process::ExitCode {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(verifier.clone()))
+            .app_data(resource.clone())
+            .route(METADATA_PATH, web::get().to(resource_metadata))
             .route("/public", web::get().to(public))
             .route("/read", web::get().to(read))
             .route("/admin", web::get().to(admin))

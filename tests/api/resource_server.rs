@@ -77,10 +77,33 @@ async fn example_resource_server_enforces_scope_and_role(app: TestApp) {
     };
     let challenge = |resp: &reqwest::Response| header(resp, "www-authenticate").unwrap();
 
-    // No token: 401 with a bare Bearer challenge.
+    // No token: 401 with a bare Bearer challenge naming the RFC 9728 metadata.
     let resp = get("/read", None).await.unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     assert!(challenge(&resp).starts_with("Bearer realm="));
+    let metadata_url = format!("{base}/.well-known/oauth-protected-resource");
+    assert!(
+        challenge(&resp).contains(&format!("resource_metadata=\"{metadata_url}\"")),
+        "{}",
+        challenge(&resp)
+    );
+    let metadata: Value = http
+        .get(&metadata_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(metadata["resource"], AUDIENCE);
+    assert_eq!(
+        metadata["authorization_servers"],
+        serde_json::json!([app.issuer])
+    );
+    assert_eq!(
+        metadata["bearer_methods_supported"],
+        serde_json::json!(["header"])
+    );
 
     let spa = app.spa();
     app.user("admin-user", &["admin"]);
@@ -131,6 +154,7 @@ async fn example_resource_server_enforces_scope_and_role(app: TestApp) {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 403);
     assert!(challenge(&resp).contains("scope=\"api:read\""));
+    assert!(challenge(&resp).contains("resource_metadata="));
 
     // A forged or garbled token: 401 invalid_token; a token in the URL is refused.
     let resp = get("/read", Some("not.a.token")).await.unwrap();
