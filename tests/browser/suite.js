@@ -1,0 +1,189 @@
+// Gatehouse in a real browser (headless Chromium, driven with playwright-core): each scenario
+// asserts what a person sees, fails on any Content-Security-Policy violation or script error, and
+// saves a screenshot of each page in $SCREENSHOTS. Run by tests/browser/run, which starts
+// Gatehouse and the test SPA and passes their addresses in the environment.
+"use strict";
+const assert = require("node:assert/strict");
+const crypto = require("node:crypto");
+const path = require("node:path");
+const { chromium } = require("playwright-core");
+
+const env = (name) => {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} must be set`);
+  return v;
+};
+const ISSUER = env("GATEHOUSE_URL");
+const SPA = env("SPA_URL");
+const SPA_CLIENT = env("SPA_CLIENT_ID");
+const MFA_CLIENT = env("MFA_CLIENT_ID");
+const SHOTS = env("SCREENSHOTS");
+const PASSWORD = env("USER_PASSWORD");
+
+function base32decode(text) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0, value = 0;
+  const out = [];
+  for (const c of text.replace(/=+$/, "")) {
+    value = (value << 5) | alphabet.indexOf(c);
+    bits += 5;
+    if (bits >= 8) { bits -= 8; out.push((value >> bits) & 255); }
+  }
+  return Buffer.from(out);
+}
+
+// RFC 6238 with SHA-1, 6 digits, 30-second steps: what an authenticator app shows.
+function totp(secret, steps = 0) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 1000 / 30) + steps));
+  const mac = crypto.createHmac("sha1", base32decode(secret)).update(counter).digest();
+  const offset = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, "0");
+}
+
+// A fresh browser context whose page records CSP violations and script errors.
+async function open(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.problems = [];
+  page.on("console", (m) => {
+    const text = m.text();
+    if (/Content.Security.Policy|Refused to/i.test(text) || m.type() === "error" && !/Failed to load resource/.test(text)) {
+      page.problems.push(text);
+    }
+  });
+  page.on("pageerror", (e) => page.problems.push(String(e)));
+  return page;
+}
+
+let shot = 0;
+async function screenshot(page, name) {
+  shot += 1;
+  await page.screenshot({ path: path.join(SHOTS, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+}
+
+async function submit(page, selector) {
+  await Promise.all([page.waitForNavigation(), page.click(selector)]);
+}
+
+function pathOf(page) {
+  return new URL(page.url()).pathname;
+}
+
+async function signInWithPassword(page, username, password) {
+  await page.fill("#username", username);
+  await page.fill("#password", password);
+  await submit(page, "button[type=submit]");
+}
+
+const scenarios = {
+  // The SPA on its own origin: PKCE sign-in, a wrong password first, consent, and the token
+  // exchange that needs a CORS preflight; then a denial.
+  async "spa sign-in, consent and a cross-origin token exchange"(browser) {
+    const page = await open(browser);
+    await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}`);
+    await screenshot(page, "spa");
+    await submit(page, "#sign-in");
+    assert.equal(pathOf(page), "/login");
+    await screenshot(page, "login");
+    await signInWithPassword(page, "alice", "not the password");
+    assert.match(await page.textContent(".error"), /Invalid username or password/);
+    await screenshot(page, "login-wrong-password");
+    await signInWithPassword(page, "alice", PASSWORD);
+    assert.equal(pathOf(page), "/consent");
+    await screenshot(page, "consent");
+    await submit(page, "button[value=approve]");
+    await page.waitForSelector("body[data-done=yes]");
+    const result = JSON.parse(await page.textContent("#out"));
+    assert.deepEqual(result, {
+      error: null, iss: ISSUER, stateOk: true, status: 200, hasAccessToken: true, hasRefreshToken: true,
+    });
+    await screenshot(page, "spa-signed-in");
+    assert.deepEqual(page.problems, []);
+
+    // Signed in at Gatehouse already: straight to consent, and Deny answers access_denied.
+    await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}`);
+    await submit(page, "#sign-in");
+    assert.equal(pathOf(page), "/consent");
+    await submit(page, "button[value=deny]");
+    await page.waitForSelector("body[data-done=yes]");
+    assert.equal(JSON.parse(await page.textContent("#out")).error, "access_denied");
+    assert.deepEqual(page.problems, []);
+  },
+
+  // A client that requires a second factor: enrolment with the QR code, recovery codes, then a
+  // returning user's code step (a wrong code, then a good one).
+  async "totp enrolment and sign-in"(browser) {
+    const page = await open(browser);
+    await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${MFA_CLIENT}`);
+    await submit(page, "#sign-in");
+    await signInWithPassword(page, "carol", PASSWORD);
+    assert.equal(pathOf(page), "/account/mfa");
+    const qrShown = await page.$eval(".qr img", (img) => img.complete && img.naturalWidth > 0);
+    assert.ok(qrShown, "the QR code renders");
+    await screenshot(page, "totp-enrol");
+    const secret = (await page.textContent("code.secret")).trim();
+    await page.fill("#code", totp(secret));
+    await submit(page, "button[type=submit]");
+    assert.equal(await page.$$eval("ul.codes li", (l) => l.length), 10);
+    await screenshot(page, "totp-recovery-codes");
+    await submit(page, "a.button");
+    assert.equal(pathOf(page), "/consent");
+    await submit(page, "button[value=approve]");
+    await page.waitForSelector("body[data-done=yes]");
+    assert.equal(JSON.parse(await page.textContent("#out")).status, 200);
+    assert.deepEqual(page.problems, []);
+
+    // Another browser: password, then the code page; the step just used is refused, the next works.
+    const other = await open(browser);
+    await other.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${MFA_CLIENT}`);
+    await submit(other, "#sign-in");
+    await signInWithPassword(other, "carol", PASSWORD);
+    assert.equal(pathOf(other), "/login/otp");
+    await other.fill("#code", "000000");
+    await submit(other, "button[type=submit]");
+    assert.match(await other.textContent(".error"), /not valid/);
+    await screenshot(other, "totp-code-refused");
+    await other.fill("#code", totp(secret, 1));
+    await submit(other, "button[type=submit]");
+    assert.equal(pathOf(other), "/consent");
+    assert.deepEqual(other.problems, []);
+  },
+
+  // The front door and the demo page: sign in and refresh, all in the browser.
+  async "front door and demo"(browser) {
+    const page = await open(browser);
+    await page.goto(`${ISSUER}/`);
+    await screenshot(page, "home");
+    await submit(page, "a[href='/demo']");
+    await submit(page, "#sign-in");
+    await signInWithPassword(page, "alice", PASSWORD);
+    await submit(page, "button[value=approve]");
+    await page.waitForSelector("#token:not([hidden])");
+    assert.match(await page.textContent("#status"), /^Signed in/);
+    await page.click("#refresh");
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("Refreshed"));
+    await screenshot(page, "demo");
+    assert.deepEqual(page.problems, []);
+  },
+};
+
+(async () => {
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox"],
+  });
+  let failed = 0;
+  for (const [name, run] of Object.entries(scenarios)) {
+    try {
+      await run(browser);
+      console.log(`ok   ${name}`);
+    } catch (e) {
+      failed += 1;
+      console.log(`FAIL ${name}\n${e.stack || e}`);
+    }
+  }
+  await browser.close();
+  console.log(`${Object.keys(scenarios).length - failed} passed, ${failed} failed; screenshots in ${SHOTS}`);
+  process.exit(failed ? 1 : 0);
+})();
