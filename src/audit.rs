@@ -30,6 +30,9 @@ pub enum AuditEvent {
     ClientDeleted,
     UserCreated,
     UserDisabled,
+    UserEnabled,
+    UserDeleted,
+    ClientUpdated,
     PasswordChanged,
     RolesChanged,
     KeyRotated,
@@ -52,7 +55,7 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 22] = [
+    pub const ALL: [AuditEvent; 25] = [
         AuditEvent::SignIn,
         AuditEvent::SignOut,
         AuditEvent::TokenIssued,
@@ -64,6 +67,9 @@ impl AuditEvent {
         AuditEvent::ClientDeleted,
         AuditEvent::UserCreated,
         AuditEvent::UserDisabled,
+        AuditEvent::UserEnabled,
+        AuditEvent::UserDeleted,
+        AuditEvent::ClientUpdated,
         AuditEvent::PasswordChanged,
         AuditEvent::RolesChanged,
         AuditEvent::KeyRotated,
@@ -90,6 +96,9 @@ impl AuditEvent {
             AuditEvent::ClientDeleted => "client_deleted",
             AuditEvent::UserCreated => "user_created",
             AuditEvent::UserDisabled => "user_disabled",
+            AuditEvent::UserEnabled => "user_enabled",
+            AuditEvent::UserDeleted => "user_deleted",
+            AuditEvent::ClientUpdated => "client_updated",
             AuditEvent::PasswordChanged => "password_changed",
             AuditEvent::RolesChanged => "roles_changed",
             AuditEvent::KeyRotated => "key_rotated",

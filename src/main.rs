@@ -178,6 +178,33 @@ enum UserCommand {
         #[arg(long)]
         username: String,
     },
+    /// List users by login name.
+    List {
+        /// Only users whose name contains this.
+        #[arg(long)]
+        search: Option<String>,
+        /// At most this many (1 to 500).
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        /// Skip this many first (the next page).
+        #[arg(long, default_value_t = 0)]
+        offset: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Enable a disabled user: they may sign in again.
+    Enable {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Delete a user: their sessions, grants, refresh tokens and second factor end now.
+    Delete {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+    },
     /// Clear a user's sign-in failure counts and locks, on every device and factor.
     Unlock {
         /// The login name.
@@ -489,6 +516,65 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             } else {
                 println!("{} has no TOTP; nothing to remove", user.username);
             }
+            return Ok(());
+        }
+        UserCommand::List {
+            search,
+            limit,
+            offset,
+            json,
+        } => {
+            let mut conn = connect(settings)?;
+            let users = registry::list_users(&mut conn, search.as_deref(), limit, offset)?;
+            if json {
+                let list: Vec<serde_json::Value> = users
+                    .iter()
+                    .map(|u| {
+                        serde_json::json!({
+                            "user_id": u.id,
+                            "username": u.username,
+                            "roles": u.roles,
+                            "disabled": u.disabled_at.is_some(),
+                            "created_at": u.created_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else if users.is_empty() {
+                println!("no users");
+            } else {
+                for u in &users {
+                    println!(
+                        "{}  {}  roles=[{}]{}",
+                        u.id,
+                        u.username,
+                        u.roles.join(","),
+                        if u.disabled_at.is_some() {
+                            "  disabled"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            return Ok(());
+        }
+        UserCommand::Enable { username } => {
+            let mut conn = connect(settings)?;
+            let user = registry::enable_user(&mut conn, &username, now())?;
+            println!(
+                "enabled {} ({}); they may sign in again",
+                user.username, user.id
+            );
+            return Ok(());
+        }
+        UserCommand::Delete { username } => {
+            let mut conn = connect(settings)?;
+            let user = registry::delete_user(&mut conn, &username, now())?;
+            println!(
+                "deleted {} ({}); its sessions and tokens are revoked",
+                user.username, user.id
+            );
             return Ok(());
         }
         UserCommand::Unlock { username, json } => {

@@ -374,6 +374,67 @@ pub fn set_roles(
     })
 }
 
+/// Most users one page of `list_users` holds.
+pub const MAX_PAGE: i64 = 500;
+
+/// One page of users by login name (`limit` at most [`MAX_PAGE`]), optionally those whose name
+/// contains `search`.
+pub fn list_users(
+    conn: &mut AnyConnection,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<User>, RegistryError> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid(format!(
+            "the page size must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    if offset < 0 {
+        return Err(invalid("the offset must not be negative"));
+    }
+    Ok(User::list(conn, search, limit, offset)?)
+}
+
+/// Enables a disabled user: they may sign in again (their ended grants stay ended).
+pub fn enable_user(
+    conn: &mut AnyConnection,
+    username: &str,
+    now: i64,
+) -> Result<User, RegistryError> {
+    write_tx(conn, |conn| {
+        let mut user = find_user(conn, username)?;
+        User::set_enabled(conn, &user.id)?;
+        crate::store::audit::record(
+            conn,
+            &by_operator(AuditEvent::UserEnabled, now).user(user.id.clone()),
+        )?;
+        user.disabled_at = None;
+        Ok(user)
+    })
+}
+
+/// Deletes a user: every grant and session ends with them (foreign keys), their factors and
+/// failure counts too. The audit log keeps the user's id.
+pub fn delete_user(
+    conn: &mut AnyConnection,
+    username: &str,
+    now: i64,
+) -> Result<User, RegistryError> {
+    write_tx(conn, |conn| {
+        let user = find_user(conn, username)?;
+        end_user_grants(conn, &user.id, now)?;
+        User::delete(conn, &user.id)?;
+        crate::store::audit::record(
+            conn,
+            &by_operator(AuditEvent::UserDeleted, now)
+                .user(user.id.clone())
+                .detail(format!("username={}", user.username)),
+        )?;
+        Ok(user)
+    })
+}
+
 /// Disables a user: no more logins or refreshes, every grant and session ended.
 pub fn disable_user(
     conn: &mut AnyConnection,

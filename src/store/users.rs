@@ -71,6 +71,55 @@ impl User {
             .map(|r| r.map(User::from))
     }
 
+    /// Users by login name, `limit` from `offset`, those whose name contains `search` (any case
+    /// on PostgreSQL, ASCII case on SQLite) when given.
+    pub fn list(
+        conn: &mut AnyConnection,
+        search: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> QueryResult<Vec<User>> {
+        let mut query = users::table
+            .order(users::username.asc())
+            .limit(limit)
+            .offset(offset)
+            .select(UserRow::as_select())
+            .into_boxed();
+        if let Some(search) = search.filter(|s| !s.is_empty()) {
+            let escaped: String = search
+                .chars()
+                .flat_map(|c| match c {
+                    '%' | '_' | '\\' => vec!['\\', c],
+                    c => vec![c],
+                })
+                .collect();
+            query = query.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(username) LIKE LOWER(")
+                    .bind::<diesel::sql_types::Text, _>(format!("%{escaped}%"))
+                    .sql(") ESCAPE '\\'"),
+            );
+        }
+        query
+            .load(conn)
+            .map(|rows| rows.into_iter().map(User::from).collect())
+    }
+
+    /// Enables a disabled user again.
+    pub fn set_enabled(conn: &mut AnyConnection, id: &str) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set(users::disabled_at.eq(None::<i64>))
+            .execute(conn)
+            .map(|_| ())
+    }
+
+    /// Deletes a user; sessions, grants (with their codes and refresh tokens), factors and
+    /// failure counts go with it (foreign keys).
+    pub fn delete(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
+        diesel::delete(users::table.find(id))
+            .execute(conn)
+            .map(|n| n == 1)
+    }
+
     /// Marks the user disabled from `now` on.
     pub fn set_disabled(conn: &mut AnyConnection, id: &str, now: i64) -> QueryResult<()> {
         diesel::update(users::table.find(id))

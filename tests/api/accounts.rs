@@ -261,3 +261,69 @@ fn forwarded_for_is_believed_only_from_trusted_proxies() {
     assert_eq!(settings.server.trusted_proxies.len(), 2);
     assert!(Settings::load_from(None, env("not-an-ip")).is_err());
 }
+
+both_backends!(deleting_a_user_ends_sessions_and_refresh_tokens_and_enabling_restores_sign_in);
+async fn deleting_a_user_ends_sessions_and_refresh_tokens_and_enabling_restores_sign_in(
+    app: TestApp,
+) {
+    use gatehouse::registry;
+    // Enable after disable: the user signs in again (the old grants stay ended).
+    let (spa, tokens) = app.signed_in("alice", &[]).await;
+    app.disable_user("alice").expect("disable");
+    assert_oauth_error(
+        app.refresh(&spa, &s(&tokens, "refresh_token")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    registry::enable_user(&mut app.conn(), "alice", app.now()).expect("enable");
+    let again = app.tokens_for(&spa, "alice").await;
+    assert!(again.get("access_token").is_some());
+
+    // Delete: the refresh token, the session and the second factor go; the name is free again.
+    let rs = app.confidential();
+    let access = s(&again, "access_token");
+    assert!(app.is_active(&rs, &access).await);
+    let deleted = registry::delete_user(&mut app.conn(), "alice", app.now()).expect("delete");
+    assert_oauth_error(
+        app.refresh(&spa, &s(&again, "refresh_token")).await,
+        400,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(app.introspect(&rs, &access).await, inactive());
+    assert!(starts_at_login(&app, &spa).await, "the session ended");
+    assert_eq!(app.rows("grants"), 0);
+    let events = app.audit_events_named("user_deleted");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].user_id.as_deref(), Some(deleted.id.as_str()));
+    app.user("alice", &[]);
+    let err = registry::delete_user(&mut app.conn(), "nobody", app.now()).unwrap_err();
+    assert!(err.to_string().contains("nobody"));
+}
+
+both_backends!(user_list_pages_and_searches_by_name);
+async fn user_list_pages_and_searches_by_name(app: TestApp) {
+    use gatehouse::registry;
+    for name in ["alice", "bob", "carol", "dave_x", "erin%"] {
+        app.user(name, &[]);
+    }
+    let names = |search: Option<&str>, limit: i64, offset: i64| -> Vec<String> {
+        registry::list_users(&mut app.conn(), search, limit, offset)
+            .expect("list")
+            .into_iter()
+            .map(|u| u.username)
+            .collect()
+    };
+    assert_eq!(names(None, 2, 0), ["alice", "bob"]);
+    assert_eq!(names(None, 2, 2), ["carol", "dave_x"]);
+    assert_eq!(names(Some("AR"), 10, 0), ["carol"], "any case");
+    assert_eq!(
+        names(Some("_"), 10, 0),
+        ["dave_x"],
+        "LIKE wildcards are plain characters"
+    );
+    assert_eq!(names(Some("%"), 10, 0), ["erin%"]);
+    assert!(registry::list_users(&mut app.conn(), None, 0, 0).is_err());
+    assert!(registry::list_users(&mut app.conn(), None, 10, -1).is_err());
+}

@@ -934,3 +934,58 @@ fn migration_versions_are_unique_and_the_same_on_both_backends() {
         );
     }
 }
+
+#[test]
+fn cli_user_list_enable_delete() {
+    for db in backends() {
+        let b = db.label;
+        for name in ["alice", "bob"] {
+            ok(
+                &run(
+                    &db,
+                    &["user", "create", "--username", name],
+                    Some(GOOD_PASSWORD),
+                ),
+                "user create",
+            );
+        }
+        ok(
+            &run(&db, &["user", "disable", "--username", "bob"], None),
+            "disable",
+        );
+        let list = json_out(&run(&db, &["user", "list", "--json"], None), "user list");
+        let list = list.as_array().expect("array");
+        assert_eq!(list.len(), 2, "[{b}] {list:?}");
+        assert_eq!(list[1]["username"], "bob");
+        assert_eq!(list[1]["disabled"], true);
+        let out = ok(
+            &run(&db, &["user", "list", "--search", "ob"], None),
+            "user list --search",
+        );
+        assert!(out.contains("bob") && !out.contains("alice"), "[{b}] {out}");
+        assert!(out.contains("disabled"), "[{b}] {out}");
+        ok(
+            &run(&db, &["user", "enable", "--username", "bob"], None),
+            "enable",
+        );
+        let list = json_out(&run(&db, &["user", "list", "--json"], None), "user list");
+        assert_eq!(list[1]["disabled"], false, "[{b}]");
+        let out = ok(
+            &run(&db, &["user", "delete", "--username", "bob"], None),
+            "delete",
+        );
+        assert!(out.contains("deleted bob"), "[{b}] {out}");
+        let list = json_out(&run(&db, &["user", "list", "--json"], None), "user list");
+        assert_eq!(list.as_array().expect("array").len(), 1, "[{b}]");
+        let line = fails_readably(
+            &run(&db, &["user", "delete", "--username", "bob"], None),
+            "delete twice",
+        );
+        assert!(line.contains("bob"), "[{b}] {line}");
+        let line = fails_readably(
+            &run(&db, &["user", "list", "--limit", "0"], None),
+            "limit 0",
+        );
+        assert!(line.contains("page size"), "[{b}] {line}");
+    }
+}
