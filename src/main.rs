@@ -86,11 +86,45 @@ enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a registered client; a list given replaces the current one, settings not given
+    /// stay. Checked like a registration; instances see it within clients.cache_secs.
+    Update(UpdateClient),
     /// Delete a client with its grants and tokens.
     Delete {
         /// The client_id to delete.
         client_id: String,
     },
+}
+
+#[derive(Args)]
+struct UpdateClient {
+    /// The client_id to change.
+    client_id: String,
+    /// Name shown on the consent page.
+    #[arg(long)]
+    name: Option<String>,
+    /// An exact redirect URI (repeat for several; replaces the list).
+    #[arg(long = "redirect-uri", value_name = "URI")]
+    redirect_uris: Vec<String>,
+    /// Allowed grant type (repeatable; replaces the list): authorization_code, refresh_token, and
+    /// for confidential clients password and client_credentials.
+    #[arg(long = "grant-type", value_name = "GT")]
+    grant_types: Vec<String>,
+    /// A scope the client may request (repeatable; replaces the list).
+    #[arg(long = "scope", value_name = "SCOPE")]
+    scopes: Vec<String>,
+    /// A resource server URI its tokens may be for (repeatable; replaces the list).
+    #[arg(long = "audience", value_name = "URI")]
+    audiences: Vec<String>,
+    /// A browser origin allowed to call /token and /revoke (repeatable; replaces the list).
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Whether users signing in to it need a second factor.
+    #[arg(long, value_name = "true|false")]
+    require_mfa: Option<bool>,
+    /// Print the client as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -374,6 +408,34 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                     println!("client_secret: {s}");
                     println!("(the secret is shown only now; Gatehouse stores only its hash)");
                 }
+            }
+        }
+        ClientCommand::Update(u) => {
+            let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+            let grant_types = if u.grant_types.is_empty() {
+                None
+            } else {
+                Some(
+                    u.grant_types
+                        .iter()
+                        .map(|g| g.parse::<GrantType>())
+                        .collect::<Result<_, _>>()?,
+                )
+            };
+            let changes = registry::ClientChanges {
+                name: u.name,
+                redirect_uris: some(u.redirect_uris),
+                grant_types,
+                scopes: some(u.scopes),
+                audiences: some(u.audiences),
+                allowed_origins: some(u.allowed_origins),
+                require_mfa: u.require_mfa,
+            };
+            let client = registry::update_client(&mut conn, &u.client_id, changes, now())?;
+            if u.json {
+                println!("{}", serde_json::to_value(&client).unwrap_or_default());
+            } else {
+                println!("updated {} ({})", client.id, client.name);
             }
         }
         ClientCommand::List { json } => {

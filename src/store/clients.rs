@@ -49,6 +49,24 @@ impl Client {
             .map(|rows| rows.into_iter().map(Client::from).collect())
     }
 
+    /// Replaces the stored client by this one (same id).
+    pub fn update(&self, conn: &mut AnyConnection) -> QueryResult<()> {
+        let row = ClientRow::from(self.clone());
+        diesel::update(clients::table.find(&row.id))
+            .set((
+                clients::name.eq(&row.name),
+                clients::secret_hash.eq(&row.secret_hash),
+                clients::redirect_uris.eq(&row.redirect_uris),
+                clients::grant_types.eq(&row.grant_types),
+                clients::scopes.eq(&row.scopes),
+                clients::audiences.eq(&row.audiences),
+                clients::allowed_origins.eq(&row.allowed_origins),
+                clients::require_mfa.eq(row.require_mfa),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
     /// Every origin some client registered (for CORS before a client has authenticated).
     pub fn all_origins(conn: &mut AnyConnection) -> QueryResult<std::collections::HashSet<String>> {
         clients::table

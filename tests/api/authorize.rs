@@ -1239,3 +1239,36 @@ async fn already_logged_in_browser_skips_login(app: TestApp) {
     let login = start(&app, &new_browser(), &client).await;
     assert!(login.starts_with("/login?"), "{login}");
 }
+
+both_backends!(client_update_takes_effect_on_the_next_authorization);
+async fn client_update_takes_effect_on_the_next_authorization(app: TestApp) {
+    let spa = app.spa();
+    let moved = "http://127.0.0.1:5173/moved";
+    gatehouse::registry::update_client(
+        &mut app.conn(),
+        &spa.id,
+        gatehouse::registry::ClientChanges {
+            redirect_uris: Some(vec![moved.to_owned()]),
+            ..Default::default()
+        },
+        app.now(),
+    )
+    .expect("update");
+    let pkce = pkce();
+    let old = app
+        .get_authorize(&authz(&spa.id, &pkce.challenge, &[]))
+        .await;
+    assert_eq!(
+        old.status().as_u16(),
+        400,
+        "the old redirect URI is no longer registered"
+    );
+    let new = app
+        .get_authorize(&authz(
+            &spa.id,
+            &pkce.challenge,
+            &[("redirect_uri", Some(moved))],
+        ))
+        .await;
+    assert_eq!(new.status().as_u16(), 303);
+}

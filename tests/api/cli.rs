@@ -989,3 +989,83 @@ fn cli_user_list_enable_delete() {
         assert!(line.contains("page size"), "[{b}] {line}");
     }
 }
+
+#[test]
+fn cli_client_update_checks_like_a_registration() {
+    for db in backends() {
+        let b = db.label;
+        let created = json_out(
+            &create_client(&db, "Old name", &["--json"]),
+            "client create",
+        );
+        let id = created["client_id"].as_str().expect("client_id").to_owned();
+        let out = json_out(
+            &run(
+                &db,
+                &[
+                    "client",
+                    "update",
+                    &id,
+                    "--name",
+                    "New name",
+                    "--redirect-uri",
+                    "http://127.0.0.1:5173/callback",
+                    "--scope",
+                    "api:write",
+                    "--require-mfa",
+                    "true",
+                    "--json",
+                ],
+                None,
+            ),
+            "client update",
+        );
+        assert_eq!(out["name"], "New name", "[{b}] {out}");
+        assert_eq!(
+            out["redirect_uris"],
+            serde_json::json!(["http://127.0.0.1:5173/callback"])
+        );
+        assert_eq!(out["scopes"], serde_json::json!(["api:write"]));
+        assert_eq!(out["require_mfa"], true);
+        assert_eq!(
+            out["audiences"],
+            serde_json::json!(["https://api.example.com"]),
+            "kept"
+        );
+        let listed = list_clients(&db);
+        assert_eq!(listed[0]["name"], "New name", "[{b}]");
+
+        // Refused like a registration, and nothing changes.
+        for (args, says) in [
+            (
+                vec!["--redirect-uri", "https://app.example/cb#frag"],
+                "fragment",
+            ),
+            (vec!["--redirect-uri", "http://app.example/cb"], "https"),
+            (vec!["--grant-type", "client_credentials"], "confidential"),
+            (vec![], "nothing to change"),
+        ] {
+            let mut all = vec!["client", "update", id.as_str()];
+            all.extend(args);
+            let line = fails_readably(&run(&db, &all, None), "bad update");
+            assert!(line.contains(says), "[{b}] {line}");
+        }
+        let line = fails_readably(
+            &run(&db, &["client", "update", "cl_nope", "--name", "x"], None),
+            "unknown client",
+        );
+        assert!(line.contains("cl_nope"), "[{b}] {line}");
+        assert_eq!(
+            list_clients(&db)[0]["redirect_uris"],
+            serde_json::json!(["http://127.0.0.1:5173/callback"])
+        );
+        let audit = ok(
+            &run(&db, &["audit", "tail", "--event", "client_updated"], None),
+            "audit",
+        );
+        assert!(
+            audit.contains("changed client_name, redirect_uris, scope, require_mfa"),
+            "[{b}] {audit}"
+        );
+    }
+}
