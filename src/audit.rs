@@ -33,6 +33,7 @@ pub enum AuditEvent {
     UserEnabled,
     UserDeleted,
     ClientUpdated,
+    ClientSecretRotated,
     PasswordChanged,
     RolesChanged,
     KeyRotated,
@@ -55,7 +56,7 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 25] = [
+    pub const ALL: [AuditEvent; 26] = [
         AuditEvent::SignIn,
         AuditEvent::SignOut,
         AuditEvent::TokenIssued,
@@ -70,6 +71,7 @@ impl AuditEvent {
         AuditEvent::UserEnabled,
         AuditEvent::UserDeleted,
         AuditEvent::ClientUpdated,
+        AuditEvent::ClientSecretRotated,
         AuditEvent::PasswordChanged,
         AuditEvent::RolesChanged,
         AuditEvent::KeyRotated,
@@ -99,6 +101,7 @@ impl AuditEvent {
             AuditEvent::UserEnabled => "user_enabled",
             AuditEvent::UserDeleted => "user_deleted",
             AuditEvent::ClientUpdated => "client_updated",
+            AuditEvent::ClientSecretRotated => "client_secret_rotated",
             AuditEvent::PasswordChanged => "password_changed",
             AuditEvent::RolesChanged => "roles_changed",
             AuditEvent::KeyRotated => "key_rotated",

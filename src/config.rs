@@ -134,6 +134,8 @@ pub struct ClientSettings {
     /// (0 = never): deleting a client, rotating its secret or editing it takes effect on every
     /// instance within this bound. A failed authentication always reads the database.
     pub cache_secs: i64,
+    /// How long a client's old secret keeps working after `client rotate-secret` (0: not at all).
+    pub secret_rotation_grace_secs: i64,
 }
 
 /// Per-address request limits of this instance, per endpoint group: a steady rate per minute and
@@ -314,6 +316,9 @@ impl Settings {
         }
         if !(1..=86_400).contains(&self.prune.every_secs) {
             anyhow::bail!("prune.every_secs must be between 1 and 86400");
+        }
+        if !(0..=30 * 86_400).contains(&self.clients.secret_rotation_grace_secs) {
+            anyhow::bail!("clients.secret_rotation_grace_secs must be between 0 and 30 days");
         }
         if !(0..=300).contains(&self.clients.cache_secs) {
             anyhow::bail!("clients.cache_secs must be between 0 (off) and 300");

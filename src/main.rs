@@ -89,6 +89,18 @@ enum ClientCommand {
     /// Change a registered client; a list given replaces the current one, settings not given
     /// stay. Checked like a registration; instances see it within clients.cache_secs.
     Update(UpdateClient),
+    /// Give a confidential client a new secret, shown once; the old one keeps working for the
+    /// grace period (clients.secret_rotation_grace_secs, default 24 h).
+    RotateSecret {
+        /// The client_id.
+        client_id: String,
+        /// Seconds the old secret keeps working (0: it stops now).
+        #[arg(long, value_name = "SECS")]
+        grace_secs: Option<i64>,
+        /// Print {"client_id", "client_secret", "previous_secret_expires_at"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a client with its grants and tokens.
     Delete {
         /// The client_id to delete.
@@ -436,6 +448,35 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_value(&client).unwrap_or_default());
             } else {
                 println!("updated {} ({})", client.id, client.name);
+            }
+        }
+        ClientCommand::RotateSecret {
+            client_id,
+            grace_secs,
+            json,
+        } => {
+            let grace = grace_secs.unwrap_or(settings.clients.secret_rotation_grace_secs);
+            let (client, secret) = registry::rotate_secret(&mut conn, &client_id, grace, now())?;
+            let until = client.previous_secret.as_ref().map(|p| p.until);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "client_id": client.id,
+                        "client_secret": secret.expose(),
+                        "previous_secret_expires_at": until,
+                    })
+                );
+            } else {
+                println!("client_id:     {}", client.id);
+                println!("client_secret: {}", secret.expose());
+                println!("(the secret is shown only now; Gatehouse stores only its hash)");
+                match until {
+                    Some(t) => {
+                        println!("the old secret works until {t} (unix time), {grace} s from now")
+                    }
+                    None => println!("the old secret no longer works"),
+                }
             }
         }
         ClientCommand::List { json } => {

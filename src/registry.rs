@@ -178,6 +178,7 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
             allowed_origins: dedup(&req.allowed_origins),
             created_at: now,
             require_mfa: req.require_mfa,
+            previous_secret: None,
         },
         secret,
     })
@@ -327,6 +328,7 @@ pub fn update_client(
         let updated = Client {
             id: current.id.clone(),
             secret_hash: current.secret_hash.clone(),
+            previous_secret: current.previous_secret.clone(),
             created_at: current.created_at,
             ..checked
         };
@@ -338,6 +340,44 @@ pub fn update_client(
                 .detail(format!("changed {}", fields.join(", "))),
         )?;
         Ok(updated)
+    })
+}
+
+/// A new secret for a confidential client, shown this once. The old one keeps working for
+/// `grace_secs` (0: it stops now), so the client's deployments can switch over; a secret replaced
+/// earlier and still in its grace period stops now. Instances that remembered the client
+/// (`clients.cache_secs`) may accept the old secret that much longer.
+pub fn rotate_secret(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    grace_secs: i64,
+    now: i64,
+) -> Result<(Client, PlainToken), RegistryError> {
+    if !(0..=30 * 86_400).contains(&grace_secs) {
+        return Err(invalid("the grace period must be between 0 and 30 days"));
+    }
+    let secret = PlainToken::generate();
+    write_tx(conn, |conn| {
+        let mut client = Client::find(conn, client_id)?
+            .ok_or_else(|| invalid(format!("no client with id {client_id:?}")))?;
+        let Some(old) = client.secret_hash.clone() else {
+            return Err(invalid(format!(
+                "{client_id} is a public client: it has no secret to rotate"
+            )));
+        };
+        client.secret_hash = Some(secret.hash().0);
+        client.previous_secret = (grace_secs > 0).then(|| crate::oauth::model::PreviousSecret {
+            hash: old,
+            until: now + grace_secs,
+        });
+        client.update(conn)?;
+        crate::store::audit::record(
+            conn,
+            &by_operator(AuditEvent::ClientSecretRotated, now)
+                .client(client_id)
+                .detail(format!("the old secret works {grace_secs} s more")),
+        )?;
+        Ok((client, secret))
     })
 }
 

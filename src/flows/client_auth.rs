@@ -11,9 +11,11 @@ use crate::store::AnyConnection;
 pub fn authenticate_client(
     conn: &mut AnyConnection,
     creds: &ClientCredentials,
+    now: i64,
 ) -> diesel::QueryResult<Result<Client, OAuthError>> {
     Ok(client_auth::check(
         Client::find(conn, &creds.client_id)?,
         creds,
+        now,
     ))
 }

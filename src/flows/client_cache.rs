@@ -38,7 +38,7 @@ impl ClientCache {
         }
         let entries = self.entries.read().ok()?;
         let (at, client) = entries.get(&creds.client_id)?;
-        (now < at + self.ttl_secs && presented_by(client, creds)).then(|| client.clone())
+        (now < at + self.ttl_secs && presented_by(client, creds, now)).then(|| client.clone())
     }
 
     /// Remembers a confidential client that has just authenticated with its secret.
@@ -76,6 +76,7 @@ mod tests {
             allowed_origins: vec![],
             created_at: 0,
             require_mfa: false,
+            previous_secret: None,
         }
     }
 

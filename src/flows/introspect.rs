@@ -54,7 +54,7 @@ pub async fn introspect(
     let issuer = state.issuer().to_owned();
     state
         .db(move |conn| {
-            let client = authenticate_client(conn, &creds)??;
+            let client = authenticate_client(conn, &creds, now)??;
             if !client.is_confidential() {
                 return Err(OAuthError::invalid_client().into());
             }

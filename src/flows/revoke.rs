@@ -38,7 +38,7 @@ pub async fn revoke(
     let address = state.anonymise(ip);
     state
         .db(move |conn| {
-            let client = match authenticate_client(conn, &creds)? {
+            let client = match authenticate_client(conn, &creds, now)? {
                 Ok(c) => c,
                 Err(e) => return Ok(Answer::anonymous(e)),
             };

@@ -97,20 +97,33 @@ fn form_decode(text: &str) -> Option<String> {
 /// and a wrong secret cost the same (checklist 25).
 const DUMMY_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// Whether `creds` are this client's: its id, and its secret when it has one (in constant time).
-pub fn presented_by(client: &Client, creds: &ClientCredentials) -> bool {
+/// Whether `creds` are this client's at `now`: its id, and its secret when it has one (in
+/// constant time), or the secret a rotation replaced while its grace period lasts.
+pub fn presented_by(client: &Client, creds: &ClientCredentials, now: i64) -> bool {
     let passphrase = creds.secret.as_ref().map(|s| s.expose().as_bytes());
-    ClientRegistrar(client)
+    let current = ClientRegistrar(client)
         .check(&creds.client_id, passphrase)
-        .is_ok()
+        .is_ok();
+    let previous = match (&client.previous_secret, &creds.secret) {
+        (Some(previous), Some(secret)) if now < previous.until => {
+            creds.client_id == client.id.as_str()
+                && constant_time_eq(secret.hash().as_str(), &previous.hash)
+        }
+        _ => false,
+    };
+    current || previous
 }
 
 /// Authenticates the client through its registrar (`ClientRegistrar::check`): confidential
 /// clients by secret, public clients by id alone. Unknown client, missing secret and wrong secret
 /// all give the same `invalid_client` after the same work (checklist 25).
-pub fn check(client: Option<Client>, creds: &ClientCredentials) -> Result<Client, OAuthError> {
+pub fn check(
+    client: Option<Client>,
+    creds: &ClientCredentials,
+    now: i64,
+) -> Result<Client, OAuthError> {
     match client {
-        Some(c) if presented_by(&c, creds) => Ok(c),
+        Some(c) if presented_by(&c, creds, now) => Ok(c),
         Some(_) => Err(OAuthError::invalid_client()),
         None => {
             // The hash and comparison a known client's check would have cost.
@@ -140,6 +153,7 @@ mod tests {
             allowed_origins: vec![],
             created_at: 0,
             require_mfa: false,
+            previous_secret: None,
         }
     }
 
@@ -175,18 +189,51 @@ mod tests {
             secret: Some(PlainToken::from_presented("wrong")),
             method: AuthMethod::Post,
         };
-        let wrong = check(Some(confidential()), &creds).unwrap_err();
-        let unknown = check(None, &creds).unwrap_err();
+        let wrong = check(Some(confidential()), &creds, 0).unwrap_err();
+        let unknown = check(None, &creds, 0).unwrap_err();
         assert_eq!(wrong, unknown);
         let missing = ClientCredentials {
             secret: None,
             ..creds.clone()
         };
-        assert_eq!(check(Some(confidential()), &missing).unwrap_err(), unknown);
+        assert_eq!(
+            check(Some(confidential()), &missing, 0).unwrap_err(),
+            unknown
+        );
         let right = ClientCredentials {
             secret: Some(PlainToken::from_presented("s3cret")),
             ..creds
         };
-        assert!(check(Some(confidential()), &right).is_ok());
+        assert!(check(Some(confidential()), &right, 0).is_ok());
+    }
+
+    #[test]
+    fn a_rotated_secret_works_until_its_grace_period_ends() {
+        let rotated = Client {
+            secret_hash: Some(TokenHash::of("new").0),
+            previous_secret: Some(crate::oauth::model::PreviousSecret {
+                hash: TokenHash::of("s3cret").0,
+                until: 100,
+            }),
+            ..confidential()
+        };
+        let with = |secret: &str| ClientCredentials {
+            client_id: "cl_conf".into(),
+            secret: Some(PlainToken::from_presented(secret)),
+            method: AuthMethod::Basic,
+        };
+        assert!(presented_by(&rotated, &with("new"), 99));
+        assert!(presented_by(&rotated, &with("s3cret"), 99));
+        assert!(
+            !presented_by(&rotated, &with("s3cret"), 100),
+            "the grace period is over"
+        );
+        assert!(presented_by(&rotated, &with("new"), 100));
+        assert!(!presented_by(&rotated, &with("other"), 99));
+        let another_id = ClientCredentials {
+            client_id: "cl_other".into(),
+            ..with("s3cret")
+        };
+        assert!(!presented_by(&rotated, &another_id, 99));
     }
 }

@@ -141,6 +141,16 @@ pub struct Client {
     /// Users signing in to this client need a second factor (enrolling first if they have none).
     #[serde(default)]
     pub require_mfa: bool,
+    /// The secret a rotation replaced, still accepted until its grace period ends.
+    #[serde(skip)]
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// A replaced client secret (its SHA-256) and when it stops working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub hash: String,
+    pub until: i64,
 }
 
 impl Client {

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::clients;
 use super::{decode_list, encode_list, AnyConnection};
-use crate::oauth::model::{Client, GrantType};
+use crate::oauth::model::{Client, GrantType, PreviousSecret};
 
 /// A registered client as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -20,6 +20,8 @@ pub struct ClientRow {
     pub allowed_origins: String,
     pub created_at: i64,
     pub require_mfa: bool,
+    pub previous_secret_hash: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
 }
 
 /// Table code for the core's [`Client`]: rows are mapped into it here, allow-lists decoded
@@ -62,6 +64,8 @@ impl Client {
                 clients::audiences.eq(&row.audiences),
                 clients::allowed_origins.eq(&row.allowed_origins),
                 clients::require_mfa.eq(row.require_mfa),
+                clients::previous_secret_hash.eq(&row.previous_secret_hash),
+                clients::previous_secret_expires_at.eq(row.previous_secret_expires_at),
             ))
             .execute(conn)
             .map(|_| ())
@@ -99,6 +103,10 @@ impl From<ClientRow> for Client {
             allowed_origins: decode_list(&row.allowed_origins),
             created_at: row.created_at,
             require_mfa: row.require_mfa,
+            previous_secret: match (row.previous_secret_hash, row.previous_secret_expires_at) {
+                (Some(hash), Some(until)) => Some(PreviousSecret { hash, until }),
+                _ => None,
+            },
         }
     }
 }
@@ -117,6 +125,8 @@ impl From<Client> for ClientRow {
             allowed_origins: encode_list(&c.allowed_origins),
             created_at: c.created_at,
             require_mfa: c.require_mfa,
+            previous_secret_hash: c.previous_secret.as_ref().map(|p| p.hash.clone()),
+            previous_secret_expires_at: c.previous_secret.as_ref().map(|p| p.until),
         }
     }
 }

@@ -12,6 +12,8 @@ diesel::table! {
         allowed_origins -> Text,
         created_at -> BigInt,
         require_mfa -> Bool,
+        previous_secret_hash -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<BigInt>,
     }
 }
 

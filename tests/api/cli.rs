@@ -1069,3 +1069,78 @@ fn cli_client_update_checks_like_a_registration() {
         );
     }
 }
+
+#[test]
+fn cli_client_rotate_secret_shows_the_new_secret_once() {
+    for db in backends() {
+        let b = db.label;
+        let created = json_out(
+            &run(
+                &db,
+                &[
+                    "client",
+                    "create",
+                    "--name",
+                    "Backend",
+                    "--confidential",
+                    "--grant-type",
+                    "client_credentials",
+                    "--audience",
+                    "https://api.example.com",
+                    "--json",
+                ],
+                None,
+            ),
+            "client create",
+        );
+        let id = created["client_id"].as_str().expect("client_id").to_owned();
+        let old = created["client_secret"]
+            .as_str()
+            .expect("secret")
+            .to_owned();
+        let out = json_out(
+            &run(&db, &["client", "rotate-secret", &id, "--json"], None),
+            "rotate-secret",
+        );
+        let new = out["client_secret"].as_str().expect("new secret");
+        assert_ne!(new, old, "[{b}]");
+        let until = out["previous_secret_expires_at"]
+            .as_i64()
+            .expect("grace end");
+        let created_at = list_clients(&db)[0]["created_at"]
+            .as_i64()
+            .expect("created_at");
+        assert!(
+            (until - created_at - 86_400).abs() < 60,
+            "[{b}] default grace 24 h: {out}"
+        );
+        let out = ok(
+            &run(
+                &db,
+                &["client", "rotate-secret", &id, "--grace-secs", "0"],
+                None,
+            ),
+            "rotate-secret without grace",
+        );
+        assert!(out.contains("no longer works"), "[{b}] {out}");
+        let spa = json_out(&create_client(&db, "SPA", &["--json"]), "spa");
+        let line = fails_readably(
+            &run(
+                &db,
+                &[
+                    "client",
+                    "rotate-secret",
+                    spa["client_id"].as_str().expect("id"),
+                ],
+                None,
+            ),
+            "public client",
+        );
+        assert!(line.contains("public client"), "[{b}] {line}");
+        let raw = ok(&run(&db, &["audit", "tail", "--json"], None), "audit");
+        assert!(
+            !raw.contains(new) && !raw.contains(&old),
+            "[{b}] a secret in the audit log"
+        );
+    }
+}

@@ -1231,3 +1231,45 @@ async fn oversized_body_gets_invalid_request(app: TestApp) {
         assert!(description.contains("too large"), "{path}: {body}");
     }
 }
+
+both_backends!(
+    rotated_client_secret_works_with_the_old_one_during_the_grace_period,
+    |s: &mut Settings| s.clients.cache_secs = 0
+);
+async fn rotated_client_secret_works_with_the_old_one_during_the_grace_period(app: TestApp) {
+    use gatehouse::registry;
+    let old = app.machine_client();
+    let (_, secret) =
+        registry::rotate_secret(&mut app.conn(), &old.id, 3600, app.now()).expect("rotate");
+    let new = TestClient {
+        secret: Some(secret.expose().to_owned()),
+        ..old.clone()
+    };
+    app.token().client_credentials().basic(&old).ok().await;
+    app.token().client_credentials().basic(&new).ok().await;
+    app.advance_clock(3601);
+    app.token()
+        .client_credentials()
+        .basic(&old)
+        .fails(401, "invalid_client")
+        .await;
+    app.token().client_credentials().basic(&new).ok().await;
+
+    // No grace: the old secret stops at once; a public client has none to rotate.
+    let (_, newer) =
+        registry::rotate_secret(&mut app.conn(), &old.id, 0, app.now()).expect("rotate");
+    app.token()
+        .client_credentials()
+        .basic(&new)
+        .fails(401, "invalid_client")
+        .await;
+    let newest = TestClient {
+        secret: Some(newer.expose().to_owned()),
+        ..old.clone()
+    };
+    app.token().client_credentials().basic(&newest).ok().await;
+    let spa = app.spa();
+    let err = registry::rotate_secret(&mut app.conn(), &spa.id, 0, app.now()).unwrap_err();
+    assert!(err.to_string().contains("public client"), "{err}");
+    assert_eq!(app.audit_events_named("client_secret_rotated").len(), 2);
+}

@@ -26,6 +26,7 @@ pub(super) async fn grant(
     let hop = in_pool(
         state,
         creds,
+        now,
         GrantType::ClientCredentials,
         move |_, client| Ok(decide(client, &request).into_result()),
     )

@@ -88,6 +88,7 @@ pub async fn token(
             in_pool(
                 state,
                 creds,
+                now,
                 GrantType::AuthorizationCode,
                 move |conn, client| authorization_code::exchange(conn, &ctx, client, &r),
             )
@@ -97,6 +98,7 @@ pub async fn token(
             in_pool(
                 state,
                 creds,
+                now,
                 GrantType::RefreshToken,
                 move |conn, client| refresh_token::refresh(conn, &ctx, client, &r),
             )
@@ -120,13 +122,14 @@ pub async fn token(
 async fn in_pool(
     state: &AppState,
     creds: ClientCredentials,
+    now: i64,
     grant_type: GrantType,
     grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<Issue, OAuthError>, EndpointError>
         + Send
         + 'static,
 ) -> Result<Hop<Issue>, EndpointError> {
     state
-        .db(move |conn| with_client(conn, &creds, grant_type, grant))
+        .db(move |conn| with_client(conn, &creds, now, grant_type, grant))
         .await
 }
 
@@ -135,10 +138,11 @@ async fn in_pool(
 fn with_client<T>(
     conn: &mut AnyConnection,
     creds: &ClientCredentials,
+    now: i64,
     grant_type: GrantType,
     grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<T, OAuthError>, EndpointError>,
 ) -> Result<Hop<T>, EndpointError> {
-    let client = match authenticate_client(conn, creds)? {
+    let client = match authenticate_client(conn, creds, now)? {
         Ok(c) => c,
         Err(e) => return Ok(Err(e)),
     };

@@ -29,9 +29,10 @@ pub(super) async fn grant(
     request: PasswordRequest,
 ) -> Result<Hop<Issue>, EndpointError> {
     let username = request.username.clone();
+    let now = ctx.now;
     let found = state
         .db(move |conn| {
-            with_client(conn, &creds, GrantType::Password, |conn, client| {
+            with_client(conn, &creds, now, GrantType::Password, |conn, client| {
                 let target = match check_request(client, &request) {
                     Ok(t) => t,
                     Err(e) => return Ok(Err(e)),

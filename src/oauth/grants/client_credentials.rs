@@ -57,6 +57,7 @@ mod tests {
             allowed_origins: vec![],
             created_at: 0,
             require_mfa: false,
+            previous_secret: None,
         }
     }
 
