@@ -217,7 +217,7 @@ pub async fn login_submit(
         Err(resp) => return Ok(*resp),
     };
     let username = post.form.get("username").unwrap_or("").to_owned();
-    let span = tracing::info_span!("login", client_ip = ?post.ip);
+    let span = tracing::info_span!("login", client_ip = %super::forms::shown(post.ip));
     let result = tracing::Instrument::instrument(
         flow::login_submit(
             &state,

@@ -118,6 +118,11 @@ pub fn no_store_json(body: &impl serde::Serialize) -> HttpResponse {
         .json(body)
 }
 
+/// An address for a log field: the address, or `-` when there is none (never `Some(…)`).
+pub fn shown(ip: Option<std::net::IpAddr>) -> String {
+    ip.map_or_else(|| "-".to_owned(), |ip| ip.to_string())
+}
+
 /// The client's address: the connection's peer, or, when the peer is a trusted proxy
 /// (`server.trusted_proxies`), the last X-Forwarded-For entry, the one that proxy appended.
 pub fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {

@@ -19,7 +19,7 @@ pub async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Byte
         Ok(p) => p,
         Err(e) => return oauth_error(&e),
     };
-    let span = tracing::info_span!("token", client_ip = ?ip);
+    let span = tracing::info_span!("token", client_ip = %super::forms::shown(ip));
     let answer = tracing::Instrument::instrument(
         flows::token::token(&state, params, authorization(&req), ip),
         span,
