@@ -317,8 +317,11 @@ fn init_tracing(settings: &Settings, serving: bool) {
     let default = if serving { "info" } else { "warn" };
     let filter =
         EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Colours only for a person at a terminal, never in a file or a log collector.
+    let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colours)
         .with_writer(std::io::stderr);
     if settings.server.json_logs {
         builder.json().init();

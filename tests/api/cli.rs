@@ -609,6 +609,8 @@ async fn serve_starts_on_fresh_directory() {
     // The key file never leaks into the log.
     let key_text = std::fs::read_to_string(&master).expect("read master.key");
     assert!(!log().contains(key_text.trim()), "master key logged");
+    // A log file gets no terminal colour codes.
+    assert!(!log().contains('\u{1b}'), "ANSI escape codes in a log file");
     drop(server);
 }
 
