@@ -67,16 +67,19 @@ async fn password_step(
     client: &TestClient,
     username: &str,
 ) -> (reqwest::Client, String) {
+    password_step_with(app, client, username, &pkce()).await
+}
+
+/// [`password_step`] with the caller's PKCE pair, to redeem the code afterwards.
+async fn password_step_with(
+    app: &TestApp,
+    client: &TestClient,
+    username: &str,
+    pkce: &Pkce,
+) -> (reqwest::Client, String) {
     let browser = new_browser();
-    let pkce = pkce();
-    let resp = get_with(
-        &browser,
-        &app.url(&format!(
-            "/authorize?{}",
-            authz(&client.id, &pkce.challenge, &[])
-        )),
-    )
-    .await;
+    let query = authz(&client.id, &pkce.challenge, &[]);
+    let resp = get_with(&browser, &app.url(&format!("/authorize?{query}"))).await;
     assert_eq!(resp.status().as_u16(), 303);
     let login = location(&resp);
     assert!(login.starts_with("/login?"), "{login}");
@@ -408,27 +411,12 @@ async fn access_tokens_carry_amr_of_the_sign_in(app: TestApp) {
 
     app.user("alice", &[]);
     let (secret, _) = enrol(&app, "alice");
-    let browser = new_browser();
     let pkce = pkce();
-    let resp = get_with(
-        &browser,
-        &app.url(&format!(
-            "/authorize?{}",
-            authz(&spa.id, &pkce.challenge, &[])
-        )),
-    )
-    .await;
-    let (i, c) = app.form_fields(&browser, &location(&resp)).await;
-    let resp = post_with(
-        &browser,
-        &app.url("/login"),
-        &login_form(&i, &c, "alice", PASSWORD),
-    )
-    .await;
+    let (browser, after_password) = password_step_with(&app, &spa, "alice", &pkce).await;
     let resp = submit_code(
         &app,
         &browser,
-        &location(&resp),
+        &after_password,
         &[("code", &code(&app, &secret, 0))],
     )
     .await;
@@ -489,24 +477,8 @@ both_backends!(a_client_that_requires_mfa_takes_the_user_through_enrolment_befor
 async fn a_client_that_requires_mfa_takes_the_user_through_enrolment_before_consent(app: TestApp) {
     let spa = app.register(mfa_spa());
     app.user("carol", &[]);
-    let browser = new_browser();
     let pkce = pkce();
-    let resp = get_with(
-        &browser,
-        &app.url(&format!(
-            "/authorize?{}",
-            authz(&spa.id, &pkce.challenge, &[])
-        )),
-    )
-    .await;
-    let (i, c) = app.form_fields(&browser, &location(&resp)).await;
-    let resp = post_with(
-        &browser,
-        &app.url("/login"),
-        &login_form(&i, &c, "carol", PASSWORD),
-    )
-    .await;
-    let enrol_page = location(&resp);
+    let (browser, enrol_page) = password_step_with(&app, &spa, "carol", &pkce).await;
     assert!(
         enrol_page.starts_with("/account/mfa?interaction="),
         "{enrol_page}"
