@@ -466,6 +466,23 @@ async fn approve_and_redeem(
         .await
 }
 
+/// Posts one of the account page's actions with a code.
+async fn account_action(
+    app: &TestApp,
+    browser: &reqwest::Client,
+    csrf: &str,
+    action: &str,
+    code: &str,
+) -> reqwest::Response {
+    post_in(
+        app,
+        browser,
+        "/account/mfa",
+        &[("csrf", csrf), ("action", action), ("code", code)],
+    )
+    .await
+}
+
 fn mfa_spa() -> NewClient {
     NewClient {
         require_mfa: true,
@@ -690,17 +707,7 @@ async fn a_user_turns_totp_off_with_a_current_code_and_regenerates_recovery_code
     let (_, page) = page_text(browse_with(&app, &browser, "/account/mfa").await).await;
     let csrf = hidden(&page, "csrf");
     app.advance_clock(30);
-    let resp = post_in(
-        &app,
-        &browser,
-        "/account/mfa",
-        &[
-            ("csrf", csrf.as_str()),
-            ("action", "regenerate"),
-            ("code", code(&app, &secret, 0).as_str()),
-        ],
-    )
-    .await;
+    let resp = account_action(&app, &browser, &csrf, "regenerate", &code(&app, &secret, 0)).await;
     let (status, page) = page_text(resp).await;
     assert_eq!(status, 200);
     assert_eq!(page.matches("<li><code>").count(), 10);
@@ -720,17 +727,7 @@ async fn a_user_turns_totp_off_with_a_current_code_and_regenerates_recovery_code
 
     // Turning off needs a current code; a wrong one changes nothing.
     let failed_before = app.audit_events_named("mfa_failed").len();
-    let resp = post_in(
-        &app,
-        &browser,
-        "/account/mfa",
-        &[
-            ("csrf", csrf.as_str()),
-            ("action", "disable"),
-            ("code", "000000"),
-        ],
-    )
-    .await;
+    let resp = account_action(&app, &browser, &csrf, "disable", "000000").await;
     let (_, page) = page_text(resp).await;
     assert!(page.contains("not valid"), "{page}");
     assert_eq!(
@@ -739,17 +736,7 @@ async fn a_user_turns_totp_off_with_a_current_code_and_regenerates_recovery_code
         "refusal on record"
     );
     app.advance_clock(30);
-    let resp = post_in(
-        &app,
-        &browser,
-        "/account/mfa",
-        &[
-            ("csrf", csrf.as_str()),
-            ("action", "disable"),
-            ("code", code(&app, &secret, 0).as_str()),
-        ],
-    )
-    .await;
+    let resp = account_action(&app, &browser, &csrf, "disable", &code(&app, &secret, 0)).await;
     let (status, page) = page_text(resp).await;
     assert_eq!(status, 200);
     assert!(page.contains("is off"), "{page}");
