@@ -13,7 +13,7 @@ use gatehouse::keys::schedule::{Decision, Policy, Trigger};
 use gatehouse::keys::{KeyInfo, MasterKey};
 use gatehouse::oauth::model::{Client, GrantType};
 use gatehouse::passwords::Passwords;
-use gatehouse::registry::{self, NewClient};
+use gatehouse::registry::{self, By, NewClient};
 use gatehouse::state::{now, AppState};
 use gatehouse::store::keys::SigningKeyRow;
 use gatehouse::store::users::User;
@@ -409,7 +409,7 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 allowed_origins: c.allowed_origins,
                 require_mfa: c.require_mfa,
             };
-            let registered = registry::create_client(&mut conn, &req, now())?;
+            let registered = registry::create_client(&mut conn, &req, &By::operator(now()))?;
             let secret = registered.secret.as_ref().map(|s| s.expose().to_owned());
             if c.json {
                 let mut out = serde_json::json!({"client_id": registered.client.id});
@@ -446,7 +446,8 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 allowed_origins: some(u.allowed_origins),
                 require_mfa: u.require_mfa,
             };
-            let client = registry::update_client(&mut conn, &u.client_id, changes, now())?;
+            let client =
+                registry::update_client(&mut conn, &u.client_id, changes, &By::operator(now()))?;
             if u.json {
                 println!("{}", serde_json::to_value(&client).unwrap_or_default());
             } else {
@@ -459,7 +460,8 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
             json,
         } => {
             let grace = grace_secs.unwrap_or(settings.clients.secret_rotation_grace_secs);
-            let (client, secret) = registry::rotate_secret(&mut conn, &client_id, grace, now())?;
+            let (client, secret) =
+                registry::rotate_secret(&mut conn, &client_id, grace, &By::operator(now()))?;
             let until = client.previous_secret.as_ref().map(|p| p.until);
             if json {
                 println!(
@@ -519,7 +521,7 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
             }
         }
         ClientCommand::Delete { client_id } => {
-            if registry::delete_client(&mut conn, &client_id, now())? {
+            if registry::delete_client(&mut conn, &client_id, &By::operator(now()))? {
                 println!("deleted {client_id}");
             } else {
                 anyhow::bail!("no client with id {client_id}");
@@ -553,7 +555,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         } => (username, roles, json),
         UserCommand::SetRoles { username, roles } => {
             let mut conn = connect(settings)?;
-            let user = registry::set_roles(&mut conn, &username, &roles, now())?;
+            let user = registry::set_roles(&mut conn, &username, &roles, &By::operator(now()))?;
             println!(
                 "{} now has roles: [{}]",
                 user.username,
@@ -563,7 +565,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Disable { username } => {
             let mut conn = connect(settings)?;
-            let user = registry::disable_user(&mut conn, &username, now())?;
+            let user = registry::disable_user(&mut conn, &username, &By::operator(now()))?;
             println!(
                 "disabled {} ({}); its sessions and tokens are revoked",
                 user.username, user.id
@@ -617,7 +619,12 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::TotpReset { username } => {
             let mut conn = connect(settings)?;
             let user = registry::find_user(&mut conn, &username)?;
-            if gatehouse::flows::mfa::reset(&mut conn, &user.id, now())? {
+            if gatehouse::flows::mfa::reset(
+                &mut conn,
+                &user.id,
+                gatehouse::audit::Actor::Operator,
+                now(),
+            )? {
                 println!("TOTP and recovery codes removed for {}", user.username);
             } else {
                 println!("{} has no TOTP; nothing to remove", user.username);
@@ -667,7 +674,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Enable { username } => {
             let mut conn = connect(settings)?;
-            let user = registry::enable_user(&mut conn, &username, now())?;
+            let user = registry::enable_user(&mut conn, &username, &By::operator(now()))?;
             println!(
                 "enabled {} ({}); they may sign in again",
                 user.username, user.id
@@ -676,7 +683,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Delete { username } => {
             let mut conn = connect(settings)?;
-            let user = registry::delete_user(&mut conn, &username, now())?;
+            let user = registry::delete_user(&mut conn, &username, &By::operator(now()))?;
             println!(
                 "deleted {} ({}); its sessions and tokens are revoked",
                 user.username, user.id
@@ -685,7 +692,8 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Unlock { username, json } => {
             let mut conn = connect(settings)?;
-            let (user, cleared) = registry::unlock_user(&mut conn, &username, now())?;
+            let (user, cleared) =
+                registry::unlock_user(&mut conn, &username, &By::operator(now()))?;
             if json {
                 println!(
                     "{}",
@@ -703,7 +711,13 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             let password = read_password()?;
             let passwords = Passwords::new(&settings.passwords)?;
             let mut conn = connect(settings)?;
-            let user = registry::set_password(&mut conn, &passwords, &username, &password, now())?;
+            let user = registry::set_password(
+                &mut conn,
+                &passwords,
+                &username,
+                &password,
+                &By::operator(now()),
+            )?;
             println!(
                 "password changed for {}; its sessions and tokens are revoked",
                 user.username
@@ -714,7 +728,14 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
     let password = read_password()?;
     let passwords = Passwords::new(&settings.passwords)?;
     let mut conn = connect(settings)?;
-    let user = registry::create_user(&mut conn, &passwords, &username, &password, &roles, now())?;
+    let user = registry::create_user(
+        &mut conn,
+        &passwords,
+        &username,
+        &password,
+        &roles,
+        &By::operator(now()),
+    )?;
     if json {
         println!(
             "{}",
@@ -832,6 +853,7 @@ fn rotate_keys(settings: &Settings, json: bool) -> anyhow::Result<()> {
         &settings.keys.algorithm,
         &Policy::of(settings),
         Trigger::Manual,
+        gatehouse::audit::Actor::Operator,
         now,
     )?;
     let new = match rotation {

@@ -1,6 +1,8 @@
-//! Registering clients and users: the checks shared by the CLI (and later the admin API).
+//! Registering clients and users: the one implementation behind the CLI, the admin API and the
+//! admin console.
 //!
-//! Every change is written to the audit log in its own transaction, by the operator.
+//! Every change is written to the audit log in its own transaction, naming who made it ([`By`]).
+//! A refusal names the fields at fault ([`Fault`]), in words that fit every caller.
 
 use crate::audit::{Actor, AuditEvent, Entry, Outcome};
 use crate::oauth::model::{Client, GrantType};
@@ -33,24 +35,99 @@ pub struct Registered {
     pub secret: Option<PlainToken>,
 }
 
-/// A readable reason a registration was refused.
+/// Who makes a change, and when: what the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct By {
+    pub actor: Actor,
+    pub now: i64,
+}
+
+impl By {
+    /// An administrator at the command line.
+    pub fn operator(now: i64) -> By {
+        By {
+            actor: Actor::Operator,
+            now,
+        }
+    }
+
+    fn entry(&self, event: AuditEvent) -> Entry {
+        Entry::new(event, Outcome::Success, self.actor.clone(), self.now)
+    }
+}
+
+/// One thing wrong with a request: the field at fault (its RFC 7591 name for client metadata),
+/// if one is, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Fault {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+/// A readable reason a change was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
+    /// The request is wrong: every fault found.
+    #[error("{}", join_faults(.0))]
+    Invalid(Vec<Fault>),
+    /// No client or user with this id or name.
     #[error("{0}")]
-    Invalid(String),
+    NotFound(String),
+    /// A user with this name already exists.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Database(#[from] diesel::result::Error),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
 
-fn invalid(msg: impl Into<String>) -> RegistryError {
-    RegistryError::Invalid(msg.into())
+fn join_faults(faults: &[Fault]) -> String {
+    faults
+        .iter()
+        .map(|f| f.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl RegistryError {
+    /// The faults of an invalid request (empty for the other kinds).
+    pub fn faults(&self) -> &[Fault] {
+        match self {
+            RegistryError::Invalid(f) => f,
+            _ => &[],
+        }
+    }
+}
+
+fn fault(field: &'static str, msg: impl Into<String>) -> Fault {
+    Fault {
+        field: Some(field),
+        message: msg.into(),
+    }
+}
+
+fn invalid(field: &'static str, msg: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(vec![fault(field, msg)])
+}
+
+/// A refusal that is about no one field.
+fn refused(msg: impl Into<String>) -> RegistryError {
+    RegistryError::Invalid(vec![Fault {
+        field: None,
+        message: msg.into(),
+    }])
+}
+
+fn no_client(client_id: &str) -> RegistryError {
+    RegistryError::NotFound(format!("no client with id {client_id:?}"))
 }
 
 /// A redirect URI must be absolute, https (or http on a loopback address), with no fragment and
 /// no wildcard (checklist 55; RFC 9700 §2.1, RFC 8252 §7.3).
 pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
+    let invalid = |msg: String| invalid("redirect_uris", msg);
     let url = url::Url::parse(uri)
         .map_err(|_| invalid(format!("redirect URI {uri:?} is not an absolute URL")))?;
     if url.fragment().is_some() || uri.contains('#') {
@@ -87,6 +164,7 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
 }
 
 fn check_origin(origin: &str) -> Result<(), RegistryError> {
+    let invalid = |msg: String| invalid("allowed_origins", msg);
     let url =
         url::Url::parse(origin).map_err(|_| invalid(format!("origin {origin:?} is not a URL")))?;
     if url.origin().ascii_serialization() != origin {
@@ -98,6 +176,7 @@ fn check_origin(origin: &str) -> Result<(), RegistryError> {
 }
 
 fn check_audience(aud: &str) -> Result<(), RegistryError> {
+    let invalid = |msg: String| invalid("audiences", msg);
     let url = url::Url::parse(aud)
         .map_err(|_| invalid(format!("audience {aud:?} must be an absolute URI")))?;
     if url.fragment().is_some() {
@@ -118,13 +197,21 @@ fn dedup<T: Clone + PartialEq>(items: &[T]) -> Vec<T> {
     out
 }
 
-/// Checks a registration request and builds the client (not yet stored).
+/// Checks a registration request and builds the client (not yet stored). Every fault is
+/// reported, each naming its field.
 pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryError> {
+    let mut faults = Vec::new();
+    let mut check = |r: Result<(), RegistryError>| {
+        if let Err(RegistryError::Invalid(f)) = r {
+            faults.extend(f);
+        }
+    };
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(invalid(
+        check(Err(invalid(
+            "client_name",
             "the client name must be 1 to 100 printable characters",
-        ));
+        )));
     }
     let grant_types = if req.grant_types.is_empty() {
         GrantType::DEFAULT.to_vec()
@@ -134,36 +221,48 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
     for g in &grant_types {
         // Public clients get the browser flow only (checklist 27, 28).
         if !req.confidential && !g.allowed_for_public_clients() {
-            return Err(invalid(format!(
-                "grant type {g} needs a confidential client (--confidential)"
+            check(Err(invalid(
+                "grant_types",
+                format!("grant type {g} needs a confidential client"),
             )));
         }
     }
     if grant_types.contains(&GrantType::AuthorizationCode) && req.redirect_uris.is_empty() {
-        return Err(invalid(
-            "the authorization_code grant needs at least one --redirect-uri",
-        ));
+        check(Err(invalid(
+            "redirect_uris",
+            "the authorization_code grant needs at least one redirect URI",
+        )));
     }
     for uri in &req.redirect_uris {
-        check_redirect_uri(uri)?;
+        check(check_redirect_uri(uri));
     }
     for scope in &req.scopes {
-        crate::oauth::scope::parse(scope)
-            .map_err(|_| invalid(format!("scope {scope:?} is not a valid scope token")))?;
         if scope.contains(' ') {
-            return Err(invalid(format!("give each scope separately: {scope:?}")));
+            check(Err(invalid(
+                "scope",
+                format!("give each scope separately: {scope:?}"),
+            )));
+        } else if crate::oauth::scope::parse(scope).is_err() {
+            check(Err(invalid(
+                "scope",
+                format!("scope {scope:?} is not a valid scope token"),
+            )));
         }
     }
     if req.audiences.is_empty() {
-        return Err(invalid(
-            "a client needs at least one --audience: the URI of the resource server its tokens are for",
-        ));
+        check(Err(invalid(
+            "audiences",
+            "a client needs at least one audience: the URI of the resource server its tokens are for",
+        )));
     }
     for aud in &req.audiences {
-        check_audience(aud)?;
+        check(check_audience(aud));
     }
     for origin in &req.allowed_origins {
-        check_origin(origin)?;
+        check(check_origin(origin));
+    }
+    if !faults.is_empty() {
+        return Err(RegistryError::Invalid(faults));
     }
     let secret = req.confidential.then(PlainToken::generate);
     Ok(Registered {
@@ -184,20 +283,16 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
     })
 }
 
-/// An operator's change at `now`.
-fn by_operator(event: AuditEvent, now: i64) -> Entry {
-    Entry::new(event, Outcome::Success, Actor::Operator, now)
-}
-
 /// Registers a client.
 pub fn create_client(
     conn: &mut AnyConnection,
     req: &NewClient,
-    now: i64,
+    by: &By,
 ) -> Result<Registered, RegistryError> {
-    let registered = prepare_client(req, now)?;
+    let registered = prepare_client(req, by.now)?;
     let client = &registered.client;
-    let entry = by_operator(AuditEvent::ClientCreated, now)
+    let entry = by
+        .entry(AuditEvent::ClientCreated)
         .client(client.id.to_string())
         .detail(format!(
             "grant_types={}",
@@ -213,6 +308,39 @@ pub fn create_client(
         crate::store::audit::record(conn, &entry)
     })?;
     Ok(registered)
+}
+
+/// The client with this id.
+pub fn find_client(conn: &mut AnyConnection, client_id: &str) -> Result<Client, RegistryError> {
+    Client::find(conn, client_id)?.ok_or_else(|| no_client(client_id))
+}
+
+/// Most clients or users one page holds.
+pub const MAX_PAGE: i64 = 500;
+
+fn check_page(limit: i64, offset: i64) -> Result<(), RegistryError> {
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(invalid(
+            "limit",
+            format!("the page size must be between 1 and {MAX_PAGE}"),
+        ));
+    }
+    if offset < 0 {
+        return Err(invalid("offset", "the offset must not be negative"));
+    }
+    Ok(())
+}
+
+/// One page of clients by creation time (`limit` at most [`MAX_PAGE`]), optionally those whose id
+/// or name contains `search` (any case).
+pub fn list_clients(
+    conn: &mut AnyConnection,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<Client>, RegistryError> {
+    check_page(limit, offset)?;
+    Ok(Client::page(conn, search, limit, offset)?)
 }
 
 /// The client id of the `/demo` page's client.
@@ -297,15 +425,14 @@ pub fn update_client(
     conn: &mut AnyConnection,
     client_id: &str,
     changes: ClientChanges,
-    now: i64,
+    by: &By,
 ) -> Result<Client, RegistryError> {
     let fields = changes.fields();
     if fields.is_empty() {
-        return Err(invalid("nothing to change: give at least one setting"));
+        return Err(refused("nothing to change: give at least one setting"));
     }
     write_tx(conn, |conn| {
-        let current = Client::find(conn, client_id)?
-            .ok_or_else(|| invalid(format!("no client with id {client_id:?}")))?;
+        let current = find_client(conn, client_id)?;
         let req = NewClient {
             name: changes.name.unwrap_or_else(|| current.name.clone()),
             redirect_uris: changes
@@ -324,7 +451,7 @@ pub fn update_client(
                 .unwrap_or_else(|| current.allowed_origins.clone()),
             require_mfa: changes.require_mfa.unwrap_or(current.require_mfa),
         };
-        let checked = prepare_client(&req, now)?.client;
+        let checked = prepare_client(&req, by.now)?.client;
         let updated = Client {
             id: current.id.clone(),
             secret_hash: current.secret_hash.clone(),
@@ -335,13 +462,16 @@ pub fn update_client(
         updated.update(conn)?;
         crate::store::audit::record(
             conn,
-            &by_operator(AuditEvent::ClientUpdated, now)
+            &by.entry(AuditEvent::ClientUpdated)
                 .client(client_id)
                 .detail(format!("changed {}", fields.join(", "))),
         )?;
         Ok(updated)
     })
 }
+
+/// Longest grace period a rotated secret may have.
+pub const MAX_SECRET_GRACE_SECS: i64 = 30 * 86_400;
 
 /// A new secret for a confidential client, shown this once. The old one keeps working for
 /// `grace_secs` (0: it stops now), so the client's deployments can switch over; a secret replaced
@@ -351,17 +481,20 @@ pub fn rotate_secret(
     conn: &mut AnyConnection,
     client_id: &str,
     grace_secs: i64,
-    now: i64,
+    by: &By,
 ) -> Result<(Client, PlainToken), RegistryError> {
-    if !(0..=30 * 86_400).contains(&grace_secs) {
-        return Err(invalid("the grace period must be between 0 and 30 days"));
+    if !(0..=MAX_SECRET_GRACE_SECS).contains(&grace_secs) {
+        return Err(invalid(
+            "grace_secs",
+            "the grace period must be between 0 and 30 days",
+        ));
     }
     let secret = PlainToken::generate();
+    let now = by.now;
     write_tx(conn, |conn| {
-        let mut client = Client::find(conn, client_id)?
-            .ok_or_else(|| invalid(format!("no client with id {client_id:?}")))?;
+        let mut client = find_client(conn, client_id)?;
         let Some(old) = client.secret_hash.clone() else {
-            return Err(invalid(format!(
+            return Err(refused(format!(
                 "{client_id} is a public client: it has no secret to rotate"
             )));
         };
@@ -373,7 +506,7 @@ pub fn rotate_secret(
         client.update(conn)?;
         crate::store::audit::record(
             conn,
-            &by_operator(AuditEvent::ClientSecretRotated, now)
+            &by.entry(AuditEvent::ClientSecretRotated)
                 .client(client_id)
                 .detail(format!("the old secret works {grace_secs} s more")),
         )?;
@@ -381,17 +514,18 @@ pub fn rotate_secret(
     })
 }
 
-/// Deletes a client with its grants and tokens; false when there is none with this id.
+/// Deletes a client with its grants and tokens (their refresh tokens stop at once; their access
+/// tokens fail introspection); false when there is none with this id.
 pub fn delete_client(
     conn: &mut AnyConnection,
     client_id: &str,
-    now: i64,
+    by: &By,
 ) -> Result<bool, RegistryError> {
     write_tx(conn, |conn| {
         if !Client::delete(conn, client_id)? {
             return Ok(false);
         }
-        let entry = by_operator(AuditEvent::ClientDeleted, now).client(client_id);
+        let entry = by.entry(AuditEvent::ClientDeleted).client(client_id);
         crate::store::audit::record(conn, &entry)?;
         Ok(true)
     })
@@ -404,6 +538,7 @@ pub fn check_username(name: &str) -> Result<(), RegistryError> {
         || name.chars().any(|c| c.is_control() || c.is_whitespace())
     {
         return Err(invalid(
+            "username",
             "the username must be 1 to 64 characters without spaces",
         ));
     }
@@ -419,9 +554,30 @@ fn check_role(role: &str) -> Result<(), RegistryError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(format!(
-            "role {role:?} must be 1 to 64 of [A-Za-z0-9_-:.]"
-        )))
+        Err(invalid(
+            "roles",
+            format!("role {role:?} must be 1 to 64 of [A-Za-z0-9_-:.]"),
+        ))
+    }
+}
+
+/// A user, by id (the admin API and console) or by login name (the command line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserRef<'a> {
+    Id(&'a str),
+    Name(&'a str),
+}
+
+impl<'a> From<&'a str> for UserRef<'a> {
+    /// A bare string is a login name.
+    fn from(name: &'a str) -> UserRef<'a> {
+        UserRef::Name(name)
+    }
+}
+
+impl<'a> From<&'a String> for UserRef<'a> {
+    fn from(name: &'a String) -> UserRef<'a> {
+        UserRef::Name(name)
     }
 }
 
@@ -432,15 +588,27 @@ pub fn create_user(
     username: &str,
     password: &str,
     roles: &[String],
-    now: i64,
+    by: &By,
 ) -> Result<User, RegistryError> {
-    check_username(username)?;
-    passwords::check_new(password).map_err(RegistryError::Invalid)?;
+    let mut faults = Vec::new();
+    if let Err(RegistryError::Invalid(f)) = check_username(username) {
+        faults.extend(f);
+    }
+    if let Err(msg) = passwords::check_new(password) {
+        faults.push(fault("password", msg));
+    }
     for r in roles {
-        check_role(r)?;
+        if let Err(RegistryError::Invalid(f)) = check_role(r) {
+            faults.extend(f);
+        }
+    }
+    if !faults.is_empty() {
+        return Err(RegistryError::Invalid(faults));
     }
     if User::find_by_username(conn, username)?.is_some() {
-        return Err(invalid(format!("a user named {username:?} already exists")));
+        return Err(RegistryError::Conflict(format!(
+            "a user named {username:?} already exists"
+        )));
     }
     let user = User {
         id: new_id("usr"),
@@ -448,14 +616,21 @@ pub fn create_user(
         password_hash: passwords.hash(password)?,
         roles: dedup(roles),
         disabled_at: None,
-        created_at: now,
+        created_at: by.now,
     };
-    let entry = by_operator(AuditEvent::UserCreated, now)
+    let entry = by
+        .entry(AuditEvent::UserCreated)
         .user(user.id.clone())
         .detail(format!("roles=[{}]", user.roles.join(",")));
     write_tx(conn, |conn| {
+        if User::find_by_username(conn, username)?.is_some() {
+            return Err(RegistryError::Conflict(format!(
+                "a user named {username:?} already exists"
+            )));
+        }
         user.insert(conn)?;
-        crate::store::audit::record(conn, &entry)
+        crate::store::audit::record(conn, &entry)?;
+        Ok(())
     })?;
     Ok(user)
 }
@@ -470,25 +645,39 @@ fn end_user_grants(conn: &mut AnyConnection, user_id: &str, now: i64) -> Result<
 
 /// The user with this login name, or a readable error naming it.
 pub fn find_user(conn: &mut AnyConnection, username: &str) -> Result<User, RegistryError> {
-    User::find_by_username(conn, username)?
-        .ok_or_else(|| invalid(format!("no user named {username:?}")))
+    find(conn, UserRef::Name(username))
+}
+
+/// The user with this id or name, or a readable error naming it.
+pub fn find<'a>(
+    conn: &mut AnyConnection,
+    user: impl Into<UserRef<'a>>,
+) -> Result<User, RegistryError> {
+    match user.into() {
+        UserRef::Name(name) => User::find_by_username(conn, name)?
+            .ok_or_else(|| RegistryError::NotFound(format!("no user named {name:?}"))),
+        UserRef::Id(id) => User::find(conn, id)?
+            .ok_or_else(|| RegistryError::NotFound(format!("no user with id {id:?}"))),
+    }
 }
 
 /// Replaces a user's roles. Access tokens issued from now on, refreshes included, carry them.
-pub fn set_roles(
+pub fn set_roles<'a>(
     conn: &mut AnyConnection,
-    username: &str,
+    user: impl Into<UserRef<'a>>,
     roles: &[String],
-    now: i64,
+    by: &By,
 ) -> Result<User, RegistryError> {
     for r in roles {
         check_role(r)?;
     }
     let roles = dedup(roles);
+    let user = user.into();
     write_tx(conn, |conn| {
-        let mut user = find_user(conn, username)?;
+        let mut user = find(conn, user)?;
         User::set_roles(conn, &user.id, &roles)?;
-        let entry = by_operator(AuditEvent::RolesChanged, now)
+        let entry = by
+            .entry(AuditEvent::RolesChanged)
             .user(user.id.clone())
             .detail(format!("roles=[{}]", roles.join(",")));
         crate::store::audit::record(conn, &entry)?;
@@ -496,9 +685,6 @@ pub fn set_roles(
         Ok(user)
     })
 }
-
-/// Most users one page of `list_users` holds.
-pub const MAX_PAGE: i64 = 500;
 
 /// One page of users by login name (`limit` at most [`MAX_PAGE`]), optionally those whose name
 /// contains `search`.
@@ -508,29 +694,23 @@ pub fn list_users(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<User>, RegistryError> {
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(invalid(format!(
-            "the page size must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    if offset < 0 {
-        return Err(invalid("the offset must not be negative"));
-    }
+    check_page(limit, offset)?;
     Ok(User::list(conn, search, limit, offset)?)
 }
 
 /// Enables a disabled user: they may sign in again (their ended grants stay ended).
-pub fn enable_user(
+pub fn enable_user<'a>(
     conn: &mut AnyConnection,
-    username: &str,
-    now: i64,
+    user: impl Into<UserRef<'a>>,
+    by: &By,
 ) -> Result<User, RegistryError> {
+    let user = user.into();
     write_tx(conn, |conn| {
-        let mut user = find_user(conn, username)?;
+        let mut user = find(conn, user)?;
         User::set_enabled(conn, &user.id)?;
         crate::store::audit::record(
             conn,
-            &by_operator(AuditEvent::UserEnabled, now).user(user.id.clone()),
+            &by.entry(AuditEvent::UserEnabled).user(user.id.clone()),
         )?;
         user.disabled_at = None;
         Ok(user)
@@ -539,18 +719,19 @@ pub fn enable_user(
 
 /// Deletes a user: every grant and session ends with them (foreign keys), their factors and
 /// failure counts too. The audit log keeps the user's id.
-pub fn delete_user(
+pub fn delete_user<'a>(
     conn: &mut AnyConnection,
-    username: &str,
-    now: i64,
+    user: impl Into<UserRef<'a>>,
+    by: &By,
 ) -> Result<User, RegistryError> {
+    let user = user.into();
     write_tx(conn, |conn| {
-        let user = find_user(conn, username)?;
-        end_user_grants(conn, &user.id, now)?;
+        let user = find(conn, user)?;
+        end_user_grants(conn, &user.id, by.now)?;
         User::delete(conn, &user.id)?;
         crate::store::audit::record(
             conn,
-            &by_operator(AuditEvent::UserDeleted, now)
+            &by.entry(AuditEvent::UserDeleted)
                 .user(user.id.clone())
                 .detail(format!("username={}", user.username)),
         )?;
@@ -559,40 +740,43 @@ pub fn delete_user(
 }
 
 /// Disables a user: no more logins or refreshes, every grant and session ended.
-pub fn disable_user(
+pub fn disable_user<'a>(
     conn: &mut AnyConnection,
-    username: &str,
-    now: i64,
+    user: impl Into<UserRef<'a>>,
+    by: &By,
 ) -> Result<User, RegistryError> {
+    let user = user.into();
     write_tx(conn, |conn| {
-        let user = find_user(conn, username)?;
-        User::set_disabled(conn, &user.id, now)?;
-        end_user_grants(conn, &user.id, now)?;
+        let mut user = find(conn, user)?;
+        User::set_disabled(conn, &user.id, by.now)?;
+        end_user_grants(conn, &user.id, by.now)?;
         crate::store::audit::record(
             conn,
-            &by_operator(AuditEvent::UserDisabled, now).user(user.id.clone()),
+            &by.entry(AuditEvent::UserDisabled).user(user.id.clone()),
         )?;
+        user.disabled_at = Some(by.now);
         Ok(user)
     })
 }
 
 /// Sets a new password (hashed before the transaction) and ends every grant and session.
-pub fn set_password(
+pub fn set_password<'a>(
     conn: &mut AnyConnection,
     passwords: &Passwords,
-    username: &str,
+    user: impl Into<UserRef<'a>>,
     password: &str,
-    now: i64,
+    by: &By,
 ) -> Result<User, RegistryError> {
-    passwords::check_new(password).map_err(RegistryError::Invalid)?;
+    passwords::check_new(password).map_err(|msg| invalid("password", msg))?;
     let hash = passwords.hash(password)?;
+    let user = user.into();
     write_tx(conn, |conn| {
-        let user = find_user(conn, username)?;
+        let user = find(conn, user)?;
         User::set_password_hash(conn, &user.id, &hash)?;
-        end_user_grants(conn, &user.id, now)?;
+        end_user_grants(conn, &user.id, by.now)?;
         crate::store::audit::record(
             conn,
-            &by_operator(AuditEvent::PasswordChanged, now).user(user.id.clone()),
+            &by.entry(AuditEvent::PasswordChanged).user(user.id.clone()),
         )?;
         Ok(user)
     })
@@ -600,17 +784,18 @@ pub fn set_password(
 
 /// Clears every failure counter and lock of a user (checklist 49): all devices, all factors.
 /// Returns the user and how many counters there were.
-pub fn unlock_user(
+pub fn unlock_user<'a>(
     conn: &mut AnyConnection,
-    username: &str,
-    now: i64,
+    user: impl Into<UserRef<'a>>,
+    by: &By,
 ) -> Result<(User, usize), RegistryError> {
+    let user = user.into();
     write_tx(conn, |conn| {
-        let user = find_user(conn, username)?;
+        let user = find(conn, user)?;
         let cleared = crate::store::lockout::delete_for_user(conn, &user.id)?;
         crate::store::audit::record(
             conn,
-            &by_operator(AuditEvent::Unlocked, now)
+            &by.entry(AuditEvent::Unlocked)
                 .user(user.id.clone())
                 .detail(format!("cleared {cleared} failure counters")),
         )?;

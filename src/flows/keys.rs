@@ -74,6 +74,7 @@ fn tick(state: &AppState, next_purge: i64) -> (Duration, i64) {
                     &settings.keys.algorithm,
                     &Policy::of(settings),
                     Trigger::Scheduled,
+                    crate::audit::Actor::System,
                     now,
                 )
             });

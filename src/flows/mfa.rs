@@ -383,13 +383,18 @@ fn with_current_code<T>(
 
 /// The administrator's reset: removes the factor (active or pending) and the recovery codes.
 /// True when there was something to remove.
-pub fn reset(conn: &mut AnyConnection, user_id: &str, now: i64) -> anyhow::Result<bool> {
+pub fn reset(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    actor: Actor,
+    now: i64,
+) -> anyhow::Result<bool> {
     Ok(write_tx(conn, |conn| {
         let removed = TotpFactor::delete(conn, user_id)?;
         if removed {
             record(
                 conn,
-                &Entry::new(AuditEvent::MfaReset, Outcome::Success, Actor::Operator, now)
+                &Entry::new(AuditEvent::MfaReset, Outcome::Success, actor, now)
                     .user(user_id.to_owned()),
             )?;
         }

@@ -25,13 +25,16 @@ pub enum Rotation {
 /// The decision is taken again inside one write transaction that serialises rotations (SQLite:
 /// `BEGIN IMMEDIATE`; PostgreSQL: a table lock that lets readers through), so two rotations at
 /// once, from the command line or from several instances, add one pending key, not two. A
-/// rotation is written to the audit log in the same transaction.
+/// rotation is written to the audit log in the same transaction, as done by `actor` (Gatehouse
+/// itself for a scheduled one).
+#[allow(clippy::too_many_arguments)]
 pub fn rotate(
     conn: &mut AnyConnection,
     master: &MasterKey,
     algorithm: &str,
     policy: &Policy,
     trigger: Trigger,
+    actor: Actor,
     now: i64,
 ) -> anyhow::Result<Rotation> {
     let rows = SigningKeyRow::all(conn)?;
@@ -73,10 +76,6 @@ pub fn rotate(
                 }
                 new.activate_at = activate_at;
                 new.insert(conn)?;
-                let actor = match trigger {
-                    Trigger::Manual => Actor::Operator,
-                    Trigger::Scheduled => Actor::System,
-                };
                 let entry = Entry::new(AuditEvent::KeyRotated, Outcome::Success, actor, now)
                     .detail(format!(
                         "kid={} alg={} signs from {activate_at}; {retiring} retires",

@@ -51,6 +51,35 @@ impl Client {
             .map(|rows| rows.into_iter().map(Client::from).collect())
     }
 
+    /// Clients by creation time (then id), `limit` from `offset`, those whose id or name contains
+    /// `search` (any case) when given.
+    pub fn page(
+        conn: &mut AnyConnection,
+        search: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> QueryResult<Vec<Client>> {
+        let mut query = clients::table
+            .order((clients::created_at.asc(), clients::id.asc()))
+            .limit(limit)
+            .offset(offset)
+            .select(ClientRow::as_select())
+            .into_boxed();
+        if let Some(search) = search.filter(|s| !s.is_empty()) {
+            let pattern = super::contains_pattern(search);
+            query = query.filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("(LOWER(name) LIKE LOWER(")
+                    .bind::<diesel::sql_types::Text, _>(pattern.clone())
+                    .sql(") ESCAPE '\\' OR LOWER(id) LIKE LOWER(")
+                    .bind::<diesel::sql_types::Text, _>(pattern)
+                    .sql(") ESCAPE '\\')"),
+            );
+        }
+        query
+            .load(conn)
+            .map(|rows| rows.into_iter().map(Client::from).collect())
+    }
+
     /// Replaces the stored client by this one (same id).
     pub fn update(&self, conn: &mut AnyConnection) -> QueryResult<()> {
         let row = ClientRow::from(self.clone());

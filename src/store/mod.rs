@@ -252,6 +252,18 @@ pub fn serialised<T>(conn: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection
     }
 }
 
+/// A `LIKE` pattern (with `ESCAPE '\\'`) matching text that contains `needle` literally.
+pub fn contains_pattern(needle: &str) -> String {
+    let escaped: String = needle
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
+}
+
 /// A write transaction. On SQLite it starts with `BEGIN IMMEDIATE`, so the write lock is taken
 /// (waiting up to `busy_timeout`) before anything is read: a deferred transaction that read first
 /// could not upgrade under contention; and it runs [`serialised`], so writers of this process

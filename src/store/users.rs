@@ -86,16 +86,9 @@ impl User {
             .select(UserRow::as_select())
             .into_boxed();
         if let Some(search) = search.filter(|s| !s.is_empty()) {
-            let escaped: String = search
-                .chars()
-                .flat_map(|c| match c {
-                    '%' | '_' | '\\' => vec!['\\', c],
-                    c => vec![c],
-                })
-                .collect();
             query = query.filter(
                 diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(username) LIKE LOWER(")
-                    .bind::<diesel::sql_types::Text, _>(format!("%{escaped}%"))
+                    .bind::<diesel::sql_types::Text, _>(super::contains_pattern(search))
                     .sql(") ESCAPE '\\'"),
             );
         }

@@ -276,7 +276,12 @@ async fn deleting_a_user_ends_sessions_and_refresh_tokens_and_enabling_restores_
         "invalid_grant",
     )
     .await;
-    registry::enable_user(&mut app.conn(), "alice", app.now()).expect("enable");
+    registry::enable_user(
+        &mut app.conn(),
+        "alice",
+        &gatehouse::registry::By::operator(app.now()),
+    )
+    .expect("enable");
     let again = app.tokens_for(&spa, "alice").await;
     assert!(again.get("access_token").is_some());
 
@@ -284,7 +289,12 @@ async fn deleting_a_user_ends_sessions_and_refresh_tokens_and_enabling_restores_
     let rs = app.confidential();
     let access = s(&again, "access_token");
     assert!(app.is_active(&rs, &access).await);
-    let deleted = registry::delete_user(&mut app.conn(), "alice", app.now()).expect("delete");
+    let deleted = registry::delete_user(
+        &mut app.conn(),
+        "alice",
+        &gatehouse::registry::By::operator(app.now()),
+    )
+    .expect("delete");
     assert_oauth_error(
         app.refresh(&spa, &s(&again, "refresh_token")).await,
         400,
@@ -298,7 +308,12 @@ async fn deleting_a_user_ends_sessions_and_refresh_tokens_and_enabling_restores_
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].user_id.as_deref(), Some(deleted.id.as_str()));
     app.user("alice", &[]);
-    let err = registry::delete_user(&mut app.conn(), "nobody", app.now()).unwrap_err();
+    let err = registry::delete_user(
+        &mut app.conn(),
+        "nobody",
+        &gatehouse::registry::By::operator(app.now()),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("nobody"));
 }
 

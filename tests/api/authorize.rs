@@ -1251,7 +1251,7 @@ async fn client_update_takes_effect_on_the_next_authorization(app: TestApp) {
             redirect_uris: Some(vec![moved.to_owned()]),
             ..Default::default()
         },
-        app.now(),
+        &gatehouse::registry::By::operator(app.now()),
     )
     .expect("update");
     let pkce = pkce();

@@ -495,7 +495,7 @@ fn migrations_run_up_and_down() {
                 audiences: vec!["https://api.example.com".into()],
                 ..Default::default()
             },
-            gatehouse::state::now(),
+            &gatehouse::registry::By::operator(gatehouse::state::now()),
         )
         .expect("client");
         gatehouse::store::revert_all(&mut conn).expect("revert all");

@@ -82,6 +82,7 @@ fn rotate(app: &TestApp, algorithm: &str) -> Rotation {
         algorithm,
         &Policy::of(&app.settings),
         Trigger::Manual,
+        gatehouse::audit::Actor::Operator,
         app.now(),
     )
     .expect("rotate")
@@ -254,6 +255,7 @@ async fn second_rotation_while_pending_refused(app: TestApp) {
         "ES256",
         &due,
         Trigger::Scheduled,
+        gatehouse::audit::Actor::System,
         app.now() + 5,
     )
     .unwrap();
@@ -283,6 +285,7 @@ async fn second_rotation_while_pending_refused(app: TestApp) {
                         "ES256",
                         &Policy::of(&app.settings),
                         Trigger::Manual,
+                        gatehouse::audit::Actor::Operator,
                         app.now(),
                     )
                     .expect("concurrent rotate")

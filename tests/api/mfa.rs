@@ -849,9 +849,21 @@ async fn rule53_totp_secret_and_recovery_codes_are_never_stored_in_clear(app: Te
     )
     .expect("enrol")
     .is_none());
-    assert!(service::reset(&mut app.conn(), &user, app.now()).expect("reset"));
+    assert!(service::reset(
+        &mut app.conn(),
+        &user,
+        gatehouse::audit::Actor::Operator,
+        app.now()
+    )
+    .expect("reset"));
     assert_eq!(app.audit_events_named("mfa_reset").len(), 1);
-    assert!(!service::reset(&mut app.conn(), &user, app.now()).expect("reset"));
+    assert!(!service::reset(
+        &mut app.conn(),
+        &user,
+        gatehouse::audit::Actor::Operator,
+        app.now()
+    )
+    .expect("reset"));
 }
 
 /// The device cookie a response sets, if any.

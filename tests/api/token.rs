@@ -1239,8 +1239,13 @@ both_backends!(
 async fn rotated_client_secret_works_with_the_old_one_during_the_grace_period(app: TestApp) {
     use gatehouse::registry;
     let old = app.machine_client();
-    let (_, secret) =
-        registry::rotate_secret(&mut app.conn(), &old.id, 3600, app.now()).expect("rotate");
+    let (_, secret) = registry::rotate_secret(
+        &mut app.conn(),
+        &old.id,
+        3600,
+        &gatehouse::registry::By::operator(app.now()),
+    )
+    .expect("rotate");
     let new = TestClient {
         secret: Some(secret.expose().to_owned()),
         ..old.clone()
@@ -1256,8 +1261,13 @@ async fn rotated_client_secret_works_with_the_old_one_during_the_grace_period(ap
     app.token().client_credentials().basic(&new).ok().await;
 
     // No grace: the old secret stops at once; a public client has none to rotate.
-    let (_, newer) =
-        registry::rotate_secret(&mut app.conn(), &old.id, 0, app.now()).expect("rotate");
+    let (_, newer) = registry::rotate_secret(
+        &mut app.conn(),
+        &old.id,
+        0,
+        &gatehouse::registry::By::operator(app.now()),
+    )
+    .expect("rotate");
     app.token()
         .client_credentials()
         .basic(&new)
@@ -1269,7 +1279,13 @@ async fn rotated_client_secret_works_with_the_old_one_during_the_grace_period(ap
     };
     app.token().client_credentials().basic(&newest).ok().await;
     let spa = app.spa();
-    let err = registry::rotate_secret(&mut app.conn(), &spa.id, 0, app.now()).unwrap_err();
+    let err = registry::rotate_secret(
+        &mut app.conn(),
+        &spa.id,
+        0,
+        &gatehouse::registry::By::operator(app.now()),
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("public client"), "{err}");
     assert_eq!(app.audit_events_named("client_secret_rotated").len(), 2);
 }

@@ -46,7 +46,11 @@ impl TestApp {
 
     /// Registers a client as `gatehouse client create` does, or says why not.
     pub fn try_register(&self, req: &NewClient) -> Result<TestClient, RegistryError> {
-        let r = registry::create_client(&mut self.conn(), req, self.now())?;
+        let r = registry::create_client(
+            &mut self.conn(),
+            req,
+            &gatehouse::registry::By::operator(self.now()),
+        )?;
         Ok(TestClient {
             id: r.client.id.to_string(),
             secret: r.secret.map(|s| s.expose().to_owned()),
@@ -63,7 +67,7 @@ impl TestApp {
             username,
             PASSWORD,
             &roles,
-            self.now(),
+            &registry::By::operator(self.now()),
         )
         .expect("create user")
         .id
@@ -72,13 +76,24 @@ impl TestApp {
     /// `gatehouse user passwd`.
     pub fn set_password(&self, username: &str, password: &str) {
         let passwords = self.passwords();
-        registry::set_password(&mut self.conn(), &passwords, username, password, self.now())
-            .expect("set password");
+        registry::set_password(
+            &mut self.conn(),
+            &passwords,
+            username,
+            password,
+            &gatehouse::registry::By::operator(self.now()),
+        )
+        .expect("set password");
     }
 
     /// `gatehouse user disable`.
     pub fn disable_user(&self, username: &str) -> Result<(), RegistryError> {
-        registry::disable_user(&mut self.conn(), username, self.now()).map(drop)
+        registry::disable_user(
+            &mut self.conn(),
+            username,
+            &gatehouse::registry::By::operator(self.now()),
+        )
+        .map(drop)
     }
 
     /// `gatehouse user roles`.
@@ -87,17 +102,19 @@ impl TestApp {
             &mut self.conn(),
             username,
             &super::strings(roles),
-            self.now(),
+            &registry::By::operator(self.now()),
         )
         .map(drop)
     }
 
     /// `gatehouse client delete`.
     pub fn delete_client(&self, client: &TestClient) {
-        assert!(
-            registry::delete_client(&mut self.conn(), &client.id, self.now())
-                .expect("delete client")
-        );
+        assert!(registry::delete_client(
+            &mut self.conn(),
+            &client.id,
+            &gatehouse::registry::By::operator(self.now())
+        )
+        .expect("delete client"));
     }
 
     // --- the audit log
