@@ -8,8 +8,6 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use gatehouse::audit::{self, AuditEvent};
 use gatehouse::config::Settings;
-use gatehouse::keys::rotation::{self, Rotation};
-use gatehouse::keys::schedule::{Decision, Policy, Trigger};
 use gatehouse::keys::{KeyInfo, MasterKey};
 use gatehouse::oauth::model::{Client, GrantType};
 use gatehouse::passwords::Passwords;
@@ -816,6 +814,7 @@ fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
         event,
         since,
         limit,
+        ..Default::default()
     };
     let rows = store::audit::recent(&mut conn, &filter)?;
     if json {
@@ -847,28 +846,13 @@ fn rotate_keys(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let mut conn = connect(settings)?;
     let master = existing_master_key(settings)?;
     let now = now();
-    let rotation = rotation::rotate(
+    let info = gatehouse::flows::admin::rotate_key(
         &mut conn,
         &master,
-        &settings.keys.algorithm,
-        &Policy::of(settings),
-        Trigger::Manual,
+        settings,
         gatehouse::audit::Actor::Operator,
         now,
     )?;
-    let new = match rotation {
-        Rotation::Rotated(row) => row,
-        Rotation::Skipped(Decision::AlreadyPending { kid, activate_at }) => anyhow::bail!(
-            "key {kid} is already waiting to sign (from {activate_at}, in {} s): \
-             rotate again once it signs",
-            activate_at - now
-        ),
-        Rotation::Skipped(Decision::NoSigningKey) => anyhow::bail!(
-            "no key signs yet: the server creates the first one when it starts; rotate after that"
-        ),
-        Rotation::Skipped(other) => anyhow::bail!("no rotation: {other:?}"),
-    };
-    let info = KeyInfo::of(&new, now, None);
     if json {
         println!("{}", serde_json::to_string(&info)?);
     } else {

@@ -2,6 +2,7 @@
 //! transaction, calls the protocol core for every decision, and signs tokens.
 
 pub mod account;
+pub mod admin;
 pub mod audit;
 pub mod authorize;
 pub mod client_auth;

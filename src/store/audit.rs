@@ -54,6 +54,10 @@ pub struct Filter {
     pub event: Option<String>,
     /// Only events at or after this time.
     pub since: Option<i64>,
+    /// Only events before this time.
+    pub until: Option<i64>,
+    /// Only events older than this one (its time and id): the cursor of the next page.
+    pub before: Option<(i64, String)>,
     /// At most this many, the most recent.
     pub limit: i64,
 }
@@ -75,6 +79,14 @@ fn insert(conn: &mut AnyConnection, entry: &Entry) -> QueryResult<()> {
 
 /// The most recent events that match, oldest first.
 pub fn recent(conn: &mut AnyConnection, filter: &Filter) -> QueryResult<Vec<AuditRow>> {
+    let mut rows = newest_first(conn, filter)?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// The most recent events that match, newest first (events at the same second by id, so a
+/// page's last event is a stable cursor for the next).
+pub fn newest_first(conn: &mut AnyConnection, filter: &Filter) -> QueryResult<Vec<AuditRow>> {
     let mut query = audit_events::table
         .select(AuditRow::as_select())
         .order((audit_events::at.desc(), audit_events::id.desc()))
@@ -92,9 +104,17 @@ pub fn recent(conn: &mut AnyConnection, filter: &Filter) -> QueryResult<Vec<Audi
     if let Some(since) = filter.since {
         query = query.filter(audit_events::at.ge(since));
     }
-    let mut rows = query.load(conn)?;
-    rows.reverse();
-    Ok(rows)
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::at.lt(until));
+    }
+    if let Some((at, id)) = &filter.before {
+        query = query.filter(
+            audit_events::at.lt(*at).or(audit_events::at
+                .eq(*at)
+                .and(audit_events::id.lt(id.clone()))),
+        );
+    }
+    query.load(conn)
 }
 
 /// Deletes up to [`PURGE_BATCH`] events older than `cutoff` in one statement; returns how many.
