@@ -636,7 +636,7 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             json,
         } => {
             let mut conn = connect(settings)?;
-            let users = registry::list_users(&mut conn, search.as_deref(), limit, offset)?;
+            let users = registry::list_users(&mut conn, search.as_deref(), limit, offset)?.items;
             if json {
                 let list: Vec<serde_json::Value> = users
                     .iter()

@@ -10,7 +10,7 @@ use crate::passwords::{self, Passwords};
 use crate::secret::{new_id, PlainToken};
 use crate::store::grants;
 use crate::store::sessions::Session;
-use crate::store::users::User;
+pub use crate::store::users::User;
 use crate::store::{write_tx, AnyConnection};
 
 /// What an admin asks for when registering a client.
@@ -318,6 +318,26 @@ pub fn find_client(conn: &mut AnyConnection, client_id: &str) -> Result<Client, 
 /// Most clients or users one page holds.
 pub const MAX_PAGE: i64 = 500;
 
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// The offset of the next page; `None` on the last one.
+    pub next_offset: Option<i64>,
+}
+
+impl<T> Page<T> {
+    /// A page from up to `limit + 1` rows read at `offset` (the extra row says another follows).
+    fn of(mut rows: Vec<T>, limit: i64, offset: i64) -> Page<T> {
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        Page {
+            next_offset: more.then_some(offset + limit),
+            items: rows,
+        }
+    }
+}
+
 fn check_page(limit: i64, offset: i64) -> Result<(), RegistryError> {
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(invalid(
@@ -338,9 +358,13 @@ pub fn list_clients(
     search: Option<&str>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<Client>, RegistryError> {
+) -> Result<Page<Client>, RegistryError> {
     check_page(limit, offset)?;
-    Ok(Client::page(conn, search, limit, offset)?)
+    Ok(Page::of(
+        Client::page(conn, search, limit + 1, offset)?,
+        limit,
+        offset,
+    ))
 }
 
 /// The client id of the `/demo` page's client.
@@ -693,9 +717,18 @@ pub fn list_users(
     search: Option<&str>,
     limit: i64,
     offset: i64,
-) -> Result<Vec<User>, RegistryError> {
+) -> Result<Page<User>, RegistryError> {
     check_page(limit, offset)?;
-    Ok(User::list(conn, search, limit, offset)?)
+    Ok(Page::of(
+        User::list(conn, search, limit + 1, offset)?,
+        limit,
+        offset,
+    ))
+}
+
+/// Whether a user has an active TOTP factor.
+pub fn has_totp(conn: &mut AnyConnection, user_id: &str) -> Result<bool, RegistryError> {
+    Ok(crate::store::mfa::TotpFactor::is_enrolled(conn, user_id)?)
 }
 
 /// Enables a disabled user: they may sign in again (their ended grants stay ended).

@@ -4,13 +4,118 @@
 
 use crate::audit::{Actor, AuditEvent};
 use crate::config::Settings;
+use crate::error::AppError;
 use crate::keys::rotation::{self, Rotation};
 use crate::keys::schedule::{Decision, Policy, Trigger};
 use crate::keys::{KeyInfo, MasterKey};
+use crate::oauth::admin_access::{self, Caller, Denial, Holder};
+use crate::oauth::model::Client;
+use crate::registry::By;
 use crate::registry::{Fault, RegistryError};
+use crate::state::AppState;
 use crate::store::audit::{self, AuditRow, Filter};
+use crate::store::grants;
 use crate::store::keys::SigningKeyRow;
+use crate::store::users::User;
 use crate::store::AnyConnection;
+use crate::tokens;
+
+/// An admin API call's failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The caller may not use the admin API: nothing was read or changed.
+    #[error("{}", .0.message())]
+    Denied(Denial),
+    /// The change was refused, or the store failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> ApiError {
+        ApiError::Registry(RegistryError::Other(e.0))
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(e: diesel::result::Error) -> ApiError {
+        ApiError::Registry(e.into())
+    }
+}
+
+/// Who made an admin API change, for the audit log.
+pub fn actor(caller: &Caller) -> Actor {
+    match caller {
+        Caller::User(id) => Actor::User(id.clone()),
+        Caller::Client(id) => Actor::Client(id.clone()),
+    }
+}
+
+/// Runs `action` for the holder of `bearer` (an `Authorization` header's value) if they may call
+/// the admin API (`oauth::admin_access::decide`, checklist 64): the token checked, its holder
+/// read and the action done in one database hop, the clock read once. `action` gets who is
+/// acting and when, for the audit log.
+pub async fn as_admin<T, F>(
+    state: &AppState,
+    bearer: Option<String>,
+    action: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut AnyConnection, &By) -> Result<T, RegistryError> + Send + 'static,
+    T: Send + 'static,
+{
+    let now = state.clock.now();
+    // RFC 6750 §2.1; the scheme's name is case-insensitive (RFC 9110 §11.1).
+    let token = bearer
+        .as_deref()
+        .and_then(|h| h.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|t| !t.is_empty())
+        .ok_or(ApiError::Denied(Denial::InvalidToken))?;
+    let claims = tokens::verify_own(&state.keys.current(), state.issuer(), token, now)
+        .ok_or(ApiError::Denied(Denial::InvalidToken))?;
+    let issuer = state.issuer().to_owned();
+    state
+        .db(move |conn| {
+            let client = Client::find(conn, &claims.client_id)?;
+            let user = if claims.sub == claims.client_id {
+                None
+            } else {
+                User::find(conn, &claims.sub)?.map(|u| u.account())
+            };
+            let grant_live = match &claims.sid {
+                Some(sid) => grants::is_live(conn, sid)?,
+                None => true,
+            };
+            let holder = Holder {
+                client: client.as_ref(),
+                user: user.as_ref(),
+                grant_live,
+            };
+            let caller = admin_access::decide(&claims, &issuer, holder).map_err(|denial| {
+                tracing::info!(
+                    jti = %claims.jti,
+                    client_id = %claims.client_id,
+                    reason = denial.message(),
+                    "admin API call refused"
+                );
+                ApiError::Denied(denial)
+            })?;
+            let by = By {
+                actor: actor(&caller),
+                now,
+            };
+            Ok(action(conn, &by)?)
+        })
+        .await
+}
+
+/// After a client was changed or deleted through this instance: its remembered form goes, so the
+/// change holds here at once (other instances within `clients.cache_secs`).
+pub fn client_changed(state: &AppState, client_id: &str) {
+    state.clients.forget(client_id);
+}
 
 /// Every stored signing key with its state at `now`, in the order they sign.
 pub fn keys(conn: &mut AnyConnection, now: i64) -> Result<Vec<KeyInfo>, RegistryError> {

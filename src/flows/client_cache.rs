@@ -41,6 +41,14 @@ impl ClientCache {
         (now < at + self.ttl_secs && presented_by(client, creds, now)).then(|| client.clone())
     }
 
+    /// Forgets a client this instance changed (deleted, edited, or gave a new secret), so the
+    /// change holds here at once; other instances follow within `ttl_secs`.
+    pub fn forget(&self, client_id: &str) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.remove(client_id);
+        }
+    }
+
     /// Remembers a confidential client that has just authenticated with its secret.
     pub fn remember(&self, client: &Client, now: i64) {
         if self.ttl_secs <= 0 || !client.is_confidential() {

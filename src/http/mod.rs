@@ -1,6 +1,7 @@
 //! HTTP: thin actix-web handlers, one file per endpoint, and the middleware every response passes.
 
 pub mod account;
+pub mod admin_api;
 pub mod authorize;
 pub mod cors;
 pub mod forms;
@@ -50,5 +51,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/favicon.ico", web::get().to(pages::no_icon))
         .route("/demo", web::get().to(pages::demo))
         .route(pages::DEMO_SCRIPT_PATH, web::get().to(pages::demo_script))
+        .configure(admin_api::routes)
         .default_service(web::to(pages::not_found));
 }

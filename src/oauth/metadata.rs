@@ -22,6 +22,8 @@ pub mod paths {
     pub const INTROSPECT: &str = "/introspect";
     pub const HEALTHZ: &str = "/healthz";
     pub const READYZ: &str = "/readyz";
+    /// The admin API's versioned root.
+    pub const ADMIN_API: &str = "/admin/api/v1";
 }
 
 /// The response types `/authorize` accepts.

@@ -11,6 +11,7 @@
 //!
 //! This module imports nothing from `crate::store`: the store maps its rows into [`model`].
 
+pub mod admin_access;
 pub mod authorize;
 pub mod client_auth;
 pub mod device_cookie;

@@ -326,12 +326,17 @@ async fn user_list_pages_and_searches_by_name(app: TestApp) {
     let names = |search: Option<&str>, limit: i64, offset: i64| -> Vec<String> {
         registry::list_users(&mut app.conn(), search, limit, offset)
             .expect("list")
+            .items
             .into_iter()
             .map(|u| u.username)
             .collect()
     };
     assert_eq!(names(None, 2, 0), ["alice", "bob"]);
     assert_eq!(names(None, 2, 2), ["carol", "dave_x"]);
+    let last = registry::list_users(&mut app.conn(), None, 2, 4).expect("list");
+    assert_eq!(last.next_offset, None, "the last page says so");
+    let first = registry::list_users(&mut app.conn(), None, 2, 0).expect("list");
+    assert_eq!(first.next_offset, Some(2));
     assert_eq!(names(Some("AR"), 10, 0), ["carol"], "any case");
     assert_eq!(
         names(Some("_"), 10, 0),

@@ -6,59 +6,8 @@ use std::net::TcpListener;
 
 use crate::both_backends;
 use gatehouse::flows::mfa as service;
-use gatehouse::mfa::TotpSecret;
 
 use crate::helpers::*;
-
-/// Enrols `username` as `gatehouse user totp-enroll` does; returns the secret and the recovery codes.
-fn enrol(app: &TestApp, username: &str) -> (TotpSecret, Vec<String>) {
-    let user_id = user_id(app, username);
-    let enrolled = service::enrol_now(
-        &mut app.conn(),
-        &app.state.master,
-        "Gatehouse",
-        &user_id,
-        username,
-        app.now(),
-    )
-    .expect("enrol")
-    .expect("not enrolled before");
-    let secret = secret_of(&enrolled.enrolment.secret);
-    let codes = enrolled
-        .recovery_codes
-        .iter()
-        .map(|c| c.display())
-        .collect();
-    (secret, codes)
-}
-
-fn user_id(app: &TestApp, username: &str) -> String {
-    gatehouse::registry::find_user(&mut app.conn(), username)
-        .expect("user exists")
-        .id
-}
-
-/// The secret from its base32 text (what an authenticator app reads from the QR code).
-fn secret_of(base32: &str) -> TotpSecret {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut bytes = Vec::new();
-    let (mut buffer, mut bits) = (0u32, 0);
-    for c in base32.trim_end_matches('=').bytes() {
-        let v = ALPHABET.iter().position(|a| *a == c).expect("base32") as u32;
-        buffer = (buffer << 5) | v;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            bytes.push((buffer >> bits) as u8);
-        }
-    }
-    TotpSecret::from_bytes(bytes)
-}
-
-/// The code an authenticator shows `steps` time steps from the server's now.
-fn code(app: &TestApp, secret: &TotpSecret, steps: i64) -> String {
-    secret.code_at(app.now() + steps * 30).expect("code")
-}
 
 /// In a new browser: /authorize → password. Returns the browser and where the password step
 /// answered to go.
