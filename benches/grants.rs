@@ -237,15 +237,22 @@ async fn main() {
             audiences: vec!["https://api.example.com".into()],
             ..Default::default()
         },
-        now(),
+        &registry::By::operator(now()),
     )
     .expect("client")
     .client;
     let passwords =
         gatehouse::passwords::Passwords::new(&state.settings.passwords).expect("passwords");
-    let user = registry::create_user(&mut conn, &passwords, "bench", "bench-password", &[], now())
-        .expect("user")
-        .id;
+    let user = registry::create_user(
+        &mut conn,
+        &passwords,
+        "bench",
+        "bench-password",
+        &[],
+        &registry::By::operator(now()),
+    )
+    .expect("user")
+    .id;
 
     let n = 2000usize;
     let codes: Vec<String> = (0..n)
@@ -357,7 +364,7 @@ async fn main() {
             audiences: vec!["https://api.example.com".into()],
             ..Default::default()
         },
-        now(),
+        &registry::By::operator(now()),
     )
     .expect("machine client");
     let machine_secret = machine.secret.expect("secret").expose().to_owned();
