@@ -53,10 +53,16 @@ pub enum AuditEvent {
     LockedOut,
     /// An administrator cleared a user's failure counters and locks.
     Unlocked,
+    /// A client registered itself (RFC 7591; detail: the initial access token's id, or open).
+    ClientRegistered,
+    /// An administrator created an initial access token for dynamic registration.
+    RegistrationTokenCreated,
+    /// An administrator revoked an initial access token.
+    RegistrationTokenRevoked,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 26] = [
+    pub const ALL: [AuditEvent; 29] = [
         AuditEvent::SignIn,
         AuditEvent::SignOut,
         AuditEvent::TokenIssued,
@@ -83,6 +89,9 @@ impl AuditEvent {
         AuditEvent::RecoveryCodesRegenerated,
         AuditEvent::LockedOut,
         AuditEvent::Unlocked,
+        AuditEvent::ClientRegistered,
+        AuditEvent::RegistrationTokenCreated,
+        AuditEvent::RegistrationTokenRevoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +122,9 @@ impl AuditEvent {
             AuditEvent::RecoveryCodesRegenerated => "recovery_codes_regenerated",
             AuditEvent::LockedOut => "locked_out",
             AuditEvent::Unlocked => "unlocked",
+            AuditEvent::ClientRegistered => "client_registered",
+            AuditEvent::RegistrationTokenCreated => "registration_token_created",
+            AuditEvent::RegistrationTokenRevoked => "registration_token_revoked",
         }
     }
 

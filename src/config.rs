@@ -26,6 +26,42 @@ pub struct Settings {
     pub lockout: LockoutSettings,
     pub mfa: MfaSettings,
     pub demo: DemoSettings,
+    pub registration: RegistrationSettings,
+}
+
+/// Dynamic client registration (RFC 7591, RFC 7592): off unless turned on.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RegistrationSettings {
+    /// `off`, `token` (an initial access token is needed) or `open` (loopback and native public
+    /// clients may also register without one).
+    pub mode: RegistrationMode,
+    /// Scopes a registered client may have (those not asked for: all of them).
+    pub allowed_scopes: Vec<String>,
+    /// Audiences a registered client may have (those not asked for: all of them); at least one
+    /// when registration is on.
+    pub allowed_audiences: Vec<String>,
+    /// Confidential clients (client_secret_basic/post, client_credentials) may register with an
+    /// initial access token.
+    pub allow_confidential: bool,
+    /// Most redirect URIs one registered client has.
+    pub max_redirect_uris: usize,
+    /// Lifetime of an initial access token when `registration-token create` names none.
+    pub token_ttl_secs: i64,
+    /// Registrations one initial access token allows when `registration-token create` names none.
+    pub token_max_uses: i64,
+    /// Open mode: most clients registered without a token from one address (an IPv6 /64).
+    pub open_max_per_address: i64,
+    /// Open mode: most clients registered without a token in all.
+    pub open_max_clients: i64,
+}
+
+/// Whether and how clients may register themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegistrationMode {
+    Off,
+    Token,
+    Open,
 }
 
 /// The `/demo` page.
@@ -222,7 +258,11 @@ impl PasswordSettings {
 }
 
 /// Settings that are lists; their environment variables are comma-separated.
-const LIST_SETTINGS: [&str; 1] = ["server.trusted_proxies"];
+const LIST_SETTINGS: [&str; 3] = [
+    "server.trusted_proxies",
+    "registration.allowed_scopes",
+    "registration.allowed_audiences",
+];
 
 /// Short environment names that override one setting each.
 const SHORTCUTS: [(&str, &str); 4] = [
@@ -377,6 +417,7 @@ impl Settings {
                 SIGNING_ALGORITHMS.join(", ")
             );
         }
+        self.validate_registration()?;
         if !(1..=3600).contains(&self.keys.reload_secs) {
             anyhow::bail!("keys.reload_secs must be between 1 and 3600");
         }
@@ -398,6 +439,58 @@ impl Settings {
                 "keys.rotate_every_secs must be 0 (no scheduled rotation) or greater than \
                  keys.publish_delay_secs ({})",
                 self.keys.publish_delay_secs
+            );
+        }
+        Ok(())
+    }
+
+    /// Dynamic registration's settings: only audiences a client may be registered for, none
+    /// reserved for admin-registered clients, and sane bounds.
+    fn validate_registration(&self) -> anyhow::Result<()> {
+        let r = &self.registration;
+        if !(1..=100).contains(&r.max_redirect_uris) {
+            anyhow::bail!("registration.max_redirect_uris must be between 1 and 100");
+        }
+        if !(60..=365 * 86_400).contains(&r.token_ttl_secs) {
+            anyhow::bail!("registration.token_ttl_secs must be between 60 s and 365 days");
+        }
+        if !(1..=10_000).contains(&r.token_max_uses) {
+            anyhow::bail!("registration.token_max_uses must be between 1 and 10000");
+        }
+        if r.open_max_per_address < 1 || r.open_max_clients < 1 {
+            anyhow::bail!(
+                "registration.open_max_per_address and registration.open_max_clients must be at least 1"
+            );
+        }
+        for s in &r.allowed_scopes {
+            if s.starts_with("gatehouse:") {
+                anyhow::bail!(
+                    "registration.allowed_scopes must not name {s:?}: gatehouse: scopes are for \
+                     clients an administrator registers"
+                );
+            }
+        }
+        for a in &r.allowed_audiences {
+            let url = url::Url::parse(a).map_err(|_| {
+                anyhow::anyhow!("registration.allowed_audiences: {a:?} is not an absolute URI")
+            })?;
+            if url.fragment().is_some() {
+                anyhow::bail!("registration.allowed_audiences: {a:?} must not have a fragment");
+            }
+            if a.strip_prefix(&self.server.issuer)
+                .is_some_and(|rest| rest.starts_with("/admin"))
+            {
+                anyhow::bail!(
+                    "registration.allowed_audiences must not name {a:?}: it is for clients an \
+                     administrator registers"
+                );
+            }
+        }
+        if r.mode != RegistrationMode::Off && r.allowed_audiences.is_empty() {
+            anyhow::bail!(
+                "registration.mode is {:?} but registration.allowed_audiences is empty: name the \
+                 resource servers registered clients may get tokens for",
+                r.mode
             );
         }
         Ok(())

@@ -47,6 +47,37 @@ enum Command {
     /// Read the audit log of security events.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Initial access tokens for dynamic client registration (registration.mode = token or open).
+    #[command(subcommand)]
+    RegistrationToken(RegistrationTokenCommand),
+}
+
+#[derive(Subcommand)]
+enum RegistrationTokenCommand {
+    /// Create an initial access token, printed once (only its hash is stored): a client sends it
+    /// as `Authorization: Bearer …` to POST /register.
+    Create {
+        /// Lifetime: seconds, or a number with s, m, h or d (default registration.token_ttl_secs).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// How many clients it may register (default registration.token_max_uses).
+        #[arg(long, value_name = "N")]
+        max_uses: Option<i64>,
+        /// Print {"token", "id", "expires_at", "max_uses"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List initial access tokens (ids, uses, expiry; never the tokens).
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke an initial access token by id; the clients it registered stay.
+    Revoke {
+        /// The token's id (iat_…).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -300,6 +331,7 @@ fn main() -> ExitCode {
         Some(Command::User(u)) => user(&settings, u),
         Some(Command::Keys(k)) => keys(&settings, k),
         Some(Command::Audit(a)) => audit(&settings, a),
+        Some(Command::RegistrationToken(c)) => registration_token(&settings, c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -881,4 +913,79 @@ fn existing_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
         );
     }
     master_key(settings)
+}
+
+fn registration_token(
+    settings: &Settings,
+    command: RegistrationTokenCommand,
+) -> anyhow::Result<()> {
+    use gatehouse::flows::registration as dcr;
+    let mut conn = connect(settings)?;
+    match command {
+        RegistrationTokenCommand::Create {
+            expires_in,
+            max_uses,
+            json,
+        } => {
+            let ttl = match expires_in {
+                Some(text) => dcr::parse_duration(&text).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--expires-in {text:?} is not a duration: use seconds or e.g. 30m, 24h, 7d"
+                    )
+                })?,
+                None => settings.registration.token_ttl_secs,
+            };
+            let max_uses = max_uses.unwrap_or(settings.registration.token_max_uses);
+            let (row, token) =
+                dcr::create_initial_token(&mut conn, ttl, max_uses, &By::operator(now()))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "token": token.expose(),
+                        "id": row.id,
+                        "expires_at": row.expires_at,
+                        "max_uses": row.max_uses,
+                    })
+                );
+            } else {
+                println!("token:      {}", token.expose());
+                println!("id:         {}", row.id);
+                println!("expires_at: {}", audit::format_utc(row.expires_at));
+                println!("max_uses:   {}", row.max_uses);
+                println!("(the token is shown only now; Gatehouse stores only its hash)");
+            }
+            if settings.registration.mode == gatehouse::config::RegistrationMode::Off {
+                eprintln!(
+                    "note: registration.mode is off: POST /register is not served until it is \
+                     token or open"
+                );
+            }
+        }
+        RegistrationTokenCommand::List { json } => {
+            let tokens = dcr::list_initial_tokens(&mut conn)?;
+            if json {
+                println!("{}", serde_json::to_string(&tokens)?);
+            } else if tokens.is_empty() {
+                println!("no initial access tokens");
+            } else {
+                let now = now();
+                for t in tokens {
+                    println!(
+                        "{}  uses={}/{}  expires={}{}",
+                        t.id,
+                        t.uses,
+                        t.max_uses,
+                        audit::format_utc(t.expires_at),
+                        if t.expires_at <= now { "  expired" } else { "" }
+                    );
+                }
+            }
+        }
+        RegistrationTokenCommand::Revoke { id } => {
+            dcr::revoke_initial_token(&mut conn, &id, &By::operator(now()))?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }

@@ -124,9 +124,25 @@ fn no_client(client_id: &str) -> RegistryError {
     RegistryError::NotFound(format!("no client with id {client_id:?}"))
 }
 
+/// Which redirect URIs a client may register.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedirectRule {
+    /// https, or http on a loopback address: every client an administrator registers.
+    #[default]
+    Web,
+    /// Also private-use URI schemes in reverse domain-name form (`com.example.app:/cb`, RFC 8252
+    /// §7.1): public clients registered dynamically (native apps).
+    Native,
+}
+
 /// A redirect URI must be absolute, https (or http on a loopback address), with no fragment and
 /// no wildcard (checklist 55; RFC 9700 §2.1, RFC 8252 §7.3).
 pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
+    check_redirect_uri_for(uri, RedirectRule::Web)
+}
+
+/// [`check_redirect_uri`], where [`RedirectRule::Native`] also accepts private-use URI schemes.
+pub fn check_redirect_uri_for(uri: &str, rule: RedirectRule) -> Result<(), RegistryError> {
     let invalid = |msg: String| invalid("redirect_uris", msg);
     let url = url::Url::parse(uri)
         .map_err(|_| invalid(format!("redirect URI {uri:?} is not an absolute URL")))?;
@@ -154,6 +170,11 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
+        _ if rule == RedirectRule::Native
+            && crate::oauth::registration::is_private_use_redirect(uri) =>
+        {
+            Ok(())
+        }
         "http" => Err(invalid(format!(
             "redirect URI {uri:?} must use https (http only on 127.0.0.1, [::1] or localhost)"
         ))),
@@ -200,6 +221,15 @@ fn dedup<T: Clone + PartialEq>(items: &[T]) -> Vec<T> {
 /// Checks a registration request and builds the client (not yet stored). Every fault is
 /// reported, each naming its field.
 pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryError> {
+    prepare_client_with(req, now, RedirectRule::Web)
+}
+
+/// [`prepare_client`] with the redirect URIs checked by `rule`.
+pub fn prepare_client_with(
+    req: &NewClient,
+    now: i64,
+    rule: RedirectRule,
+) -> Result<Registered, RegistryError> {
     let mut faults = Vec::new();
     let mut check = |r: Result<(), RegistryError>| {
         if let Err(RegistryError::Invalid(f)) = r {
@@ -234,7 +264,7 @@ pub fn prepare_client(req: &NewClient, now: i64) -> Result<Registered, RegistryE
         )));
     }
     for uri in &req.redirect_uris {
-        check(check_redirect_uri(uri));
+        check(check_redirect_uri_for(uri, rule));
     }
     for scope in &req.scopes {
         if scope.contains(' ') {
@@ -290,6 +320,17 @@ pub fn create_client(
     by: &By,
 ) -> Result<Registered, RegistryError> {
     let registered = prepare_client(req, by.now)?;
+    write_tx(conn, |conn| create_client_in(conn, &registered, by))?;
+    Ok(registered)
+}
+
+/// Stores a client [`prepare_client`] built, with its audit entry, inside the caller's
+/// transaction.
+pub fn create_client_in(
+    conn: &mut AnyConnection,
+    registered: &Registered,
+    by: &By,
+) -> Result<(), RegistryError> {
     let client = &registered.client;
     let entry = by
         .entry(AuditEvent::ClientCreated)
@@ -303,11 +344,9 @@ pub fn create_client(
                 .collect::<Vec<_>>()
                 .join(",")
         ));
-    write_tx(conn, |conn| {
-        client.insert(conn)?;
-        crate::store::audit::record(conn, &entry)
-    })?;
-    Ok(registered)
+    client.insert(conn)?;
+    crate::store::audit::record(conn, &entry)?;
+    Ok(())
 }
 
 /// The client with this id.
@@ -451,47 +490,63 @@ pub fn update_client(
     changes: ClientChanges,
     by: &By,
 ) -> Result<Client, RegistryError> {
+    write_tx(conn, |conn| update_client_in(conn, client_id, changes, by))
+}
+
+/// [`update_client`] inside the caller's transaction. A public client registered dynamically
+/// keeps its right to private-use URI scheme redirects ([`RedirectRule::Native`]).
+pub fn update_client_in(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    changes: ClientChanges,
+    by: &By,
+) -> Result<Client, RegistryError> {
     let fields = changes.fields();
     if fields.is_empty() {
         return Err(refused("nothing to change: give at least one setting"));
     }
-    write_tx(conn, |conn| {
-        let current = find_client(conn, client_id)?;
-        let req = NewClient {
-            name: changes.name.unwrap_or_else(|| current.name.clone()),
-            redirect_uris: changes
-                .redirect_uris
-                .unwrap_or_else(|| current.redirect_uris.clone()),
-            confidential: current.is_confidential(),
-            grant_types: changes
-                .grant_types
-                .unwrap_or_else(|| current.grant_types.clone()),
-            scopes: changes.scopes.unwrap_or_else(|| current.scopes.clone()),
-            audiences: changes
-                .audiences
-                .unwrap_or_else(|| current.audiences.clone()),
-            allowed_origins: changes
-                .allowed_origins
-                .unwrap_or_else(|| current.allowed_origins.clone()),
-            require_mfa: changes.require_mfa.unwrap_or(current.require_mfa),
-        };
-        let checked = prepare_client(&req, by.now)?.client;
-        let updated = Client {
-            id: current.id.clone(),
-            secret_hash: current.secret_hash.clone(),
-            previous_secret: current.previous_secret.clone(),
-            created_at: current.created_at,
-            ..checked
-        };
-        updated.update(conn)?;
-        crate::store::audit::record(
-            conn,
-            &by.entry(AuditEvent::ClientUpdated)
-                .client(client_id)
-                .detail(format!("changed {}", fields.join(", "))),
-        )?;
-        Ok(updated)
-    })
+    let current = find_client(conn, client_id)?;
+    let rule = if !current.is_confidential()
+        && crate::store::registrations::Registration::exists(conn, client_id)?
+    {
+        RedirectRule::Native
+    } else {
+        RedirectRule::Web
+    };
+    let req = NewClient {
+        name: changes.name.unwrap_or_else(|| current.name.clone()),
+        redirect_uris: changes
+            .redirect_uris
+            .unwrap_or_else(|| current.redirect_uris.clone()),
+        confidential: current.is_confidential(),
+        grant_types: changes
+            .grant_types
+            .unwrap_or_else(|| current.grant_types.clone()),
+        scopes: changes.scopes.unwrap_or_else(|| current.scopes.clone()),
+        audiences: changes
+            .audiences
+            .unwrap_or_else(|| current.audiences.clone()),
+        allowed_origins: changes
+            .allowed_origins
+            .unwrap_or_else(|| current.allowed_origins.clone()),
+        require_mfa: changes.require_mfa.unwrap_or(current.require_mfa),
+    };
+    let checked = prepare_client_with(&req, by.now, rule)?.client;
+    let updated = Client {
+        id: current.id.clone(),
+        secret_hash: current.secret_hash.clone(),
+        previous_secret: current.previous_secret.clone(),
+        created_at: current.created_at,
+        ..checked
+    };
+    updated.update(conn)?;
+    crate::store::audit::record(
+        conn,
+        &by.entry(AuditEvent::ClientUpdated)
+            .client(client_id)
+            .detail(format!("changed {}", fields.join(", "))),
+    )?;
+    Ok(updated)
 }
 
 /// Longest grace period a rotated secret may have.
@@ -545,14 +600,21 @@ pub fn delete_client(
     client_id: &str,
     by: &By,
 ) -> Result<bool, RegistryError> {
-    write_tx(conn, |conn| {
-        if !Client::delete(conn, client_id)? {
-            return Ok(false);
-        }
-        let entry = by.entry(AuditEvent::ClientDeleted).client(client_id);
-        crate::store::audit::record(conn, &entry)?;
-        Ok(true)
-    })
+    write_tx(conn, |conn| delete_client_in(conn, client_id, by))
+}
+
+/// [`delete_client`] inside the caller's transaction (its dynamic registration goes too).
+pub fn delete_client_in(
+    conn: &mut AnyConnection,
+    client_id: &str,
+    by: &By,
+) -> Result<bool, RegistryError> {
+    if !Client::delete(conn, client_id)? {
+        return Ok(false);
+    }
+    let entry = by.entry(AuditEvent::ClientDeleted).client(client_id);
+    crate::store::audit::record(conn, &entry)?;
+    Ok(true)
 }
 
 /// Checks a username: 1–64 characters, no spaces or control characters.
@@ -852,6 +914,17 @@ mod tests {
         assert!(check_redirect_uri("javascript:alert(1)").is_err());
         assert!(check_redirect_uri("https://user@app.example/cb").is_err());
         assert!(check_redirect_uri("com.example.app:/cb").is_err());
+    }
+
+    #[test]
+    fn native_rule_adds_private_use_schemes_only() {
+        let native = |u| check_redirect_uri_for(u, RedirectRule::Native).is_ok();
+        assert!(native("com.example.app:/cb"));
+        assert!(native("https://app.example/cb"));
+        assert!(!native("com.example.app:/cb#x"));
+        assert!(!native("myapp:/cb"));
+        assert!(!native("javascript:alert(1)"));
+        assert!(!native("http://app.example/cb"));
     }
 
     #[test]

@@ -83,7 +83,11 @@ impl AppState {
             KeySet::load_or_init(conn, &master, &settings.keys.algorithm, now())
         })?;
         drop(conn);
-        let metadata = Document::new(serde_json::to_vec(&Metadata::new(&settings.server.issuer))?);
+        let mut metadata = Metadata::new(&settings.server.issuer);
+        if crate::flows::registration::enabled(&settings) {
+            metadata = metadata.with_registration();
+        }
+        let metadata = Document::new(serde_json::to_vec(&metadata)?);
         Ok(AppState {
             passwords: Passwords::new(&settings.passwords)?,
             csrf_key: master.derive("gatehouse csrf v1"),

@@ -14,6 +14,7 @@ pub mod logout;
 pub mod mfa;
 pub mod origins;
 pub mod prune;
+pub mod registration;
 pub mod revoke;
 pub mod token;
 pub mod wal;

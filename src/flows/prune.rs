@@ -1,5 +1,6 @@
 //! Bounded storage (checklist 58): the background task (`flows::keys`) removes expired sessions,
-//! pending authorizations and codes, and ended grants with their refresh tokens, in batches of
+//! pending authorizations and codes, ended grants with their refresh tokens, and expired initial
+//! access tokens of dynamic registration, in batches of
 //! [`PRUNE_BATCH`] rows, each its own short transaction. No request prunes.
 
 use crate::state::AppState;
@@ -17,11 +18,18 @@ pub struct Pruned {
     pub codes: usize,
     pub refresh_tokens: usize,
     pub grants: usize,
+    /// Expired initial access tokens (dynamic client registration).
+    pub registration_tokens: usize,
 }
 
 impl Pruned {
     pub fn total(&self) -> usize {
-        self.interactions + self.sessions + self.codes + self.refresh_tokens + self.grants
+        self.interactions
+            + self.sessions
+            + self.codes
+            + self.refresh_tokens
+            + self.grants
+            + self.registration_tokens
     }
 
     /// Whether some table used its whole round, so a backlog may be left for the next one.
@@ -33,6 +41,7 @@ impl Pruned {
             self.codes,
             self.refresh_tokens,
             self.grants,
+            self.registration_tokens,
         ]
         .iter()
         .any(|&n| n >= full)
@@ -68,6 +77,7 @@ pub fn prune_round(
         codes: batches(|| prune::codes(conn, now))?,
         refresh_tokens: batches(|| prune::refresh_of_ended_grants(conn, now, revoked_before))?,
         grants: batches(|| prune::grants(conn, now, revoked_before))?,
+        registration_tokens: batches(|| prune::registration_tokens(conn, now))?,
     })
 }
 

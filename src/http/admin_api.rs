@@ -364,8 +364,8 @@ async fn create_client(
         let new = NewClient {
             name: input.client_name.unwrap_or_default(),
             redirect_uris: input.redirect_uris.unwrap_or_default(),
-            // RFC 7591 §2: client_secret_basic unless the request says otherwise.
-            confidential: parsed.confidential.unwrap_or(true),
+            // Public unless asked, as the command line and `/register` do; the answer says which.
+            confidential: parsed.confidential.unwrap_or(false),
             grant_types: parsed.grant_types.unwrap_or_default(),
             scopes: parsed.scopes.unwrap_or_default(),
             audiences: input.audiences.unwrap_or_default(),

@@ -45,7 +45,8 @@ pub fn authorization(req: &HttpRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The JSON response of an OAuth error: status per RFC 6749 §5.2, `WWW-Authenticate` on 401,
+/// The JSON response of an OAuth error: status per RFC 6749 §5.2, `WWW-Authenticate` on 401
+/// (`Basic` for a client, `Bearer` for a bearer token, RFC 6750 §3),
 /// never cached.
 pub fn oauth_error(err: &OAuthError) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(err.code.status())
@@ -57,6 +58,12 @@ pub fn oauth_error(err: &OAuthError) -> HttpResponse {
         resp.insert_header((
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"gatehouse\", charset=\"UTF-8\""),
+        ));
+    }
+    if err.code == ErrorCode::InvalidToken {
+        resp.insert_header((
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"gatehouse\", error=\"invalid_token\""),
         ));
     }
     resp.json(err.body())

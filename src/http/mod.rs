@@ -13,6 +13,7 @@ pub mod middleware;
 pub mod origin;
 pub mod pages;
 pub mod rate_limit;
+pub mod register;
 pub mod revoke;
 pub mod token;
 
@@ -50,7 +51,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(pages::home))
         .route("/favicon.ico", web::get().to(pages::no_icon))
         .route("/demo", web::get().to(pages::demo))
-        .route(pages::DEMO_SCRIPT_PATH, web::get().to(pages::demo_script))
-        .configure(admin_api::routes)
+        .route(pages::DEMO_SCRIPT_PATH, web::get().to(pages::demo_script));
+    registration_routes(cfg);
+    cfg.configure(admin_api::routes)
         .default_service(web::to(pages::not_found));
+}
+
+/// Dynamic client registration (RFC 7591, RFC 7592); each handler answers 404 while it is off.
+fn registration_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(paths::REGISTER, web::post().to(register::register))
+        .route(paths::REGISTER_CLIENT, web::get().to(register::read))
+        .route(paths::REGISTER_CLIENT, web::put().to(register::update))
+        .route(paths::REGISTER_CLIENT, web::delete().to(register::delete));
 }

@@ -1,4 +1,5 @@
-//! The OAuth error vocabulary (RFC 6749 §4.1.2.1, §5.2; RFC 7009 §2.2.1; RFC 8707 §2), mapped once
+//! The OAuth error vocabulary (RFC 6749 §4.1.2.1, §5.2; RFC 7009 §2.2.1; RFC 8707 §2; RFC 7591
+//! §3.2.2; RFC 6750 §3.1 for a bad bearer token), mapped once
 //! to an HTTP status, `WWW-Authenticate` on 401 and the JSON body `{error, error_description}`.
 
 use std::borrow::Cow;
@@ -17,6 +18,12 @@ pub enum ErrorCode {
     InvalidTarget,
     AccessDenied,
     ServerError,
+    /// RFC 6750 §3.1: a bearer token (an initial or registration access token) that is not valid.
+    InvalidToken,
+    /// RFC 7591 §3.2.2.
+    InvalidRedirectUri,
+    /// RFC 7591 §3.2.2.
+    InvalidClientMetadata,
 }
 
 impl ErrorCode {
@@ -33,13 +40,16 @@ impl ErrorCode {
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ServerError => "server_error",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
         }
     }
 
     /// The status of a token-endpoint error response (RFC 6749 §5.2).
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::InvalidClient => 401,
+            ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
             ErrorCode::ServerError => 500,
             _ => 400,
         }

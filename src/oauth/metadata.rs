@@ -24,6 +24,10 @@ pub mod paths {
     pub const READYZ: &str = "/readyz";
     /// The admin API's versioned root.
     pub const ADMIN_API: &str = "/admin/api/v1";
+    /// Dynamic client registration (RFC 7591), when on.
+    pub const REGISTER: &str = "/register";
+    /// A registered client's configuration endpoint (RFC 7592): `/register/{client_id}`.
+    pub const REGISTER_CLIENT: &str = "/register/{client_id}";
 }
 
 /// The response types `/authorize` accepts.
@@ -51,6 +55,9 @@ pub struct Metadata {
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     pub authorization_response_iss_parameter_supported: bool,
+    /// Only when dynamic client registration is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_endpoint: Option<String>,
 }
 
 impl Metadata {
@@ -71,7 +78,14 @@ impl Metadata {
             revocation_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),
             introspection_endpoint_auth_methods_supported: INTROSPECTION_AUTH_METHODS.to_vec(),
             authorization_response_iss_parameter_supported: true,
+            registration_endpoint: None,
         }
+    }
+
+    /// The document advertising dynamic client registration (RFC 8414 §2 `registration_endpoint`).
+    pub fn with_registration(mut self) -> Metadata {
+        self.registration_endpoint = Some(format!("{}{}", self.issuer, paths::REGISTER));
+        self
     }
 }
 
@@ -86,5 +100,10 @@ mod tests {
         assert_eq!(m.issuer, "https://auth.example");
         assert!(m.authorization_response_iss_parameter_supported);
         assert_eq!(m.token_endpoint, "https://auth.example/token");
+        assert!(m.registration_endpoint.is_none());
+        assert_eq!(
+            m.with_registration().registration_endpoint.as_deref(),
+            Some("https://auth.example/register")
+        );
     }
 }

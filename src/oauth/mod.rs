@@ -23,6 +23,7 @@ pub mod model;
 pub mod params;
 pub mod pkce;
 pub mod registrar;
+pub mod registration;
 pub mod scope;
 pub mod token_request;
 

@@ -14,6 +14,7 @@ pub mod lockout;
 pub mod mfa;
 pub mod prune;
 pub mod refresh;
+pub mod registrations;
 pub mod schema;
 pub mod sessions;
 pub mod users;

@@ -82,3 +82,14 @@ pub fn refresh_of_ended_grants(
 pub fn grants(conn: &mut AnyConnection, now: i64, revoked_before: i64) -> QueryResult<usize> {
     delete_batch(conn, "grants", "id", &ended_grant(now, revoked_before))
 }
+
+/// Initial access tokens of dynamic client registration past their expiry (used up or not: an
+/// expired token registers nothing). The clients they registered stay.
+pub fn registration_tokens(conn: &mut AnyConnection, now: i64) -> QueryResult<usize> {
+    delete_batch(
+        conn,
+        "registration_tokens",
+        "id",
+        &format!("expires_at <= {now}"),
+    )
+}

@@ -159,6 +159,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    registration_tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        max_uses -> BigInt,
+        uses -> BigInt,
+    }
+}
+
+diesel::table! {
+    client_registrations (client_id) {
+        client_id -> Text,
+        access_token_hash -> Text,
+        auth_method -> Text,
+        initial_token_id -> Nullable<Text>,
+        address_hash -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(auth_codes -> grants (grant_id));
 diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -173,4 +195,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     totp_factors,
     recovery_codes,
+    registration_tokens,
+    client_registrations,
 );

@@ -278,7 +278,28 @@ async fn admin_api_client_lifecycle(app: TestApp) {
         Some("no-store")
     );
 
-    // A confidential client by default (RFC 7591): its secret shown in this answer only.
+    // Public unless asked otherwise, as with the command line.
+    let (status, _, plain) = call(
+        &app,
+        t,
+        Method::POST,
+        "/clients",
+        Some(json!({"client_name": "Plain", "redirect_uris": [REDIRECT], "audiences": [AUDIENCE]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(plain["token_endpoint_auth_method"], "none");
+    let (status, _, _) = call(
+        &app,
+        t,
+        Method::DELETE,
+        &format!("/clients/{}", s(&plain, "client_id")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // A confidential client: its secret shown in this answer only.
     let (status, _, backend) = call(
         &app,
         t,
@@ -286,6 +307,7 @@ async fn admin_api_client_lifecycle(app: TestApp) {
         "/clients",
         Some(json!({
             "client_name": "Nightly job",
+            "token_endpoint_auth_method": "client_secret_basic",
             "grant_types": ["client_credentials"],
             "scope": "api:read",
             "audiences": [AUDIENCE],

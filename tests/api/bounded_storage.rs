@@ -86,6 +86,7 @@ async fn rule58_prune_removes_expired_rows_in_batches(app: TestApp) {
             codes: 1,
             refresh_tokens: BACKLOG,
             grants: BACKLOG,
+            registration_tokens: 0,
         },
         "one round clears a backlog of several batches"
     );

@@ -1146,3 +1146,84 @@ fn cli_client_rotate_secret_shows_the_new_secret_once() {
         );
     }
 }
+
+/// `gatehouse registration-token create` prints the token once, stores only its hash, and
+/// `list`/`revoke` manage it; bad arguments fail readably.
+#[test]
+fn registration_token_create_prints_token_once_and_stores_only_its_hash() {
+    for db in backends() {
+        let b = db.label;
+        let before = gatehouse::state::now();
+        let out = ok(
+            &run(
+                &db,
+                &[
+                    "registration-token",
+                    "create",
+                    "--expires-in",
+                    "2h",
+                    "--max-uses",
+                    "3",
+                    "--json",
+                ],
+                None,
+            ),
+            "registration-token create",
+        );
+        let created: Value = serde_json::from_str(out.trim()).expect("JSON");
+        let token = created["token"].as_str().expect("token").to_owned();
+        let id = created["id"].as_str().expect("id").to_owned();
+        assert_eq!(created["max_uses"], 3, "[{b}]");
+        let expires_at = created["expires_at"].as_i64().expect("expires_at");
+        assert!(
+            (before + 7_200..=before + 7_300).contains(&expires_at),
+            "[{b}] {expires_at}"
+        );
+
+        let listed = ok(
+            &run(&db, &["registration-token", "list", "--json"], None),
+            "list",
+        );
+        assert!(listed.contains(&id), "[{b}] {listed}");
+        assert!(!listed.contains(&token), "[{b}] the token is listed");
+        assert!(
+            !listed.contains(&sha256_hex(&token)),
+            "[{b}] its hash is listed"
+        );
+        let audit = ok(&run(&db, &["audit", "tail", "--json"], None), "audit");
+        assert!(
+            audit.contains("registration_token_created"),
+            "[{b}] {audit}"
+        );
+        assert!(
+            !audit.contains(&token),
+            "[{b}] the token is in the audit log"
+        );
+
+        ok(
+            &run(&db, &["registration-token", "revoke", &id], None),
+            "revoke",
+        );
+        let listed = ok(&run(&db, &["registration-token", "list"], None), "list");
+        assert!(
+            listed.contains("no initial access tokens"),
+            "[{b}] {listed}"
+        );
+        let again = fails_readably(
+            &run(&db, &["registration-token", "revoke", &id], None),
+            "revoke twice",
+        );
+        assert!(again.contains(&id), "[{b}] {again}");
+        for args in [
+            &["registration-token", "create", "--expires-in", "soon"][..],
+            &["registration-token", "create", "--expires-in", "10s"][..],
+            &["registration-token", "create", "--max-uses", "0"][..],
+        ] {
+            let line = fails_readably(&run(&db, args, None), &args.join(" "));
+            assert!(
+                line.contains("expire") || line.contains("registers between"),
+                "[{b}] {line}"
+            );
+        }
+    }
+}

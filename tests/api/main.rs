@@ -23,6 +23,7 @@ mod lockout;
 mod mfa;
 mod rate_limits;
 mod refresh_window;
+mod registration;
 mod resource_server;
 mod smoke;
 mod token;
