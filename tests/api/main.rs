@@ -6,6 +6,7 @@
 mod helpers;
 
 mod accounts;
+mod admin_console;
 mod audit;
 mod authorize;
 mod bounded_storage;

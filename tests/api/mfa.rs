@@ -11,7 +11,7 @@ use gatehouse::mfa::TotpSecret;
 use crate::helpers::*;
 
 /// Enrols `username` as `gatehouse user totp-enroll` does; returns the secret and the recovery codes.
-fn enrol(app: &TestApp, username: &str) -> (TotpSecret, Vec<String>) {
+pub(crate) fn enrol(app: &TestApp, username: &str) -> (TotpSecret, Vec<String>) {
     let user_id = user_id(app, username);
     let enrolled = service::enrol_now(
         &mut app.conn(),
@@ -56,7 +56,7 @@ fn secret_of(base32: &str) -> TotpSecret {
 }
 
 /// The code an authenticator shows `steps` time steps from the server's now.
-fn code(app: &TestApp, secret: &TotpSecret, steps: i64) -> String {
+pub(crate) fn code(app: &TestApp, secret: &TotpSecret, steps: i64) -> String {
     secret.code_at(app.now() + steps * 30).expect("code")
 }
 
