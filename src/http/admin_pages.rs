@@ -386,7 +386,7 @@ struct KeysPage<'a> {
 
 fn key_label(state: &str) -> &'static str {
     match state {
-        "published" => "pending: published, signs from its time",
+        "published" => "pending: published, not signing yet",
         "signing" => "signing",
         "retired" => "retired: published until its tokens expire",
         "expired" => "expired",
