@@ -7,10 +7,10 @@ use std::net::IpAddr;
 
 use crate::audit::{self, Actor, AuditEvent, Entry};
 use crate::error::AppError;
+use crate::flows::authorize::Via;
 use crate::flows::lockout::{self, Attempt, DeviceCookie};
 use crate::flows::mfa::{self as service, ConfirmError, Enrolment, Refusal};
 use crate::mfa::{amr, RecoveryCode};
-use crate::oauth::metadata::paths;
 use crate::oauth::params::Params;
 use crate::secret::{constant_time_eq, hmac_b64, PlainToken, TokenHash};
 use crate::state::AppState;
@@ -24,8 +24,8 @@ use crate::store::users::User;
 pub struct AccountView {
     pub csrf: String,
     pub username: String,
-    /// The pending authorization request to go back to (consent), when there is one.
-    pub interaction: Option<String>,
+    /// The sign-in to go back to (consent, or the admin console), when there is one.
+    pub via: Option<Via>,
     /// The session is half signed in: enrolment is the step before consent.
     pub in_sign_in: bool,
     pub factor: Factor,
@@ -76,19 +76,18 @@ struct Who {
     session: Session,
     user: User,
     in_sign_in: bool,
-    interaction: Option<String>,
+    via: Option<Via>,
 }
 
 async fn who(
     state: &AppState,
     cookie: Option<&str>,
-    interaction: Option<&str>,
+    via: Option<Via>,
 ) -> Result<Option<Who>, AppError> {
     let Some(cookie) = cookie else {
         return Ok(None);
     };
     let session_hash = TokenHash::of(cookie).0;
-    let interaction = interaction.map(str::to_owned);
     let now = state.clock.now();
     state
         .db(move |conn| {
@@ -103,17 +102,20 @@ async fn who(
             let Some(user) = User::find(conn, &user_id)?.filter(User::is_active) else {
                 return Ok(None);
             };
-            // The request to continue with must be this session's and still pending.
-            let interaction = match interaction {
-                Some(i) => Interaction::find(conn, TokenHash::of(&i).as_str(), &session_hash, now)?
-                    .map(|_| i),
-                None => None,
+            // The request to continue with must be this session's and still pending; a console
+            // path is one already (`Via::from_params`).
+            let via = match via {
+                Some(Via::Interaction(i)) => {
+                    Interaction::find(conn, TokenHash::of(&i).as_str(), &session_hash, now)?
+                        .map(|_| Via::Interaction(i))
+                }
+                other => other,
             };
             Ok::<_, AppError>(Some(Who {
                 session,
                 user,
                 in_sign_in,
-                interaction,
+                via,
             }))
         })
         .await
@@ -146,31 +148,24 @@ async fn view(state: &AppState, who: &Who) -> Result<AccountView, AppError> {
     Ok(AccountView {
         csrf: csrf(state, &who.session.id_hash),
         username: who.user.username.clone(),
-        interaction: who.interaction.clone(),
+        via: who.via.clone(),
         in_sign_in: who.in_sign_in,
         factor,
     })
 }
 
-fn consent_url(interaction: Option<&str>) -> Option<String> {
-    interaction.map(|i| {
-        format!(
-            "{}?{}",
-            paths::CONSENT,
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("interaction", i)
-                .finish()
-        )
-    })
+/// Where to continue after the page: consent, or the admin console.
+fn continue_url(who: &Who) -> Option<String> {
+    who.via.as_ref().map(Via::done)
 }
 
 /// `GET /account/mfa`.
 pub async fn page(
     state: &AppState,
     cookie: Option<&str>,
-    interaction: Option<&str>,
+    via: Option<Via>,
 ) -> Result<AccountOutcome, AppError> {
-    let Some(who) = who(state, cookie, interaction).await? else {
+    let Some(who) = who(state, cookie, via).await? else {
         return Ok(AccountOutcome::SignInFirst);
     };
     Ok(AccountOutcome::Page(view(state, &who).await?, None))
@@ -187,7 +182,7 @@ pub async fn submit(
     device_cookie: Option<&str>,
     ip: Option<IpAddr>,
 ) -> Result<AccountOutcome, AppError> {
-    let Some(who) = who(state, cookie, form.get("interaction")).await? else {
+    let Some(who) = who(state, cookie, Via::from_params(&form)).await? else {
         return Ok(AccountOutcome::SignInFirst);
     };
     let expected = csrf(state, &who.session.id_hash);
@@ -246,7 +241,7 @@ pub async fn submit(
                     tracing::info!(user_id = %who.user.id, "TOTP enrolled");
                     Ok(AccountOutcome::Codes {
                         codes: codes.iter().map(RecoveryCode::display).collect(),
-                        continue_to: consent_url(who.interaction.as_deref()),
+                        continue_to: continue_url(&who),
                         new_session: new_session.map(|token| {
                             (
                                 token,
@@ -313,7 +308,7 @@ pub async fn submit(
             match result {
                 Ok(Some(codes)) => Ok(AccountOutcome::Codes {
                     codes: codes.iter().map(RecoveryCode::display).collect(),
-                    continue_to: consent_url(who.interaction.as_deref()),
+                    continue_to: continue_url(&who),
                     new_session: None,
                 }),
                 Ok(None) => {

@@ -9,6 +9,10 @@
 //! one is required and the user has none) → consent → code. Until the last factor the session is
 //! half-signed-in (`Session::pending`): it names no user, so consent and the code are out of its
 //! reach (checklist 54), and it runs out after `mfa.pending_ttl_secs`.
+//!
+//! The same pages sign an administrator in to Gatehouse's own admin console (`/admin`): such a
+//! sign-in carries the console path to return to instead of an interaction ([`Via::Console`]),
+//! and ends back there instead of at consent.
 
 use std::net::IpAddr;
 
@@ -50,10 +54,69 @@ pub enum Start {
     TooMany(u64),
 }
 
+/// What a sign-in is for, as its pages' links and forms carry it: an authorization request (its
+/// interaction id) or the admin console (the console path to go back to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Interaction(String),
+    Console(String),
+}
+
+impl Via {
+    /// From a page's query or a form: its `interaction`, else its `return_to` when that is a
+    /// console path (checklist 48: a sign-in returns nowhere else).
+    pub fn from_params(params: &Params) -> Option<Via> {
+        if let Some(i) = params.get("interaction") {
+            return Some(Via::Interaction(i.to_owned()));
+        }
+        params
+            .get("return_to")
+            .and_then(crate::flows::admin_console::return_path)
+            .map(Via::Console)
+    }
+
+    /// The form field that carries it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Via::Interaction(_) => "interaction",
+            Via::Console(_) => "return_to",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            Via::Interaction(v) | Via::Console(v) => v,
+        }
+    }
+
+    /// `page` with this sign-in's parameter.
+    pub fn at(&self, page: &str) -> String {
+        let mut url = String::from(page);
+        url.push('?');
+        url.push_str(
+            &form_urlencoded::Serializer::new(String::new())
+                .append_pair(self.name(), self.value())
+                .finish(),
+        );
+        url
+    }
+
+    /// Where the signed-in browser goes next: consent, or back to the console.
+    pub fn done(&self) -> String {
+        match self {
+            Via::Interaction(_) => self.at(paths::CONSENT),
+            Via::Console(path) => path.clone(),
+        }
+    }
+}
+
+/// What the login and code pages name as the sign-in's destination for the admin console.
+pub const CONSOLE_NAME: &str = "the Gatehouse admin console";
+
 /// What a login or consent page shows and its form carries.
 #[derive(Debug, Clone)]
 pub struct PageView {
-    pub interaction: String,
+    pub via: Via,
     pub csrf: String,
     pub client_name: String,
     pub scopes: Vec<String>,
@@ -93,15 +156,76 @@ fn csrf_token(state: &AppState, session_hash: &str, interaction_hash: &str) -> S
     hmac_b64(&state.csrf_key, &["csrf", session_hash, interaction_hash])
 }
 
+/// What a console sign-in's CSRF token is bound to beside the session.
+const CONSOLE_SIGN_IN: &str = "admin console sign-in";
+
 fn with_interaction(path: &str, interaction: &str) -> String {
-    let mut url = String::from(path);
-    url.push('?');
-    url.push_str(
-        &form_urlencoded::Serializer::new(String::new())
-            .append_pair("interaction", interaction)
-            .finish(),
-    );
-    url
+    Via::Interaction(interaction.to_owned()).at(path)
+}
+
+/// Whether a new anonymous session from `host` would pass its address's cap of sessions not yet
+/// signed in (checklist 58); `Some(seconds to wait)` when it would not.
+fn over_session_cap(
+    conn: &mut crate::store::AnyConnection,
+    host: Option<&str>,
+    now: i64,
+    session_ttl: i64,
+    max_from_host: i64,
+) -> Result<Option<u64>, diesel::result::Error> {
+    let (Some(host), true) = (host, max_from_host > 0) else {
+        return Ok(None);
+    };
+    let from_host = Session::from_host(conn, host, now)?;
+    if from_host.count < max_from_host {
+        return Ok(None);
+    }
+    let wait = from_host.first_expiry.map_or(session_ttl, |at| at - now);
+    tracing::debug!(retry_after = wait, "sessions per address at the cap");
+    Ok(Some(u64::try_from(wait).unwrap_or(1).max(1)))
+}
+
+/// Starts a sign-in to the admin console that returns to `return_to` (already a console path):
+/// the browser's live session, or a new anonymous one within its address's cap, then the login
+/// page. Used when `/admin` finds no session that may enter.
+#[tracing::instrument(skip_all)]
+pub async fn console_sign_in(
+    state: &AppState,
+    return_to: String,
+    session_cookie: Option<String>,
+    ip: Option<IpAddr>,
+) -> Result<Start, AppError> {
+    let now = state.clock.now();
+    let session_ttl = state.settings.session.interaction_ttl_secs;
+    let max_from_host = i64::from(state.settings.session.max_anonymous_per_address);
+    let host = ip.map(|ip| state.host_hash(ip));
+    let location = Via::Console(return_to).at(paths::LOGIN);
+    state
+        .db(move |conn| {
+            if let Some(c) = &session_cookie {
+                if Session::find_live(conn, TokenHash::of(c).as_str(), now)?.is_some() {
+                    return Ok(Start::Continue {
+                        location,
+                        new_session: None,
+                    });
+                }
+            }
+            if let Some(wait) =
+                over_session_cap(conn, host.as_deref(), now, session_ttl, max_from_host)?
+            {
+                return Ok(Start::TooMany(wait));
+            }
+            let cookie = PlainToken::generate();
+            let session = Session {
+                address_hash: host,
+                ..Session::anonymous(cookie.hash().0, now, session_ttl)
+            };
+            write_tx(conn, |conn| session.insert(conn))?;
+            Ok::<_, AppError>(Start::Continue {
+                location,
+                new_session: Some(cookie),
+            })
+        })
+        .await
 }
 
 /// `GET /authorize` from the client address `ip`.
@@ -152,12 +276,11 @@ pub async fn start(
             // A new session counts against its address's cap (checklist 58). Checked before the
             // write transaction, so a refused request writes nothing; requests in flight at once
             // may each pass, so the cap holds give or take `database.pool_size`.
-            if let (None, Some(host), true) = (&existing, &host, max_from_host > 0) {
-                let from_host = Session::from_host(conn, host, now)?;
-                if from_host.count >= max_from_host {
-                    let wait = from_host.first_expiry.map_or(session_ttl, |at| at - now);
-                    tracing::debug!(retry_after = wait, "sessions per address at the cap");
-                    return Ok(Start::TooMany(u64::try_from(wait).unwrap_or(1).max(1)));
+            if existing.is_none() {
+                if let Some(wait) =
+                    over_session_cap(conn, host.as_deref(), now, session_ttl, max_from_host)?
+                {
+                    return Ok(Start::TooMany(wait));
                 }
             }
             // Expired rows are pruned by the background task (`flows::prune`), never here. The
@@ -213,11 +336,19 @@ pub async fn start(
         .await
 }
 
-/// The live session and interaction behind a page or form, with the client and user.
+/// What a sign-in is for, as loaded: the authorization request and its client, or the console.
+enum Target {
+    Authorize {
+        interaction: Box<Interaction>,
+        client: Box<Client>,
+    },
+    Console,
+}
+
+/// The live session and sign-in target behind a page or form, with the user.
 struct Context {
     session: Session,
-    interaction: Interaction,
-    client: Client,
+    target: Target,
     /// The signed-in user (every factor done).
     user: Option<User>,
     /// A half-signed-in session's user and what it waits for.
@@ -228,23 +359,58 @@ impl Context {
     /// Signed in, with a second factor when this client, the policy or the user's role needs one.
     fn signed_in_enough(&self, state: &AppState) -> Option<&User> {
         let user = self.user.as_ref()?;
+        let Target::Authorize { client, .. } = &self.target else {
+            return None;
+        };
         let needed = mfa::required(
-            self.client.require_mfa,
+            client.require_mfa,
             state.settings.mfa.required_for_all_clients,
         );
         (!needed || mfa::amr::has_second_factor(&self.session.amr_list())).then_some(user)
+    }
+
+    /// Whether `user` needs a second factor for this sign-in: the client's or the policy's
+    /// requirement; an administrator signing in to the console always needs one
+    /// (`mfa::admin_may_enter`), enrolling first if they have none.
+    fn requires_mfa(&self, state: &AppState, user: &User) -> bool {
+        let wanted = match &self.target {
+            Target::Authorize { client, .. } => client.require_mfa,
+            Target::Console => user.roles.iter().any(|r| r == mfa::ADMIN_ROLE),
+        };
+        mfa::required(wanted, state.settings.mfa.required_for_all_clients)
+    }
+
+    /// The client the sign-in is for, when there is one (the audit log's client).
+    fn client_id(&self) -> Option<String> {
+        match &self.target {
+            Target::Authorize { client, .. } => Some(client.id.to_string()),
+            Target::Console => None,
+        }
+    }
+
+    /// The CSRF token of this sign-in's forms: bound to the session and the interaction (or the
+    /// console).
+    fn csrf(&self, state: &AppState) -> String {
+        let bound = match &self.target {
+            Target::Authorize { interaction, .. } => interaction.id_hash.as_str(),
+            Target::Console => CONSOLE_SIGN_IN,
+        };
+        csrf_token(state, &self.session.id_hash, bound)
     }
 }
 
 async fn load(
     state: &AppState,
-    interaction: Option<&str>,
+    via: Option<Via>,
     session_cookie: Option<&str>,
-) -> Result<Option<(Context, String)>, AppError> {
-    let (Some(interaction), Some(cookie)) = (interaction, session_cookie) else {
+) -> Result<Option<(Context, Via)>, AppError> {
+    let (Some(via), Some(cookie)) = (via, session_cookie) else {
         return Ok(None);
     };
-    let interaction_hash = TokenHash::of(interaction).0;
+    let interaction_hash = match &via {
+        Via::Interaction(i) => Some(TokenHash::of(i).0),
+        Via::Console(_) => None,
+    };
     let session_hash = TokenHash::of(cookie).0;
     let now = state.clock.now();
     let found = state
@@ -252,12 +418,22 @@ async fn load(
             let Some(session) = Session::find_live(conn, &session_hash, now)? else {
                 return Ok::<_, AppError>(None);
             };
-            let Some(interaction) = Interaction::find(conn, &interaction_hash, &session_hash, now)?
-            else {
-                return Ok(None);
-            };
-            let Some(client) = Client::find(conn, &interaction.client_id)? else {
-                return Ok(None);
+            let target = match interaction_hash {
+                None => Target::Console,
+                Some(interaction_hash) => {
+                    let Some(interaction) =
+                        Interaction::find(conn, &interaction_hash, &session_hash, now)?
+                    else {
+                        return Ok(None);
+                    };
+                    let Some(client) = Client::find(conn, &interaction.client_id)? else {
+                        return Ok(None);
+                    };
+                    Target::Authorize {
+                        interaction: Box::new(interaction),
+                        client: Box::new(client),
+                    }
+                }
             };
             let user = match &session.user_id {
                 Some(id) => User::find(conn, id)?.filter(User::is_active),
@@ -271,29 +447,38 @@ async fn load(
             };
             Ok(Some(Context {
                 session,
-                interaction,
-                client,
+                target,
                 user,
                 pending,
             }))
         })
         .await?;
-    Ok(found.map(|c| (c, interaction.to_owned())))
+    Ok(found.map(|c| (c, via)))
 }
 
-fn view(state: &AppState, ctx: &Context, interaction: &str) -> PageView {
+fn view(state: &AppState, ctx: &Context, via: &Via) -> PageView {
+    let (client_name, scopes, audience) = match &ctx.target {
+        Target::Authorize {
+            interaction,
+            client,
+        } => (
+            client.name.clone(),
+            interaction
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            interaction.audience.clone(),
+        ),
+        Target::Console => (CONSOLE_NAME.to_owned(), Vec::new(), String::new()),
+    };
     PageView {
-        interaction: interaction.to_owned(),
-        csrf: csrf_token(state, &ctx.session.id_hash, &ctx.interaction.id_hash),
-        client_name: ctx.client.name.clone(),
-        scopes: ctx
-            .interaction
-            .scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect(),
-        audience: ctx.interaction.audience.clone(),
+        via: via.clone(),
+        csrf: ctx.csrf(state),
+        client_name,
+        scopes,
+        audience,
         username: ctx
             .user
             .as_ref()
@@ -308,8 +493,8 @@ async fn load_form(
     state: &AppState,
     form: &Params,
     session_cookie: Option<&str>,
-) -> Result<Result<(Context, String), Outcome>, AppError> {
-    let Some((ctx, id)) = load(state, form.get("interaction"), session_cookie).await? else {
+) -> Result<Result<(Context, Via), Outcome>, AppError> {
+    let Some((ctx, id)) = load(state, Via::from_params(form), session_cookie).await? else {
         return Ok(Err(Outcome::BadRequest(EXPIRED)));
     };
     if !csrf_ok(state, &ctx, form) {
@@ -321,7 +506,7 @@ async fn load_form(
 }
 
 fn csrf_ok(state: &AppState, ctx: &Context, form: &Params) -> bool {
-    let expected = csrf_token(state, &ctx.session.id_hash, &ctx.interaction.id_hash);
+    let expected = ctx.csrf(state);
     form.get("csrf")
         .is_some_and(|c| constant_time_eq(c, &expected))
 }
@@ -329,10 +514,10 @@ fn csrf_ok(state: &AppState, ctx: &Context, form: &Params) -> bool {
 /// `GET /login`: the page, or `None` when the interaction is gone.
 pub async fn login_page(
     state: &AppState,
-    interaction: Option<&str>,
+    via: Option<Via>,
     session_cookie: Option<&str>,
 ) -> Result<Result<PageView, &'static str>, AppError> {
-    match load(state, interaction, session_cookie).await? {
+    match load(state, via, session_cookie).await? {
         Some((ctx, id)) => Ok(Ok(view(state, &ctx, &id))),
         None => Ok(Err(EXPIRED)),
     }
@@ -398,10 +583,14 @@ pub async fn login_submit(
         Err(PasswordError::Internal(e)) => return Err(e.into()),
     };
     let sign_in = |outcome| {
-        Entry::new(AuditEvent::SignIn, outcome, Actor::Anonymous, now)
-            .client(ctx.client.id.to_string())
+        let mut entry = Entry::new(AuditEvent::SignIn, outcome, Actor::Anonymous, now)
             .address(state.anonymise(ip))
-            .detail("browser")
+            .detail(match ctx.target {
+                Target::Authorize { .. } => "browser",
+                Target::Console => "browser, admin console",
+            });
+        entry.client_id = ctx.client_id();
+        entry
     };
     let Some(user) = user.filter(|_| ok) else {
         tracing::info!("login failed");
@@ -416,10 +605,7 @@ pub async fn login_submit(
     if let Some(Attempt::Open(ticket)) = attempt {
         lockout::succeeded(state, ticket).await?;
     }
-    let required = mfa::required(
-        ctx.client.require_mfa,
-        state.settings.mfa.required_for_all_clients,
-    );
+    let required = ctx.requires_mfa(state, &user);
     let next = match mfa::after_password(enrolled, required) {
         AfterPassword::SignedIn => None,
         AfterPassword::SecondFactor => Some((PendingStage::SecondFactor, paths::LOGIN_OTP)),
@@ -445,7 +631,7 @@ pub async fn login_submit(
         }
         tracing::info!(user_id = %user.id, stage = stage.as_str(), "password accepted: second factor next");
         return Ok(Outcome::SeeOther {
-            location: with_interaction(page, &id),
+            location: id.at(page),
             new_session: Some(cookie),
         });
     }
@@ -472,7 +658,7 @@ pub async fn login_submit(
     }
     tracing::info!(user_id = %user.id, "login succeeded");
     Ok(Outcome::SignedIn {
-        location: with_interaction(paths::CONSENT, &id),
+        location: id.done(),
         new_session: cookie,
         device: lockout::device_cookie(state, &user.id, &device, now),
     })
@@ -484,10 +670,11 @@ pub async fn consent_page(
     interaction: Option<&str>,
     session_cookie: Option<&str>,
 ) -> Result<Result<PageView, Outcome>, AppError> {
-    match load(state, interaction, session_cookie).await? {
+    let via = interaction.map(|i| Via::Interaction(i.to_owned()));
+    match load(state, via, session_cookie).await? {
         Some((ctx, id)) if ctx.signed_in_enough(state).is_some() => Ok(Ok(view(state, &ctx, &id))),
         Some((_, id)) => Ok(Err(Outcome::SeeOther {
-            location: with_interaction(paths::LOGIN, &id),
+            location: id.at(paths::LOGIN),
             new_session: None,
         })),
         None => Ok(Err(Outcome::BadRequest(EXPIRED))),
@@ -514,7 +701,10 @@ pub async fn consent_submit(
         Some("deny") => false,
         _ => return Ok(Outcome::BadRequest("Choose Allow or Deny.")),
     };
-    let interaction = ctx.interaction;
+    let session_hash = ctx.session.id_hash.clone();
+    let Target::Authorize { interaction, .. } = ctx.target else {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    };
     let bound = BoundRedirect {
         client_id: interaction.client_id.clone(),
         redirect_uri: interaction.redirect_uri.clone(),
@@ -524,7 +714,6 @@ pub async fn consent_submit(
     let now = state.clock.now();
     let code_ttl = state.settings.tokens.code_ttl_secs;
     let family_ttl = state.settings.tokens.refresh_token_ttl_secs;
-    let session_hash = ctx.session.id_hash.clone();
     state
         .db(move |conn| {
             write_tx(conn, |conn| {
@@ -578,15 +767,15 @@ pub async fn consent_submit(
 /// password page.
 pub async fn otp_page(
     state: &AppState,
-    interaction: Option<&str>,
+    via: Option<Via>,
     session_cookie: Option<&str>,
 ) -> Result<Result<PageView, Outcome>, AppError> {
-    match load(state, interaction, session_cookie).await? {
+    match load(state, via, session_cookie).await? {
         Some((ctx, id)) if matches!(ctx.pending, Some((_, PendingStage::SecondFactor))) => {
             Ok(Ok(view(state, &ctx, &id)))
         }
         Some((_, id)) => Ok(Err(Outcome::SeeOther {
-            location: with_interaction(paths::LOGIN, &id),
+            location: id.at(paths::LOGIN),
             new_session: None,
         })),
         None => Ok(Err(Outcome::BadRequest(EXPIRED))),
@@ -635,14 +824,15 @@ pub async fn otp_submit(
     let page = view(state, &ctx, &id);
     let now = state.clock.now();
     let address = state.anonymise(ip);
-    let client_id = ctx.client.id.to_string();
+    let client_id = ctx.client_id();
     // Second-factor failures have their own lockout count (checklist 49, 59), per device.
     let device = lockout::recognise(state, device_cookie, &user.id, now);
     let attempt = lockout::begin(state, &user.id, Factor::SecondFactor, &device, now).await?;
     let failure = |refusal, presented: Option<&Presented>| {
-        mfa_service::audit_entry(&Err(refusal), presented, &user.id, now)
-            .client(client_id.clone())
-            .address(address.clone())
+        let mut entry = mfa_service::audit_entry(&Err(refusal), presented, &user.id, now)
+            .address(address.clone());
+        entry.client_id = client_id.clone();
+        entry
     };
     let presented = match mfa_service::presented(form.get("code"), form.get("recovery_code")) {
         Ok(Some(p)) => p,
@@ -680,22 +870,22 @@ pub async fn otp_submit(
                     Ok(amr) => amr,
                     Err(refusal) => return Ok::<_, OtpTx>(Err(refusal)),
                 };
-                let used =
+                let mut used =
                     mfa_service::audit_entry(&Ok(Vec::new()), Some(&tx_presented), &user_id, now)
-                        .client(tx_client.clone())
                         .address(tx_address.clone());
+                used.client_id = tx_client.clone();
                 crate::store::audit::record(conn, &used)?;
                 let new = Session::signed_in(new_hash.clone(), &user_id, &amr, now, ttl);
-                let sign_in = Entry::new(
+                let mut sign_in = Entry::new(
                     AuditEvent::SignIn,
                     audit::Outcome::Success,
                     Actor::User(user_id.clone()),
                     now,
                 )
                 .user(user_id.clone())
-                .client(tx_client.clone())
                 .address(tx_address.clone())
                 .detail("browser, second factor");
+                sign_in.client_id = tx_client.clone();
                 if !Session::replace_in(conn, &old, &new)? {
                     return Err(OtpTx::Gone);
                 }
@@ -714,7 +904,7 @@ pub async fn otp_submit(
             lockout::succeeded(state, ticket).await?;
             tracing::info!(user_id = %user.id, "second factor accepted");
             Ok(Outcome::SignedIn {
-                location: with_interaction(paths::CONSENT, &id),
+                location: id.done(),
                 new_session: cookie,
                 device: lockout::device_cookie(state, &user.id, &device, now),
             })

@@ -50,7 +50,8 @@ pub async fn page(
         Err(resp) => return Ok(*resp),
     };
     let cookie = session_cookie(&state, &req);
-    let outcome = flow::page(&state, cookie.as_deref(), params.get("interaction")).await?;
+    let via = crate::flows::authorize::Via::from_params(&params);
+    let outcome = flow::page(&state, cookie.as_deref(), via).await?;
     Ok(respond(&state, outcome))
 }
 

@@ -200,7 +200,7 @@ pub async fn login_page(
     };
     let cookie = session_cookie(&state, &req);
     Ok(
-        match flow::login_page(&state, params.get("interaction"), cookie.as_deref()).await? {
+        match flow::login_page(&state, flow::Via::from_params(&params), cookie.as_deref()).await? {
             Ok(view) => pages::login(&view, "", None),
             Err(message) => pages::bad_request(message),
         },
@@ -276,7 +276,7 @@ pub async fn otp_page(
     };
     let cookie = session_cookie(&state, &req);
     Ok(
-        match flow::otp_page(&state, params.get("interaction"), cookie.as_deref()).await? {
+        match flow::otp_page(&state, flow::Via::from_params(&params), cookie.as_deref()).await? {
             Ok(view) => pages::otp(&view, None),
             Err(other) => outcome(&state, other, ""),
         },

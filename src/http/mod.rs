@@ -2,6 +2,8 @@
 
 pub mod account;
 pub mod admin_api;
+pub mod admin_console;
+pub mod admin_pages;
 pub mod authorize;
 pub mod cors;
 pub mod forms;
@@ -24,6 +26,9 @@ use crate::oauth::metadata::paths;
 /// Registers every route. The app also needs `web::Data<AppState>` and the security-header
 /// middleware (see [`crate::server::build`]).
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // The admin console (`/admin`, exact paths: `/admin/api/…` is registered on its own).
+    admin_console::routes(cfg);
+
     let options = || web::method(actix_web::http::Method::OPTIONS);
     cfg.route(paths::METADATA, web::get().to(metadata::metadata))
         .route(paths::METADATA, options().to(cors::preflight_get))

@@ -84,7 +84,8 @@ pub async fn demo_script(state: actix_web::web::Data<crate::state::AppState>) ->
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     client_name: &'a str,
-    interaction: &'a str,
+    via_name: &'a str,
+    via_value: &'a str,
     csrf: &'a str,
     username: &'a str,
     error: Option<&'a str>,
@@ -129,7 +130,7 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
-fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResponse {
+pub(super) fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> HttpResponse {
     match rendered {
         Ok(body) => HttpResponseBuilder::new(status)
             .content_type("text/html; charset=utf-8")
@@ -173,7 +174,8 @@ fn login_with(
         status,
         LoginPage {
             client_name: &view.client_name,
-            interaction: &view.interaction,
+            via_name: view.via.name(),
+            via_value: view.via.value(),
             csrf: &view.csrf,
             username,
             error,
@@ -187,7 +189,7 @@ pub fn consent(view: &PageView) -> HttpResponse {
         StatusCode::OK,
         ConsentPage {
             client_name: &view.client_name,
-            interaction: &view.interaction,
+            interaction: view.via.value(),
             csrf: &view.csrf,
             username: view.username.as_deref(),
             scopes: &view.scopes,
@@ -201,7 +203,8 @@ pub fn consent(view: &PageView) -> HttpResponse {
 #[template(path = "otp.html")]
 struct OtpPage<'a> {
     client_name: &'a str,
-    interaction: &'a str,
+    via_name: &'a str,
+    via_value: &'a str,
     csrf: &'a str,
     username: Option<&'a str>,
     error: Option<&'a str>,
@@ -213,7 +216,8 @@ pub fn otp(view: &PageView, error: Option<&str>) -> HttpResponse {
         StatusCode::OK,
         OtpPage {
             client_name: &view.client_name,
-            interaction: &view.interaction,
+            via_name: view.via.name(),
+            via_value: view.via.value(),
             csrf: &view.csrf,
             username: view.username.as_deref(),
             error,
@@ -227,7 +231,7 @@ pub fn otp(view: &PageView, error: Option<&str>) -> HttpResponse {
 struct AccountMfaPage<'a> {
     username: &'a str,
     csrf: &'a str,
-    interaction: Option<&'a str>,
+    via: Option<&'a crate::flows::authorize::Via>,
     continue_to: Option<String>,
     in_sign_in: bool,
     enrolment: Option<&'a crate::flows::mfa::Enrolment>,
@@ -245,20 +249,13 @@ pub fn account_mfa(view: &crate::flows::account::AccountView, error: Option<&str
             recovery_codes_left,
         } => (None, *recovery_codes_left),
     };
-    let continue_to = view.interaction.as_ref().map(|i| {
-        format!(
-            "/consent?{}",
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("interaction", i)
-                .finish()
-        )
-    });
+    let continue_to = view.via.as_ref().map(crate::flows::authorize::Via::done);
     no_store(html(
         StatusCode::OK,
         AccountMfaPage {
             username: &view.username,
             csrf: &view.csrf,
-            interaction: view.interaction.as_deref(),
+            via: view.via.as_ref(),
             continue_to,
             in_sign_in: view.in_sign_in,
             enrolment,

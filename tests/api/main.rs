@@ -7,6 +7,7 @@ mod helpers;
 
 mod accounts;
 mod admin_api;
+mod admin_console;
 mod audit;
 mod authorize;
 mod bounded_storage;

@@ -19,6 +19,7 @@ const SPA_CLIENT = env("SPA_CLIENT_ID");
 const MFA_CLIENT = env("MFA_CLIENT_ID");
 const SHOTS = env("SCREENSHOTS");
 const PASSWORD = env("USER_PASSWORD");
+const ADMIN_TOTP = env("ADMIN_TOTP_SECRET");
 
 function base32decode(text) {
   const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
@@ -164,6 +165,77 @@ const scenarios = {
     await page.click("#refresh");
     await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("Refreshed"));
     await screenshot(page, "demo");
+    assert.deepEqual(page.problems, []);
+  },
+
+  // The admin console: an administrator signs in with password and TOTP, registers a client (a
+  // field error first), sees its secret once, rotates it, rotates a signing key, unlocks a user
+  // and reads the audit log filtered by event.
+  async "admin console"(browser) {
+    const page = await open(browser);
+    await page.goto(`${ISSUER}/admin`);
+    assert.equal(pathOf(page), "/login");
+    assert.match(await page.textContent(".lead"), /admin console/);
+    await screenshot(page, "admin-login");
+    await signInWithPassword(page, "root", PASSWORD);
+    assert.equal(pathOf(page), "/login/otp");
+    await page.fill("#code", totp(ADMIN_TOTP));
+    await submit(page, "button[type=submit]");
+    assert.equal(pathOf(page), "/admin");
+    await screenshot(page, "admin-home");
+
+    await submit(page, "nav a[href='/admin/clients']");
+    await submit(page, "a[href='/admin/clients/new']");
+    await page.fill("#client_name", "Browser-made backend");
+    await page.check("input[name=confidential]");
+    await page.check("input[name=grant_type_client_credentials]");
+    await page.fill("#redirect_uris", "http://app.example/cb");
+    await page.fill("#audiences", "https://api.example.com");
+    const register = "form[action='/admin/clients/new'] button[type=submit]";
+    await submit(page, register);
+    assert.match(await page.textContent("#redirect_uris-error"), /must use https/);
+    assert.equal(await page.inputValue("#client_name"), "Browser-made backend");
+    assert.equal(await page.inputValue("#redirect_uris"), "http://app.example/cb");
+    await screenshot(page, "admin-client-field-error");
+    await page.fill("#redirect_uris", "https://app.example/cb");
+    await submit(page, register);
+    const secret = (await page.textContent("#client-secret")).trim();
+    assert.match(secret, /^[A-Za-z0-9_-]{40,}$/);
+    assert.ok(await page.isVisible("button[data-copy]"), "the Copy button (same-origin script)");
+    await screenshot(page, "admin-client-secret");
+
+    await submit(page, "text=Back to the client");
+    assert.equal(await page.$(`text=${secret}`), null, "the secret is shown once");
+    await screenshot(page, "admin-client");
+    await submit(page, "form[action$='/secret'] button[type=submit]");
+    assert.match(await page.textContent("h1"), /Rotate the client secret/);
+    await screenshot(page, "admin-confirm-rotation");
+    await submit(page, "button.danger");
+    const rotated = (await page.textContent("#client-secret")).trim();
+    assert.notEqual(rotated, secret);
+    assert.match(await page.textContent("main"), /keeps working until/);
+    await screenshot(page, "admin-secret-rotated");
+
+    await submit(page, "nav a[href='/admin/keys']");
+    assert.equal(await page.$("tr.key-published"), null, "no key waiting yet");
+    await submit(page, "form[action='/admin/keys/rotate'] button");
+    assert.match(await page.textContent("tr.key-published"), /pending/);
+    assert.match(await page.textContent(".notice"), /new key is published/);
+    await screenshot(page, "admin-keys");
+
+    await submit(page, "nav a[href='/admin/users']");
+    await screenshot(page, "admin-users");
+    await submit(page, "table a:text-is('dave')");
+    await submit(page, "form[action$='/unlock'] button");
+    assert.match(await page.textContent(".notice"), /unlocked/);
+    await screenshot(page, "admin-user");
+
+    await submit(page, "nav a[href='/admin/audit']");
+    await page.selectOption("#event", "unlocked");
+    await submit(page, "form.filters button[type=submit]");
+    const events = await page.$$eval("table.audit tbody tr", (rows) => rows.map((r) => r.cells[1].textContent));
+    assert.deepEqual(events, ["unlocked"]);
+    await screenshot(page, "admin-audit");
     assert.deepEqual(page.problems, []);
   },
 };
