@@ -27,6 +27,10 @@ pub struct Settings {
     pub mfa: MfaSettings,
     pub demo: DemoSettings,
     pub registration: RegistrationSettings,
+    /// What the loader noticed and `serve` logs as warnings once logging is up (the issuer and
+    /// the bind address disagree, an http issuer on a public bind address).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 /// Dynamic client registration (RFC 7591, RFC 7592): off unless turned on.
@@ -257,6 +261,100 @@ impl PasswordSettings {
     }
 }
 
+/// A database URL Gatehouse can keep data in: `sqlite://PATH`, `sqlite:PATH`, a bare file path,
+/// or `postgres://…` / `postgresql://…`. An empty URL and SQLite's in-memory database would lose
+/// everything at the next start, and another scheme is a typo or an unsupported database.
+fn check_database_url(url: &str) -> anyhow::Result<()> {
+    let url = url.trim();
+    if url.is_empty() {
+        anyhow::bail!(
+            "database.url is empty: use a file (sqlite://gatehouse.db, the default) or \
+             postgres://user@host/db"
+        );
+    }
+    if let Some((scheme, _)) = url.split_once(':') {
+        let looks_like_scheme = !scheme.is_empty()
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        if looks_like_scheme && !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            anyhow::bail!(
+                "database.url {url:?}: the scheme {scheme:?} is not one Gatehouse speaks; use \
+                 sqlite://PATH, a file path, or postgres://…"
+            );
+        }
+    }
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    if path.is_empty() || path.contains(":memory:") || path.starts_with("file::memory") {
+        anyhow::bail!(
+            "database.url {url:?} is a database in memory, lost when Gatehouse stops: name a \
+             file, such as sqlite://gatehouse.db"
+        );
+    }
+    Ok(())
+}
+
+/// Every setting's dotted name: those `config/default.toml` documents.
+fn known_keys() -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let defaults = config::Config::builder()
+        .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+        .build()?;
+    Ok(flatten_keys(defaults.cache).into_iter().collect())
+}
+
+/// The dotted names of a configuration tree's leaves (`server.bind`).
+fn flatten_keys(value: config::Value) -> Vec<String> {
+    fn walk(prefix: &str, value: config::Value, out: &mut Vec<String>) {
+        match value.kind {
+            config::ValueKind::Table(table) => {
+                for (k, v) in table {
+                    let name = if prefix.is_empty() {
+                        k
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&name, v, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out
+}
+
+/// ": did you mean `x`?" when a known setting is a few edits from `key`.
+fn suggestion(key: &str, known: &std::collections::BTreeSet<String>) -> String {
+    let best = known
+        .iter()
+        .map(|k| (edit_distance(key, k), k))
+        .min_by_key(|(d, _)| *d);
+    match best {
+        Some((d, k)) if d <= 3.max(key.len() / 5) => format!(": did you mean `{k}`?"),
+        _ => ": see config/default.toml for every setting".to_owned(),
+    }
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Settings that are lists; their environment variables are comma-separated.
 const LIST_SETTINGS: [&str; 3] = [
     "server.trusted_proxies",
@@ -284,30 +382,57 @@ impl Settings {
         env: impl IntoIterator<Item = (String, String)>,
     ) -> anyhow::Result<Settings> {
         let env: Vec<(String, String)> = env.into_iter().collect();
+        let known = known_keys()?;
         let mut builder = config::Config::builder()
             .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         let from_env = env
             .iter()
             .find(|(k, _)| k == "GATEHOUSE_CONFIG")
             .map(|(_, v)| PathBuf::from(v));
+        // Which settings were given, and where: unknown ones are refused, and the issuer
+        // follows the bind address unless it was given.
+        let mut given: Vec<String> = Vec::new();
         if let Some(path) = file.map(Path::to_path_buf).or(from_env) {
             if !path.exists() {
                 anyhow::bail!("configuration file {} does not exist", path.display());
             }
+            let in_file = flatten_keys(
+                config::Config::builder()
+                    .add_source(config::File::from(path.clone()))
+                    .build()?
+                    .cache,
+            );
+            for key in &in_file {
+                if !known.contains(key) {
+                    anyhow::bail!(
+                        "unknown setting `{key}` in {}{}",
+                        path.display(),
+                        suggestion(key, &known)
+                    );
+                }
+            }
+            given.extend(in_file);
             builder = builder.add_source(config::File::from(path));
         }
-        let sectioned: config::Map<String, String> = env
-            .iter()
-            .filter_map(|(k, v)| {
-                let rest = k.strip_prefix("GATEHOUSE_")?;
-                let (section, key) = rest.split_once("__")?;
-                Some((
-                    format!("{}.{}", section.to_lowercase(), key.to_lowercase()),
-                    v.clone(),
-                ))
-            })
-            .collect();
+        let mut sectioned: Vec<(String, String)> = Vec::new();
+        for (var, value) in &env {
+            let Some((section, key)) = var
+                .strip_prefix("GATEHOUSE_")
+                .and_then(|rest| rest.split_once("__"))
+            else {
+                continue;
+            };
+            let key = format!("{}.{}", section.to_lowercase(), key.to_lowercase());
+            if !known.contains(&key) {
+                anyhow::bail!(
+                    "unknown setting {var} (`{key}`){}",
+                    suggestion(&key, &known)
+                );
+            }
+            sectioned.push((key, value.clone()));
+        }
         for (key, value) in sectioned {
+            given.push(key.clone());
             builder = if LIST_SETTINGS.contains(&key.as_str()) {
                 let items: Vec<String> = value
                     .split(',')
@@ -322,16 +447,60 @@ impl Settings {
         }
         for (var, key) in SHORTCUTS {
             if let Some((_, v)) = env.iter().find(|(k, _)| k == var) {
+                given.push(key.to_owned());
                 builder = builder.set_override(key, v.clone())?;
             }
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.follow_bind(given.iter().any(|k| k == "server.issuer"));
         settings.validate()?;
         Ok(settings)
     }
 
+    /// When no issuer was given, a loopback bind address moves it (`http://<bind>`); a warning
+    /// notes an issuer and a bind address that disagree on a loopback host, and a public bind
+    /// address serving plain http under a loopback issuer.
+    fn follow_bind(&mut self, issuer_given: bool) {
+        let bind = self.server.bind.clone();
+        let bind_host = bind
+            .rsplit_once(':')
+            .map(|(host, _)| host.trim_start_matches('[').trim_end_matches(']'))
+            .unwrap_or(&bind)
+            .to_owned();
+        let bind_loopback = bind_host == "localhost"
+            || bind_host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !issuer_given && bind_loopback {
+            // host:port, an IPv6 host already in brackets: the URL's authority as it is.
+            self.server.issuer = format!("http://{bind}");
+            return;
+        }
+        let Ok(issuer) = url::Url::parse(&self.server.issuer) else {
+            return;
+        };
+        if is_loopback(&issuer) && bind_loopback {
+            let same_port = issuer.port_or_known_default().map(|p| p.to_string())
+                == bind.rsplit_once(':').map(|(_, p)| p.to_owned());
+            if !same_port {
+                self.warnings.push(format!(
+                    "the issuer {} and the bind address {bind} differ: browsers and clients \
+                     reach this server through the issuer's address",
+                    self.server.issuer
+                ));
+            }
+        } else if is_loopback(&issuer) && !bind_loopback && issuer.scheme() == "http" {
+            self.warnings.push(format!(
+                "listening on {bind}, beyond this machine, over plain http with the loopback \
+                 issuer {}: set GATEHOUSE_ISSUER to the https address clients use",
+                self.server.issuer
+            ));
+        }
+    }
+
     /// Rejects settings that would make Gatehouse insecure or broken, with a readable reason.
     pub fn validate(&self) -> anyhow::Result<()> {
+        check_database_url(&self.database.url)?;
         if !(1..=3650).contains(&self.audit.retention_days) {
             anyhow::bail!("audit.retention_days must be between 1 and 3650");
         }
@@ -549,5 +718,125 @@ mod tests {
             vec![("GATEHOUSE_DEMO__ENABLED".to_owned(), "maybe".to_owned())]
         )
         .is_err());
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn unknown_environment_settings_are_refused_with_the_closest_name() {
+        let err = Settings::load_from(
+            None,
+            env(&[("GATEHOUSE_TOKENS__ACCES_TOKEN_TTL_SECS", "60")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("GATEHOUSE_TOKENS__ACCES_TOKEN_TTL_SECS"),
+            "{err}"
+        );
+        assert!(
+            err.contains("did you mean `tokens.access_token_ttl_secs`"),
+            "{err}"
+        );
+        let err = Settings::load_from(None, env(&[("GATEHOUSE_SERVR__BIND", "127.0.0.1:1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`server.bind`"), "{err}");
+        // Variables that name no section are not settings (GATEHOUSE_MASTER_KEY, test variables).
+        assert!(Settings::load_from(None, env(&[("GATEHOUSE_SOMETHING_ELSE", "x")])).is_ok());
+    }
+
+    #[test]
+    fn unknown_file_settings_are_refused_with_the_closest_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, "[server]\nbnid = \"127.0.0.1:9000\"\n").unwrap();
+        let err = Settings::load_from(Some(&path), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`server.bnid`"), "{err}");
+        assert!(err.contains("did you mean `server.bind`"), "{err}");
+        std::fs::write(&path, "[server]\nbind = \"127.0.0.1:9000\"\n").unwrap();
+        let ok = Settings::load_from(Some(&path), env(&[])).unwrap();
+        assert_eq!(
+            ok.server.issuer, "http://127.0.0.1:9000",
+            "the file's bind moves it too"
+        );
+    }
+
+    #[test]
+    fn database_urls_that_would_lose_data_or_are_typos_are_refused() {
+        for bad in [
+            "",
+            "  ",
+            "sqlite:",
+            "sqlite://",
+            ":memory:",
+            "sqlite::memory:",
+            "mysql://x/y",
+            "postgress://h/d",
+        ] {
+            assert!(
+                Settings::load_from(None, env(&[("GATEHOUSE_DATABASE_URL", bad)])).is_err(),
+                "{bad:?}"
+            );
+        }
+        for good in [
+            "sqlite://gatehouse.db",
+            "sqlite:data/g.db",
+            "data/g.db",
+            "/var/lib/g.db",
+            "postgres://u@h/d",
+            "postgresql://h/d",
+        ] {
+            assert!(
+                Settings::load_from(None, env(&[("GATEHOUSE_DATABASE_URL", good)])).is_ok(),
+                "{good:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn issuer_follows_a_loopback_bind_unless_given() {
+        let moved =
+            Settings::load_from(None, env(&[("GATEHOUSE_BIND", "127.0.0.1:9000")])).unwrap();
+        assert_eq!(moved.server.issuer, "http://127.0.0.1:9000");
+        assert!(moved.warnings.is_empty());
+        let v6 = Settings::load_from(None, env(&[("GATEHOUSE_BIND", "[::1]:9000")])).unwrap();
+        assert_eq!(v6.server.issuer, "http://[::1]:9000");
+
+        let both = Settings::load_from(
+            None,
+            env(&[
+                ("GATEHOUSE_BIND", "127.0.0.1:9000"),
+                ("GATEHOUSE_ISSUER", "http://127.0.0.1:8080"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(both.server.issuer, "http://127.0.0.1:8080", "given: kept");
+        assert!(both.warnings[0].contains("differ"), "{:?}", both.warnings);
+
+        let public = Settings::load_from(None, env(&[("GATEHOUSE_BIND", "0.0.0.0:8080")])).unwrap();
+        assert_eq!(public.server.issuer, "http://127.0.0.1:8080");
+        assert!(
+            public.warnings[0].contains("plain http"),
+            "{:?}",
+            public.warnings
+        );
+
+        let proxied = Settings::load_from(
+            None,
+            env(&[
+                ("GATEHOUSE_BIND", "0.0.0.0:8080"),
+                ("GATEHOUSE_ISSUER", "https://auth.example"),
+            ]),
+        )
+        .unwrap();
+        assert!(proxied.warnings.is_empty());
     }
 }

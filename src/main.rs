@@ -313,8 +313,16 @@ enum KeysCommand {
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// Whether the command prints JSON: then nothing but the JSON goes to standard output.
+static JSON_OUTPUT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+fn json_output() -> bool {
+    JSON_OUTPUT.get().copied().unwrap_or(false)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = JSON_OUTPUT.set(std::env::args().any(|a| a == "--json"));
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -324,6 +332,9 @@ fn main() -> ExitCode {
     };
     let serving = matches!(cli.command, None | Some(Command::Serve));
     init_tracing(&settings, serving);
+    for warning in &settings.warnings {
+        tracing::warn!("{warning}");
+    }
     let result = match cli.command {
         None | Some(Command::Serve) => serve(settings),
         Some(Command::Migrate) => migrate(&settings),
@@ -345,8 +356,10 @@ fn main() -> ExitCode {
 fn init_tracing(settings: &Settings, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
-    let filter =
-        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // GATEHOUSE_LOG, else the usual RUST_LOG, else info for the server and warnings for commands.
+    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG")
+        .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, never in a file or a log collector.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -367,25 +380,128 @@ fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
     )
 }
 
+/// Starts the server. In this order, so that a failed first start leaves nothing behind: the
+/// database (one attempt, one line naming it when it fails), the port, then the master key, made
+/// only for a database that holds no keys yet.
 fn serve(settings: Settings) -> anyhow::Result<()> {
-    let master = master_key(&settings)?;
+    let url = settings.database.url.clone();
+    let database = describe_database(&url);
+    store::create_sqlite_file(&url)
+        .map_err(|e| anyhow::anyhow!("cannot create the database {database}: {e}"))?;
+    let mut conn = ConnectionManager::new(store::with_connect_timeout(&url))
+        .connect()
+        .map_err(|e| anyhow::anyhow!("cannot open the database {database}: {}", one_line(&e)))?;
+    // The master key the stored signing keys are sealed under, if there are any.
+    let sealed_under = store::with_startup_lock(&mut conn, |conn| {
+        store::migrate(conn)?;
+        Ok(SigningKeyRow::all(conn)?
+            .first()
+            .and_then(|row| MasterKey::sealed_under(&row.private_jwe)))
+    })
+    .map_err(|e| anyhow::anyhow!("the database {database}: {e:#}"))?;
+    drop(conn);
     let bind = settings.server.bind.clone();
-    let state = AppState::init(settings, master)?;
     let listener =
         TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
-    tracing::info!(bind = %bind, issuer = %state.issuer(), "Gatehouse is listening");
+    let master = server_master_key(&settings, sealed_under)?;
+    let state = AppState::init(settings, master)?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        bind = %bind,
+        issuer = %state.issuer(),
+        database = %database,
+        "Gatehouse is listening"
+    );
+    let clients = {
+        let mut conn = state.pool.get()?;
+        Client::list(&mut conn)?
+            .into_iter()
+            .filter(|c| c.id.as_str() != registry::DEMO_CLIENT_ID)
+            .count()
+    };
+    if clients == 0 {
+        tracing::info!(
+            "next: register a client, e.g. gatehouse client create --name \"My SPA\" \
+             --redirect-uri http://127.0.0.1:5173/callback --audience https://api.example.com \
+             (see the README's quickstart)"
+        );
+    }
     actix_web::rt::System::new().block_on(async move {
         gatehouse::server::build(actix_web::web::Data::new(state), listener)?.await
     })?;
     Ok(())
 }
 
-/// A connection with the schema up to date (every command may be the first one run).
+/// The server's master key: `GATEHOUSE_MASTER_KEY` or `keys/master.key`, which must be the one
+/// the database's keys are sealed under; generated only for a database without keys.
+fn server_master_key(
+    settings: &Settings,
+    sealed_under: Option<String>,
+) -> anyhow::Result<MasterKey> {
+    let dir = &settings.keys.dir;
+    let loaded = MasterKey::load(std::env::var("GATEHOUSE_MASTER_KEY").ok(), dir)?;
+    match (loaded, sealed_under) {
+        (Some(loaded), Some(needed)) if loaded.key.id() != needed => anyhow::bail!(
+            "the master key from {} is {}, but this database's keys are sealed under {needed}: \
+             use the master key this database was set up with",
+            loaded.source,
+            loaded.key.id()
+        ),
+        (Some(loaded), _) => {
+            if let Some(warning) = &loaded.warning {
+                tracing::warn!("{warning}");
+            }
+            Ok(loaded.key)
+        }
+        (None, Some(needed)) => anyhow::bail!(
+            "no master key, and this database's keys are sealed under master key {needed}: set \
+             GATEHOUSE_MASTER_KEY, or put back {} (a new key could not open them)",
+            dir.join("master.key").display()
+        ),
+        (None, None) => MasterKey::create(dir),
+    }
+}
+
+/// A driver's message on one line (libpq's span several).
+fn one_line(e: &impl std::fmt::Display) -> String {
+    e.to_string()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The database as a person finds it: a SQLite URL's file as an absolute path, a PostgreSQL URL
+/// without its password.
+fn describe_database(url: &str) -> String {
+    match store::Backend::of(url) {
+        store::Backend::Postgres => redact(url),
+        store::Backend::Sqlite => {
+            let path = std::path::Path::new(store::sqlite_path(url));
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            format!("sqlite://{}", absolute.display())
+        }
+    }
+}
+
+/// A connection with the schema up to date, for an administrative command. It never creates a
+/// database: run from the wrong folder, a command would otherwise make an empty one beside the
+/// server's. Human output names the database first.
 fn connect(settings: &Settings) -> anyhow::Result<AnyConnection> {
     let url = &settings.database.url;
-    let mut conn = ConnectionManager::new(url.clone())
+    let database = describe_database(url);
+    if !store::database_exists(url) {
+        anyhow::bail!(
+            "no database at {database}: start the server once (gatehouse serve) or run \
+             gatehouse migrate to create it, or point GATEHOUSE_DATABASE_URL (or --config) at \
+             the server's database"
+        );
+    }
+    if !json_output() {
+        println!("database: {database}");
+    }
+    let mut conn = ConnectionManager::new(store::with_connect_timeout(url))
         .connect()
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", redact(url)))?;
+        .map_err(|e| anyhow::anyhow!("cannot open the database {database}: {}", one_line(&e)))?;
     store::with_startup_lock(&mut conn, store::migrate)?;
     Ok(conn)
 }
@@ -402,14 +518,17 @@ fn redact(url: &str) -> String {
 }
 
 fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let mut conn = ConnectionManager::new(settings.database.url.clone())
+    let url = &settings.database.url;
+    let database = describe_database(url);
+    let created = store::create_sqlite_file(url)
+        .map_err(|e| anyhow::anyhow!("cannot create the database {database}: {e}"))?;
+    let mut conn = ConnectionManager::new(store::with_connect_timeout(url))
         .connect()
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "cannot open the database {}: {e}",
-                redact(&settings.database.url)
-            )
-        })?;
+        .map_err(|e| anyhow::anyhow!("cannot open the database {database}: {}", one_line(&e)))?;
+    println!(
+        "database: {database}{}",
+        if created { " (created)" } else { "" }
+    );
     let applied = store::with_startup_lock(&mut conn, store::migrate)?;
     if applied.is_empty() {
         println!("database is up to date");

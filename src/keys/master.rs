@@ -58,6 +58,12 @@ impl MasterKey {
                      (generate one with: openssl rand -base64 32)"
                 )
             })?;
+        if raw.iter().all(|b| *b == raw[0]) {
+            anyhow::bail!(
+                "the master key is one byte repeated: use a random one \
+                 (generate one with: openssl rand -base64 32)"
+            );
+        }
         let mut bytes = [0u8; 32];
         if raw.len() == 32 {
             bytes.copy_from_slice(&raw);
@@ -69,16 +75,55 @@ impl MasterKey {
 
     /// `GATEHOUSE_MASTER_KEY` when set, else `dir/master.key`, created (0600) when missing.
     pub fn load_or_create(env_value: Option<String>, dir: &Path) -> anyhow::Result<MasterKey> {
+        match MasterKey::load(env_value, dir)? {
+            Some(loaded) => Ok(loaded.key),
+            None => MasterKey::create(dir),
+        }
+    }
+
+    /// `GATEHOUSE_MASTER_KEY` when set, else `dir/master.key` when it exists; `None` when
+    /// neither is there. A key file that others than its owner may read is noted in `warning`.
+    pub fn load(env_value: Option<String>, dir: &Path) -> anyhow::Result<Option<Loaded>> {
         if let Some(value) = env_value.filter(|v| !v.trim().is_empty()) {
-            return MasterKey::parse(&value).context("GATEHOUSE_MASTER_KEY");
+            let key = MasterKey::parse(&value).context("GATEHOUSE_MASTER_KEY")?;
+            return Ok(Some(Loaded {
+                key,
+                source: "GATEHOUSE_MASTER_KEY".into(),
+                warning: None,
+            }));
         }
         let path = dir.join("master.key");
-        if path.exists() {
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            return MasterKey::parse(&text).with_context(|| format!("{}", path.display()));
+        if !path.exists() {
+            return Ok(None);
         }
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let key = MasterKey::parse(&text).with_context(|| format!("{}", path.display()))?;
+        Ok(Some(Loaded {
+            key,
+            source: path.display().to_string(),
+            warning: readable_by_others(&path).then(|| {
+                format!(
+                    "{} can be read by other users than its owner: chmod 600 it",
+                    path.display()
+                )
+            }),
+        }))
+    }
+
+    /// Generates a key into `dir/master.key` (the folder made owner-only when it is new, the
+    /// file 0600); fails rather than replace an existing file.
+    pub fn create(dir: &Path) -> anyhow::Result<MasterKey> {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .with_context(|| format!("restricting {}", dir.display()))?;
+            }
+        }
+        let path = dir.join("master.key");
         let key = MasterKey::generate();
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -94,6 +139,15 @@ impl MasterKey {
             .with_context(|| format!("writing {}", path.display()))?;
         tracing::info!(path = %path.display(), key_id = %key.id, "generated a new master key");
         Ok(key)
+    }
+
+    /// The id of the master key a JWE of [`MasterKey::seal`] names (its `kid`), read without
+    /// the key.
+    pub fn sealed_under(jwe: &str) -> Option<String> {
+        let header = jwe.split('.').next()?;
+        let json = URL_SAFE_NO_PAD.decode(header).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&json).ok()?;
+        value.get("kid")?.as_str().map(str::to_owned)
     }
 
     pub fn id(&self) -> &str {
@@ -145,6 +199,30 @@ impl MasterKey {
     }
 }
 
+/// A master key as loaded, with where it came from.
+#[derive(Debug)]
+pub struct Loaded {
+    pub key: MasterKey,
+    /// `GATEHOUSE_MASTER_KEY` or the file's path.
+    pub source: String,
+    /// Set when the key file is readable by others than its owner.
+    pub warning: Option<String>,
+}
+
+/// Whether group or others may read the file (always false where modes do not exist).
+fn readable_by_others(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -172,15 +250,52 @@ mod tests {
     #[test]
     fn master_key_must_have_256_bits() {
         assert!(MasterKey::parse("c2hvcnQ").is_err());
-        let hex_key = "07".repeat(32);
-        let b64 = URL_SAFE_NO_PAD.encode([7u8; 32]);
-        let std64 = STANDARD.encode([7u8; 32]);
+        let raw: Vec<u8> = (1..=32).collect();
+        let hex_key = hex(&raw);
+        let b64 = URL_SAFE_NO_PAD.encode(&raw);
+        let std64 = STANDARD.encode(&raw);
         let ids: Vec<String> = [hex_key, b64, std64]
             .iter()
             .map(|t| MasterKey::parse(t).unwrap().id().to_owned())
             .collect();
         assert_eq!(ids[0], ids[1], "hex and base64url spell the same key");
         assert_eq!(ids[1], ids[2]);
+    }
+
+    #[test]
+    fn master_key_of_one_repeated_byte_is_refused() {
+        for text in ["07".repeat(32), URL_SAFE_NO_PAD.encode([0u8; 32])] {
+            let err = MasterKey::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("repeated"), "{err}");
+        }
+    }
+
+    #[test]
+    fn master_key_file_readable_by_others_is_noted() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = MasterKey::create(dir.path()).unwrap();
+        let loaded = MasterKey::load(None, dir.path()).unwrap().unwrap();
+        assert_eq!(loaded.key.id(), key.id());
+        assert!(loaded.warning.is_none(), "created 0600");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join("master.key");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let loaded = MasterKey::load(None, dir.path()).unwrap().unwrap();
+            assert!(loaded.warning.unwrap().contains("chmod 600"));
+        }
+        assert!(MasterKey::load(None, &dir.path().join("none"))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn sealed_under_names_the_master_key() {
+        let key = MasterKey::generate();
+        let sealed = key.seal(b"x").unwrap();
+        assert_eq!(MasterKey::sealed_under(&sealed).as_deref(), Some(key.id()));
+        assert_eq!(MasterKey::sealed_under("garbage"), None);
     }
 
     #[test]

@@ -67,6 +67,43 @@ pub fn sqlite_path(url: &str) -> &str {
         .unwrap_or(url)
 }
 
+/// Creates the file of a SQLite URL, readable and writable by its owner only, when it does not
+/// exist yet (SQLite gives its `-wal` and `-shm` files the same mode). True when it made one.
+pub fn create_sqlite_file(url: &str) -> std::io::Result<bool> {
+    if Backend::of(url) != Backend::Sqlite {
+        return Ok(false);
+    }
+    let path = std::path::Path::new(sqlite_path(url));
+    if path.exists() {
+        return Ok(false);
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?;
+    Ok(true)
+}
+
+/// Whether the database a URL names is there: a SQLite file that exists, or any PostgreSQL URL
+/// (the server answers for those).
+pub fn database_exists(url: &str) -> bool {
+    Backend::of(url) == Backend::Postgres || std::path::Path::new(sqlite_path(url)).exists()
+}
+
+/// The URL a first connection attempt uses: a PostgreSQL URL gets `connect_timeout=5` unless it
+/// names one, so an unreachable server fails in seconds rather than at the TCP timeout.
+pub fn with_connect_timeout(url: &str) -> String {
+    if Backend::of(url) != Backend::Postgres || url.contains("connect_timeout") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}connect_timeout=5")
+}
+
 /// How long a SQLite statement waits for the database's lock before it fails.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
 

@@ -32,6 +32,8 @@ impl TestDb {
 fn backends() -> Vec<TestDb> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("g.db").display());
+    // The server made it (administrative commands never create a database).
+    gatehouse::store::create_sqlite_file(&url).expect("database file");
     let sqlite = TestDb {
         label: "sqlite",
         url,
@@ -641,7 +643,7 @@ fn cli_keys_rotate_publishes_a_pending_key() {
         let out = command(db.dir.path())
             .env("GATEHOUSE_DATABASE_URL", &db.url)
             .env("GATEHOUSE_KEYS_DIR", db.keys_dir())
-            .env("GATEHOUSE_MASTER_KEY", "07".repeat(32))
+            .env("GATEHOUSE_MASTER_KEY", "0123456789abcdef".repeat(4))
             .args(["keys", "rotate"])
             .stdin(Stdio::null())
             .output()
@@ -798,9 +800,10 @@ fn cli_audit_tail_prints_recent_events() {
         );
         assert_eq!(last.as_array().map(Vec::len), Some(1), "[{b}] {last}");
 
-        // Human output: one line per event.
+        // Human output: the database, then one line per event.
         let text = ok(&run(&db, &["audit", "tail"], None), "audit tail");
-        assert_eq!(text.lines().count(), 4, "[{b}] {text}");
+        assert!(text.starts_with("database: "), "[{b}] {text}");
+        assert_eq!(text.lines().count(), 1 + 4, "[{b}] {text}");
         assert!(
             text.contains("client_created") && text.contains(&client_id),
             "[{b}] {text}"
@@ -1226,4 +1229,151 @@ fn registration_token_create_prints_token_once_and_stores_only_its_hash() {
             );
         }
     }
+}
+
+#[test]
+fn admin_commands_never_create_a_database_and_name_the_one_they_use() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    // Run from another folder with the default, relative database: refused, nothing created.
+    for args in [
+        vec!["client", "list"],
+        vec!["client", "list", "--json"],
+        vec!["user", "list"],
+        vec!["keys", "list"],
+        vec!["audit", "tail"],
+    ] {
+        let out = command(&elsewhere)
+            .env("GATEHOUSE_KEYS_DIR", dir.path().join("keys"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let err = fails_readably(&out, &args.join(" "));
+        let expected = elsewhere.join("gatehouse.db");
+        assert!(
+            err.contains(&expected.display().to_string()) && err.contains("gatehouse migrate"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !expected.exists(),
+            "{args:?} created {}",
+            expected.display()
+        );
+    }
+    assert!(!dir.path().join("keys").exists(), "no master key either");
+
+    // migrate creates it, owner-only, and says where; then human output names it.
+    let url = format!("sqlite://{}", elsewhere.join("g.db").display());
+    let run_here = |args: &[&str]| {
+        command(&elsewhere)
+            .env("GATEHOUSE_DATABASE_URL", &url)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run")
+    };
+    let migrated = ok(&run_here(&["migrate"]), "migrate");
+    assert!(migrated.contains("(created)"), "{migrated}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(elsewhere.join("g.db"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "database file mode {mode:o}");
+    }
+    let listed = ok(&run_here(&["client", "list"]), "client list");
+    assert!(
+        listed.starts_with(&format!(
+            "database: sqlite://{}",
+            elsewhere.join("g.db").display()
+        )),
+        "{listed}"
+    );
+    let json = ok(
+        &run_here(&["client", "list", "--json"]),
+        "client list --json",
+    );
+    assert!(!json.contains("database:"), "not in JSON: {json}");
+    serde_json::from_str::<serde_json::Value>(&json).expect("JSON only");
+}
+
+#[test]
+fn serve_refuses_a_bad_database_in_one_line_and_leaves_no_master_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for url in [
+        "sqlite://".to_owned(),
+        "mysql://root@127.0.0.1/gatehouse".to_owned(),
+        format!("sqlite://{}", dir.path().join("missing/dir/g.db").display()),
+        "postgres://postgres@127.0.0.1:1/nothing".to_owned(),
+    ] {
+        let started = std::time::Instant::now();
+        let out = command(dir.path())
+            .env("GATEHOUSE_DATABASE_URL", &url)
+            .env("GATEHOUSE_KEYS_DIR", dir.path().join("keys"))
+            .env("GATEHOUSE_BIND", "127.0.0.1:0")
+            .args(["serve"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("serve");
+        assert!(!out.status.success(), "{url}");
+        let err = stderr(&out);
+        let last = err.trim().lines().last().unwrap_or_default().to_owned();
+        assert!(last.starts_with("gatehouse:"), "{url}: {err}");
+        assert!(
+            err.lines().count() <= 3,
+            "{url}: a few lines, not a flood: {err}"
+        );
+        assert!(!err.contains("panicked"), "{url}: {err}");
+        // Generous for a loaded machine: the point is seconds, not the pool's long timeout.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(8),
+            "{url}"
+        );
+        assert!(
+            !dir.path().join("keys").exists(),
+            "{url}: a master key was left behind"
+        );
+    }
+}
+
+#[test]
+fn serve_will_not_make_a_new_master_key_for_a_database_with_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("g.db").display());
+    gatehouse::store::create_sqlite_file(&url).unwrap();
+    let master = gatehouse::keys::MasterKey::generate();
+    let mut conn = gatehouse::store::ConnectionManager::new(url.clone())
+        .connect()
+        .expect("connect");
+    gatehouse::store::migrate(&mut conn).expect("migrate");
+    gatehouse::keys::KeySet::load_or_init(&mut conn, &master, "ES256", gatehouse::state::now())
+        .expect("first key");
+    drop(conn);
+    let out = command(dir.path())
+        .env("GATEHOUSE_DATABASE_URL", &url)
+        .env("GATEHOUSE_KEYS_DIR", dir.path().join("keys"))
+        .env("GATEHOUSE_BIND", "127.0.0.1:0")
+        .args(["serve"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("serve");
+    let err = fails_readably(&out, "serve without the database's master key");
+    assert!(err.contains(master.id()), "names the key it needs: {err}");
+    assert!(!dir.path().join("keys").join("master.key").exists());
+
+    // The wrong key is refused the same way.
+    let out = command(dir.path())
+        .env("GATEHOUSE_DATABASE_URL", &url)
+        .env("GATEHOUSE_MASTER_KEY", "0123456789abcdef".repeat(4))
+        .env("GATEHOUSE_BIND", "127.0.0.1:0")
+        .args(["serve"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("serve");
+    let err = fails_readably(&out, "serve with another master key");
+    assert!(err.contains(master.id()), "{err}");
 }
