@@ -31,6 +31,20 @@ pub struct Settings {
     /// the bind address disagree, an http issuer on a public bind address).
     #[serde(skip)]
     pub warnings: Vec<String>,
+    /// Every setting's effective value and where it came from, for `gatehouse config show`.
+    #[serde(skip)]
+    pub effective: Vec<Effective>,
+}
+
+/// One setting as `gatehouse config show` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Effective {
+    /// `section.key`.
+    pub key: String,
+    /// The value as JSON (a password in a database URL replaced by `***`).
+    pub value: serde_json::Value,
+    /// `default`, `file PATH`, `env NAME`, or `server.bind` for an issuer that follows it.
+    pub source: String,
 }
 
 /// Dynamic client registration (RFC 7591, RFC 7592): off unless turned on.
@@ -305,6 +319,45 @@ fn known_keys() -> anyhow::Result<std::collections::BTreeSet<String>> {
     Ok(flatten_keys(defaults.cache).into_iter().collect())
 }
 
+/// A URL with its password, if any, replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Every leaf of a configuration tree with its value, by dotted name, in name order.
+fn flatten_values(value: config::Value) -> Vec<(String, serde_json::Value)> {
+    fn walk(prefix: &str, value: config::Value, out: &mut Vec<(String, serde_json::Value)>) {
+        match value.kind {
+            config::ValueKind::Table(table) => {
+                for (k, v) in table {
+                    let name = if prefix.is_empty() {
+                        k
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&name, v, out);
+                }
+            }
+            _ => {
+                let json = value
+                    .try_deserialize::<serde_json::Value>()
+                    .unwrap_or(serde_json::Value::Null);
+                out.push((prefix.to_owned(), json));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", value, &mut out);
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
 /// The dotted names of a configuration tree's leaves (`server.bind`).
 fn flatten_keys(value: config::Value) -> Vec<String> {
     fn walk(prefix: &str, value: config::Value, out: &mut Vec<String>) {
@@ -391,7 +444,7 @@ impl Settings {
             .map(|(_, v)| PathBuf::from(v));
         // Which settings were given, and where: unknown ones are refused, and the issuer
         // follows the bind address unless it was given.
-        let mut given: Vec<String> = Vec::new();
+        let mut given: Vec<(String, String)> = Vec::new();
         if let Some(path) = file.map(Path::to_path_buf).or(from_env) {
             if !path.exists() {
                 anyhow::bail!("configuration file {} does not exist", path.display());
@@ -411,10 +464,14 @@ impl Settings {
                     );
                 }
             }
-            given.extend(in_file);
+            given.extend(
+                in_file
+                    .into_iter()
+                    .map(|k| (k, format!("file {}", path.display()))),
+            );
             builder = builder.add_source(config::File::from(path));
         }
-        let mut sectioned: Vec<(String, String)> = Vec::new();
+        let mut sectioned: Vec<(String, String, String)> = Vec::new();
         for (var, value) in &env {
             let Some((section, key)) = var
                 .strip_prefix("GATEHOUSE_")
@@ -429,10 +486,10 @@ impl Settings {
                     suggestion(&key, &known)
                 );
             }
-            sectioned.push((key, value.clone()));
+            sectioned.push((key, value.clone(), var.clone()));
         }
-        for (key, value) in sectioned {
-            given.push(key.clone());
+        for (key, value, var) in sectioned {
+            given.push((key.clone(), format!("env {var}")));
             builder = if LIST_SETTINGS.contains(&key.as_str()) {
                 let items: Vec<String> = value
                     .split(',')
@@ -447,12 +504,37 @@ impl Settings {
         }
         for (var, key) in SHORTCUTS {
             if let Some((_, v)) = env.iter().find(|(k, _)| k == var) {
-                given.push(key.to_owned());
+                given.push((key.to_owned(), format!("env {var}")));
                 builder = builder.set_override(key, v.clone())?;
             }
         }
-        let mut settings: Settings = builder.build()?.try_deserialize()?;
-        settings.follow_bind(given.iter().any(|k| k == "server.issuer"));
+        let built = builder.build()?;
+        let values = flatten_values(built.cache.clone());
+        let mut settings: Settings = built.try_deserialize()?;
+        let issuer_given = given.iter().any(|(k, _)| k == "server.issuer");
+        settings.follow_bind(issuer_given);
+        settings.effective = values
+            .into_iter()
+            .map(|(key, value)| {
+                let source = given
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, source)| source.clone());
+                let (value, source) = match key.as_str() {
+                    "server.issuer" if !issuer_given => (
+                        serde_json::Value::String(settings.server.issuer.clone()),
+                        "server.bind".to_owned(),
+                    ),
+                    "database.url" => (
+                        serde_json::Value::String(redact_password(&settings.database.url)),
+                        source.unwrap_or_else(|| "default".into()),
+                    ),
+                    _ => (value, source.unwrap_or_else(|| "default".into())),
+                };
+                Effective { key, value, source }
+            })
+            .collect();
         settings.validate()?;
         Ok(settings)
     }
@@ -799,6 +881,41 @@ mod tests {
                 "{good:?}"
             );
         }
+    }
+
+    #[test]
+    fn config_show_names_each_value_and_its_source_with_secrets_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gatehouse.toml");
+        std::fs::write(&path, "[tokens]\naccess_token_ttl_secs = 300\n").unwrap();
+        let s = Settings::load_from(
+            Some(&path),
+            env(&[
+                ("GATEHOUSE_BIND", "127.0.0.1:9000"),
+                (
+                    "GATEHOUSE_DATABASE_URL",
+                    "postgres://gh:hunter2@db/gatehouse",
+                ),
+                ("GATEHOUSE_LOCKOUT__MAX_FAILURES", "7"),
+            ]),
+        )
+        .unwrap();
+        let get = |key: &str| s.effective.iter().find(|e| e.key == key).unwrap().clone();
+        assert_eq!(get("tokens.access_token_ttl_secs").value, 300);
+        assert!(get("tokens.access_token_ttl_secs")
+            .source
+            .starts_with("file "));
+        assert_eq!(
+            get("lockout.max_failures").source,
+            "env GATEHOUSE_LOCKOUT__MAX_FAILURES"
+        );
+        assert_eq!(get("server.bind").source, "env GATEHOUSE_BIND");
+        assert_eq!(get("server.issuer").value, "http://127.0.0.1:9000");
+        assert_eq!(get("server.issuer").source, "server.bind");
+        assert_eq!(get("jwks.max_age_secs").source, "default");
+        let db = get("database.url");
+        assert!(!db.value.to_string().contains("hunter2"), "{db:?}");
+        assert_eq!(db.value, "postgres://gh:***@db/gatehouse");
     }
 
     #[test]

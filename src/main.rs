@@ -50,6 +50,19 @@ enum Command {
     /// Initial access tokens for dynamic client registration (registration.mode = token or open).
     #[command(subcommand)]
     RegistrationToken(RegistrationTokenCommand),
+    /// The effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print every setting's effective value and where it came from (default, file, env);
+    /// a password in the database URL is shown as ***.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -343,6 +356,7 @@ fn main() -> ExitCode {
         Some(Command::Keys(k)) => keys(&settings, k),
         Some(Command::Audit(a)) => audit(&settings, a),
         Some(Command::RegistrationToken(c)) => registration_token(&settings, c),
+        Some(Command::Config(ConfigCommand::Show { json })) => config_show(&settings, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -462,6 +476,28 @@ fn server_master_key(
     }
 }
 
+/// `gatehouse config show`: reads no database and no key.
+fn config_show(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(&settings.effective)?);
+        return Ok(());
+    }
+    let width = settings
+        .effective
+        .iter()
+        .map(|e| e.key.len())
+        .max()
+        .unwrap_or(0);
+    for e in &settings.effective {
+        let value = match &e.value {
+            serde_json::Value::String(s) => format!("{s:?}"),
+            other => other.to_string(),
+        };
+        println!("{:width$}  {value}  ({})", e.key, e.source);
+    }
+    Ok(())
+}
+
 /// A driver's message on one line (libpq's span several).
 fn one_line(e: &impl std::fmt::Display) -> String {
     e.to_string()
@@ -474,7 +510,7 @@ fn one_line(e: &impl std::fmt::Display) -> String {
 /// without its password.
 fn describe_database(url: &str) -> String {
     match store::Backend::of(url) {
-        store::Backend::Postgres => redact(url),
+        store::Backend::Postgres => gatehouse::config::redact_password(url),
         store::Backend::Sqlite => {
             let path = std::path::Path::new(store::sqlite_path(url));
             let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
@@ -504,17 +540,6 @@ fn connect(settings: &Settings) -> anyhow::Result<AnyConnection> {
         .map_err(|e| anyhow::anyhow!("cannot open the database {database}: {}", one_line(&e)))?;
     store::with_startup_lock(&mut conn, store::migrate)?;
     Ok(conn)
-}
-
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 fn migrate(settings: &Settings) -> anyhow::Result<()> {

@@ -1377,3 +1377,57 @@ fn serve_will_not_make_a_new_master_key_for_a_database_with_keys() {
     let err = fails_readably(&out, "serve with another master key");
     assert!(err.contains(master.id()), "{err}");
 }
+
+#[test]
+fn config_show_prints_values_with_their_sources_and_no_secret() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = command(dir.path())
+        .env("GATEHOUSE_BIND", "127.0.0.1:9000")
+        .env(
+            "GATEHOUSE_DATABASE_URL",
+            "postgres://gh:hunter2@db.example/gatehouse",
+        )
+        .args(["config", "show"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("config show");
+    let text = ok(&out, "config show");
+    assert!(!text.contains("hunter2"), "{text}");
+    let line = |key: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{key} ")))
+            .unwrap_or_else(|| panic!("{key} in {text}"))
+            .to_owned()
+    };
+    assert!(line("server.issuer").contains("\"http://127.0.0.1:9000\"  (server.bind)"));
+    assert!(line("server.bind").ends_with("(env GATEHOUSE_BIND)"));
+    assert!(line("jwks.max_age_secs").ends_with("(default)"));
+    let json = ok(
+        &command(dir.path())
+            .args(["config", "show", "--json"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("config show --json"),
+        "config show --json",
+    );
+    let all: Value = serde_json::from_str(&json).expect("JSON");
+    assert!(all
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["key"] == "tokens.access_token_ttl_secs" && e["source"] == "default"));
+    assert!(
+        !dir.path().join("gatehouse.db").exists(),
+        "reads no database"
+    );
+
+    // A typo'd setting stops every command, naming the setting it resembles.
+    let out = command(dir.path())
+        .env("GATEHOUSE_TOKENS__ACCES_TOKEN_TTL_SECS", "60")
+        .args(["config", "show"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("config show");
+    let err = fails_readably(&out, "typo'd setting");
+    assert!(err.contains("tokens.access_token_ttl_secs"), "{err}");
+}
