@@ -258,6 +258,8 @@ pub struct PasswordSettings {
     pub max_concurrent_hashes: usize,
     /// Most password checks waiting for a hash slot; one more is answered "busy, retry" at once.
     pub max_queued_hashes: usize,
+    /// Shortest new password, in characters (at least 8).
+    pub min_length: usize,
 }
 
 /// Above this many concurrent hashes Gatehouse only adds memory, not throughput.
@@ -583,6 +585,9 @@ impl Settings {
     /// Rejects settings that would make Gatehouse insecure or broken, with a readable reason.
     pub fn validate(&self) -> anyhow::Result<()> {
         check_database_url(&self.database.url)?;
+        if !(8..=1024).contains(&self.passwords.min_length) {
+            anyhow::bail!("passwords.min_length must be between 8 and 1024");
+        }
         if !(1..=3650).contains(&self.audit.retention_days) {
             anyhow::bail!("audit.retention_days must be between 1 and 3650");
         }

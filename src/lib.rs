@@ -12,6 +12,8 @@ pub mod audit;
 #[cfg(feature = "server")]
 pub mod config;
 #[cfg(feature = "server")]
+pub mod doctor;
+#[cfg(feature = "server")]
 pub mod document;
 #[cfg(feature = "server")]
 pub mod error;

@@ -5,6 +5,8 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli_output;
+
 use clap::{Args, Parser, Subcommand};
 use gatehouse::audit::{self, AuditEvent};
 use gatehouse::config::Settings;
@@ -34,7 +36,11 @@ enum Command {
     /// Run the server (the default): migrates the database and creates the first signing key.
     Serve,
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Print {"applied": [versions]} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Register, list and delete clients.
     #[command(subcommand)]
     Client(ClientCommand),
@@ -50,6 +56,22 @@ enum Command {
     /// Initial access tokens for dynamic client registration (registration.mode = token or open).
     #[command(subcommand)]
     RegistrationToken(RegistrationTokenCommand),
+    /// Audit the configuration and the database against RFC 9700 and the security checklist:
+    /// each finding with its severity, rule and fix. Exits non-zero when a finding is at or
+    /// above --fail-on (for CI).
+    Doctor {
+        /// Print {"findings": [...], "passed": [...]} as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Fail (exit 1) when a finding is this severe or worse.
+        #[arg(
+            long,
+            value_name = "SEVERITY",
+            default_value = "high",
+            value_parser = ["info", "low", "medium", "high", "critical"]
+        )]
+        fail_on: String,
+    },
     /// The effective configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -90,6 +112,9 @@ enum RegistrationTokenCommand {
     Revoke {
         /// The token's id (iat_…).
         id: String,
+        /// Print {"id", "revoked": true} as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -147,6 +172,9 @@ enum ClientCommand {
     Delete {
         /// The client_id to delete.
         client_id: String,
+        /// Print {"client_id", "deleted": true} as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -160,9 +188,7 @@ struct UpdateClient {
     /// An exact redirect URI (repeat for several; replaces the list).
     #[arg(long = "redirect-uri", value_name = "URI")]
     redirect_uris: Vec<String>,
-    /// Allowed grant type (repeatable; replaces the list): authorization_code, refresh_token, and
-    /// for confidential clients password and client_credentials.
-    #[arg(long = "grant-type", value_name = "GT")]
+    #[arg(long = "grant-type", value_name = "GT", help = grant_type_help(false))]
     grant_types: Vec<String>,
     /// A scope the client may request (repeatable; replaces the list).
     #[arg(long = "scope", value_name = "SCOPE")]
@@ -181,6 +207,27 @@ struct UpdateClient {
     json: bool,
 }
 
+/// The `--grant-type` help, listing every grant type the token endpoint implements.
+fn grant_type_help(create: bool) -> String {
+    let all: Vec<&str> = GrantType::ALL.iter().map(|g| g.as_str()).collect();
+    let public: Vec<&str> = GrantType::ALL
+        .iter()
+        .filter(|g| g.allowed_for_public_clients())
+        .map(|g| g.as_str())
+        .collect();
+    format!(
+        "Allowed grant type (repeatable{}), one of: {}. Public clients may have only {}.{}",
+        if create { "" } else { "; replaces the list" },
+        all.join(", "),
+        public.join(" and "),
+        if create {
+            format!(" Default: {}.", public.join(" and "))
+        } else {
+            String::new()
+        }
+    )
+}
+
 #[derive(Args)]
 struct CreateClient {
     /// Name shown on the consent page.
@@ -192,9 +239,7 @@ struct CreateClient {
     /// A confidential client (a server-side app) that authenticates with a secret.
     #[arg(long)]
     confidential: bool,
-    /// Allowed grant type (repeatable): authorization_code, refresh_token, and for confidential
-    /// clients password and client_credentials. Default: authorization_code and refresh_token.
-    #[arg(long = "grant-type", value_name = "GT")]
+    #[arg(long = "grant-type", value_name = "GT", help = grant_type_help(true))]
     grant_types: Vec<String>,
     /// A scope the client may request (repeatable).
     #[arg(long = "scope", value_name = "SCOPE")]
@@ -236,18 +281,27 @@ enum UserCommand {
         /// A role (repeatable).
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Disable a user: no more logins or refreshes; every grant and session ends now.
     Disable {
         /// The login name.
         #[arg(long)]
         username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Set a new password (read from standard input); every grant and session ends now.
     SetPassword {
         /// The login name.
         #[arg(long)]
         username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Set up TOTP for a user and activate it now: prints the secret, the otpauth:// URL (for a
     /// QR code) and ten single-use recovery codes, once. Refused when the user already has TOTP.
@@ -265,6 +319,9 @@ enum UserCommand {
         /// The login name.
         #[arg(long)]
         username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List users by login name.
     List {
@@ -286,12 +343,18 @@ enum UserCommand {
         /// The login name.
         #[arg(long)]
         username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a user: their sessions, grants, refresh tokens and second factor end now.
     Delete {
         /// The login name.
         #[arg(long)]
         username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Clear a user's sign-in failure counts and locks, on every device and factor.
     Unlock {
@@ -350,13 +413,14 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         None | Some(Command::Serve) => serve(settings),
-        Some(Command::Migrate) => migrate(&settings),
+        Some(Command::Migrate { json }) => migrate(&settings, json),
         Some(Command::Client(c)) => client(&settings, c),
         Some(Command::User(u)) => user(&settings, u),
         Some(Command::Keys(k)) => keys(&settings, k),
         Some(Command::Audit(a)) => audit(&settings, a),
         Some(Command::RegistrationToken(c)) => registration_token(&settings, c),
         Some(Command::Config(ConfigCommand::Show { json })) => config_show(&settings, json),
+        Some(Command::Doctor { json, fail_on }) => doctor(&settings, json, &fail_on),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -542,7 +606,7 @@ fn connect(settings: &Settings) -> anyhow::Result<AnyConnection> {
     Ok(conn)
 }
 
-fn migrate(settings: &Settings) -> anyhow::Result<()> {
+fn migrate(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let url = &settings.database.url;
     let database = describe_database(url);
     let created = store::create_sqlite_file(url)
@@ -550,12 +614,16 @@ fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let mut conn = ConnectionManager::new(store::with_connect_timeout(url))
         .connect()
         .map_err(|e| anyhow::anyhow!("cannot open the database {database}: {}", one_line(&e)))?;
-    println!(
-        "database: {database}{}",
-        if created { " (created)" } else { "" }
-    );
+    if !json {
+        println!(
+            "database: {database}{}",
+            if created { " (created)" } else { "" }
+        );
+    }
     let applied = store::with_startup_lock(&mut conn, store::migrate)?;
-    if applied.is_empty() {
+    if json {
+        println!("{}", serde_json::json!({ "applied": applied }));
+    } else if applied.is_empty() {
         println!("database is up to date");
     } else {
         for v in applied {
@@ -652,7 +720,7 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 println!("(the secret is shown only now; Gatehouse stores only its hash)");
                 match until {
                     Some(t) => {
-                        println!("the old secret works until {t} (unix time), {grace} s from now")
+                        println!("the old secret works until {}", cli_output::when(t, now()))
                     }
                     None => println!("the old secret no longer works"),
                 }
@@ -673,30 +741,19 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
             } else if clients.is_empty() {
                 println!("no clients registered");
             } else {
-                for c in clients {
-                    println!(
-                        "{}  {}  {}  grants={}  redirect_uris={}  audiences={}",
-                        c.id,
-                        if c.is_confidential() {
-                            "confidential"
-                        } else {
-                            "public"
-                        },
-                        c.name,
-                        c.grant_types
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(","),
-                        c.redirect_uris.join(","),
-                        c.audiences.join(","),
-                    );
-                }
+                print!("{}", client_table(&clients, now()));
             }
         }
-        ClientCommand::Delete { client_id } => {
+        ClientCommand::Delete { client_id, json } => {
             if registry::delete_client(&mut conn, &client_id, &By::operator(now()))? {
-                println!("deleted {client_id}");
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"client_id": client_id, "deleted": true})
+                    );
+                } else {
+                    println!("deleted {client_id}");
+                }
             } else {
                 anyhow::bail!("no client with id {client_id}");
             }
@@ -705,46 +762,138 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The password on standard input, without one trailing newline (from `echo` or a terminal).
-fn read_password() -> anyhow::Result<String> {
-    let mut password = String::new();
-    std::io::stdin()
-        .read_to_string(&mut password)
-        .map_err(|e| anyhow::anyhow!("reading the password from standard input: {e}"))?;
-    if password.ends_with('\n') {
-        password.pop();
-        if password.ends_with('\r') {
-            password.pop();
-        }
+/// `client list` for a person: a header, aligned columns, dates in UTC and from now.
+fn client_table(clients: &[Client], now: i64) -> String {
+    let mut table = cli_output::Table::new(&[
+        "CLIENT_ID",
+        "TYPE",
+        "NAME",
+        "GRANTS",
+        "SCOPES",
+        "AUDIENCES",
+        "REDIRECT_URIS",
+        "ORIGINS",
+        "CREATED",
+    ]);
+    for c in clients {
+        let grants: Vec<String> = c.grant_types.iter().map(ToString::to_string).collect();
+        table.row(vec![
+            c.id.to_string(),
+            if c.is_confidential() {
+                "confidential"
+            } else {
+                "public"
+            }
+            .to_owned(),
+            c.name.clone(),
+            cli_output::list(&grants),
+            cli_output::list(&c.scopes),
+            cli_output::list(&c.audiences),
+            cli_output::list(&c.redirect_uris),
+            cli_output::list(&c.allowed_origins),
+            cli_output::when(c.created_at, now),
+        ]);
     }
+    table.render()
+}
+
+/// A new password: asked twice without echo at a terminal (refused when the two differ), else
+/// read from standard input without one trailing newline (from `echo` or a pipe). Checked
+/// against the password policy before any database work.
+fn read_new_password(passwords: &Passwords) -> anyhow::Result<String> {
+    use std::io::IsTerminal;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")
+            .map_err(|e| anyhow::anyhow!("reading the password: {e}"))?;
+        passwords.check_new(&first).map_err(anyhow::Error::msg)?;
+        let again = rpassword::prompt_password("Repeat the password: ")
+            .map_err(|e| anyhow::anyhow!("reading the password: {e}"))?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing was changed");
+        }
+        first
+    } else {
+        let mut password = String::new();
+        std::io::stdin()
+            .read_to_string(&mut password)
+            .map_err(|e| anyhow::anyhow!("reading the password from standard input: {e}"))?;
+        if password.ends_with('\n') {
+            password.pop();
+            if password.ends_with('\r') {
+                password.pop();
+            }
+        }
+        password
+    };
+    passwords.check_new(&password).map_err(anyhow::Error::msg)?;
     Ok(password)
 }
 
+/// A user as the CLI's JSON shows it (unix seconds, never the password hash).
+fn user_json(user: &User) -> serde_json::Value {
+    serde_json::json!({
+        "user_id": user.id,
+        "username": user.username,
+        "roles": user.roles,
+        "disabled": user.disabled_at.is_some(),
+        "created_at": user.created_at,
+    })
+}
+
+/// Prints `value` as JSON, or `text` for a person.
+fn report(json: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
 fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
-    let (username, roles, json) = match command {
+    match command {
         UserCommand::Create {
             username,
             roles,
             json,
-        } => (username, roles, json),
-        UserCommand::SetRoles { username, roles } => {
+        } => {
+            let passwords = Passwords::new(&settings.passwords)?;
+            registry::check_username(&username)?;
+            let password = read_new_password(&passwords)?;
+            let mut conn = connect(settings)?;
+            let user = registry::create_user(
+                &mut conn,
+                &passwords,
+                &username,
+                &password,
+                &roles,
+                &By::operator(now()),
+            )?;
+            report(json, user_json(&user), || format!("user_id: {}", user.id));
+        }
+        UserCommand::SetRoles {
+            username,
+            roles,
+            json,
+        } => {
             let mut conn = connect(settings)?;
             let user = registry::set_roles(&mut conn, &username, &roles, &By::operator(now()))?;
-            println!(
-                "{} now has roles: [{}]",
-                user.username,
-                user.roles.join(", ")
-            );
-            return Ok(());
+            report(json, user_json(&user), || {
+                format!(
+                    "{} now has roles: [{}]",
+                    user.username,
+                    user.roles.join(", ")
+                )
+            });
         }
-        UserCommand::Disable { username } => {
+        UserCommand::Disable { username, json } => {
             let mut conn = connect(settings)?;
             let user = registry::disable_user(&mut conn, &username, &By::operator(now()))?;
-            println!(
-                "disabled {} ({}); its sessions and tokens are revoked",
-                user.username, user.id
-            );
-            return Ok(());
+            report(json, user_json(&user), || {
+                format!(
+                    "disabled {} ({}); its sessions and tokens are revoked",
+                    user.username, user.id
+                )
+            });
         }
         UserCommand::TotpEnroll { username, json } => {
             let master = existing_master_key(settings)?;
@@ -788,22 +937,28 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                     println!("  {c}");
                 }
             }
-            return Ok(());
         }
-        UserCommand::TotpReset { username } => {
+        UserCommand::TotpReset { username, json } => {
             let mut conn = connect(settings)?;
             let user = registry::find_user(&mut conn, &username)?;
-            if gatehouse::flows::mfa::reset(
+            let removed = gatehouse::flows::mfa::reset(
                 &mut conn,
                 &user.id,
                 gatehouse::audit::Actor::Operator,
                 now(),
-            )? {
-                println!("TOTP and recovery codes removed for {}", user.username);
-            } else {
-                println!("{} has no TOTP; nothing to remove", user.username);
-            }
-            return Ok(());
+            )?;
+            let value = serde_json::json!({
+                "user_id": user.id,
+                "username": user.username,
+                "removed": removed,
+            });
+            report(json, value, || {
+                if removed {
+                    format!("TOTP and recovery codes removed for {}", user.username)
+                } else {
+                    format!("{} has no TOTP; nothing to remove", user.username)
+                }
+            });
         }
         UserCommand::List {
             search,
@@ -814,76 +969,71 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
             let mut conn = connect(settings)?;
             let users = registry::list_users(&mut conn, search.as_deref(), limit, offset)?.items;
             if json {
-                let list: Vec<serde_json::Value> = users
-                    .iter()
-                    .map(|u| {
-                        serde_json::json!({
-                            "user_id": u.id,
-                            "username": u.username,
-                            "roles": u.roles,
-                            "disabled": u.disabled_at.is_some(),
-                            "created_at": u.created_at,
-                        })
-                    })
-                    .collect();
+                let list: Vec<serde_json::Value> = users.iter().map(user_json).collect();
                 println!("{}", serde_json::Value::Array(list));
             } else if users.is_empty() {
                 println!("no users");
             } else {
+                let now = now();
+                let mut table =
+                    cli_output::Table::new(&["USER_ID", "USERNAME", "ROLES", "STATE", "CREATED"]);
                 for u in &users {
-                    println!(
-                        "{}  {}  roles=[{}]{}",
-                        u.id,
-                        u.username,
-                        u.roles.join(","),
+                    table.row(vec![
+                        u.id.clone(),
+                        u.username.clone(),
+                        cli_output::list(&u.roles),
                         if u.disabled_at.is_some() {
-                            "  disabled"
+                            "disabled"
                         } else {
-                            ""
+                            "active"
                         }
-                    );
+                        .to_owned(),
+                        cli_output::when(u.created_at, now),
+                    ]);
                 }
+                print!("{}", table.render());
             }
-            return Ok(());
         }
-        UserCommand::Enable { username } => {
+        UserCommand::Enable { username, json } => {
             let mut conn = connect(settings)?;
             let user = registry::enable_user(&mut conn, &username, &By::operator(now()))?;
-            println!(
-                "enabled {} ({}); they may sign in again",
-                user.username, user.id
-            );
-            return Ok(());
+            report(json, user_json(&user), || {
+                format!(
+                    "enabled {} ({}); they may sign in again",
+                    user.username, user.id
+                )
+            });
         }
-        UserCommand::Delete { username } => {
+        UserCommand::Delete { username, json } => {
             let mut conn = connect(settings)?;
             let user = registry::delete_user(&mut conn, &username, &By::operator(now()))?;
-            println!(
-                "deleted {} ({}); its sessions and tokens are revoked",
-                user.username, user.id
-            );
-            return Ok(());
+            let value = serde_json::json!({
+                "user_id": user.id,
+                "username": user.username,
+                "deleted": true,
+            });
+            report(json, value, || {
+                format!(
+                    "deleted {} ({}); its sessions and tokens are revoked",
+                    user.username, user.id
+                )
+            });
         }
         UserCommand::Unlock { username, json } => {
             let mut conn = connect(settings)?;
             let (user, cleared) =
                 registry::unlock_user(&mut conn, &username, &By::operator(now()))?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"user_id": user.id, "username": user.username, "cleared": cleared})
-                );
-            } else {
-                println!(
+            let value = serde_json::json!({"user_id": user.id, "username": user.username, "cleared": cleared});
+            report(json, value, || {
+                format!(
                     "unlocked {}: {cleared} failure counter(s) cleared; it may sign in again from any device",
                     user.username
-                );
-            }
-            return Ok(());
+                )
+            });
         }
-        UserCommand::SetPassword { username } => {
-            let password = read_password()?;
+        UserCommand::SetPassword { username, json } => {
             let passwords = Passwords::new(&settings.passwords)?;
+            let password = read_new_password(&passwords)?;
             let mut conn = connect(settings)?;
             let user = registry::set_password(
                 &mut conn,
@@ -892,31 +1042,13 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                 &password,
                 &By::operator(now()),
             )?;
-            println!(
-                "password changed for {}; its sessions and tokens are revoked",
-                user.username
-            );
-            return Ok(());
+            report(json, user_json(&user), || {
+                format!(
+                    "password changed for {}; its sessions and tokens are revoked",
+                    user.username
+                )
+            });
         }
-    };
-    let password = read_password()?;
-    let passwords = Passwords::new(&settings.passwords)?;
-    let mut conn = connect(settings)?;
-    let user = registry::create_user(
-        &mut conn,
-        &passwords,
-        &username,
-        &password,
-        &roles,
-        &By::operator(now()),
-    )?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({"user_id": user.id, "username": user.username, "roles": user.roles})
-        );
-    } else {
-        println!("user_id: {}", user.id);
     }
     Ok(())
 }
@@ -934,19 +1066,28 @@ fn keys(settings: &Settings, command: KeysCommand) -> anyhow::Result<()> {
     } else if infos.is_empty() {
         println!("no signing keys yet: the server creates one on first start");
     } else {
-        let or_never = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), |t| t.to_string());
+        let now = now();
+        let mut table = cli_output::Table::new(&[
+            "KID",
+            "ALG",
+            "STATE",
+            "CREATED",
+            "SIGNS FROM",
+            "RETIRES",
+            "EXPIRES",
+        ]);
         for k in infos {
-            println!(
-                "{}  {}  {:9}  created={}  activates={}  retires={}  expires={}",
+            table.row(vec![
                 k.kid,
                 k.alg,
-                k.state,
-                k.created_at,
-                k.activate_at,
-                or_never(k.retire_at),
-                or_never(k.expires_at)
-            );
+                k.state.to_owned(),
+                cli_output::when(k.created_at, now),
+                cli_output::when(k.activate_at, now),
+                cli_output::when_opt(k.retire_at, now),
+                cli_output::when_opt(k.expires_at, now),
+            ]);
         }
+        print!("{}", table.render());
     }
     Ok(())
 }
@@ -1033,12 +1174,11 @@ fn rotate_keys(settings: &Settings, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&info)?);
     } else {
         println!(
-            "published {} ({}): it signs from {} (in {} s); the key signing now stops then and \
-             stays published until its tokens have expired",
+            "published {} ({}): it signs from {}; the key signing now stops then and stays \
+             published until its tokens have expired",
             info.kid,
             info.alg,
-            info.activate_at,
-            info.activate_at - now
+            cli_output::when(info.activate_at, now),
         );
     }
     Ok(())
@@ -1120,16 +1260,114 @@ fn registration_token(
                         t.id,
                         t.uses,
                         t.max_uses,
-                        audit::format_utc(t.expires_at),
+                        cli_output::when(t.expires_at, now),
                         if t.expires_at <= now { "  expired" } else { "" }
                     );
                 }
             }
         }
-        RegistrationTokenCommand::Revoke { id } => {
+        RegistrationTokenCommand::Revoke { id, json } => {
             dcr::revoke_initial_token(&mut conn, &id, &By::operator(now()))?;
-            println!("revoked {id}");
+            if json {
+                println!("{}", serde_json::json!({"id": id, "revoked": true}));
+            } else {
+                println!("revoked {id}");
+            }
         }
     }
     Ok(())
+}
+
+/// `gatehouse doctor`: reads the database (never creating one), runs `gatehouse::doctor`'s
+/// checks, prints the findings grouped by severity, and fails at `--fail-on` or worse.
+fn doctor(settings: &Settings, json: bool, fail_on: &str) -> anyhow::Result<()> {
+    use gatehouse::doctor::{self as checks, Severity};
+    let fail_on = Severity::parse(fail_on).ok_or_else(|| {
+        anyhow::anyhow!("--fail-on {fail_on:?}: use info, low, medium, high or critical")
+    })?;
+    let url = &settings.database.url;
+    if store::Backend::of(url) == store::Backend::Sqlite {
+        let path = std::path::Path::new(store::sqlite_path(url));
+        if !path.exists() {
+            anyhow::bail!(
+                "no database at {}: doctor reads an existing one and never creates it (run \
+                 gatehouse migrate, or set GATEHOUSE_DATABASE_URL to the server's database)",
+                path.display()
+            );
+        }
+    }
+    let mut conn = connect(settings)?;
+    let observed = gatehouse::flows::doctor::observe(&mut conn, settings, now())?;
+    let report = checks::run(settings, &observed);
+    let failing = report.at_or_above(fail_on);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "findings": report.findings,
+                "passed": report.passed,
+                "fail_on": fail_on,
+                "failing": failing,
+            })
+        );
+    } else {
+        print!("{}", doctor_text(&report));
+    }
+    if failing > 0 {
+        anyhow::bail!(
+            "doctor: {failing} finding(s) at or above {}",
+            fail_on.as_str()
+        );
+    }
+    Ok(())
+}
+
+/// The doctor's report for a person: a summary line, findings grouped by severity (worst
+/// first), then the checks that passed.
+fn doctor_text(report: &gatehouse::doctor::Report) -> String {
+    use gatehouse::doctor::Severity;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let counts: Vec<String> = Severity::ALL
+        .iter()
+        .rev()
+        .filter_map(|s| {
+            let n = report.findings.iter().filter(|f| f.severity == *s).count();
+            (n > 0).then(|| format!("{n} {}", s.as_str()))
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "Gatehouse doctor: {} finding(s){}; {} check(s) passed",
+        report.findings.len(),
+        if counts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", counts.join(", "))
+        },
+        report.passed.len()
+    );
+    for severity in Severity::ALL.iter().rev() {
+        let group: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity == *severity)
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "\n{}", severity.as_str().to_uppercase());
+        for f in group {
+            let _ = writeln!(out, "  [{}] {}", f.check, f.message);
+            let _ = writeln!(out, "      rule: {}", f.rule);
+            let _ = writeln!(out, "      fix:  {}", f.fix);
+        }
+    }
+    if !report.passed.is_empty() {
+        let _ = writeln!(out, "\nPASSED");
+        for p in &report.passed {
+            let _ = writeln!(out, "  ok  [{}] {} ({})", p.check, p.summary, p.rule);
+        }
+    }
+    out
 }

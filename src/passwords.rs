@@ -21,7 +21,7 @@ use crate::secret::random_bytes;
 
 /// Longest password accepted (bytes); longer ones are refused, never truncated.
 pub const MAX_PASSWORD_LEN: usize = 1024;
-/// Shortest password `user create` accepts.
+/// Shortest password accepted; `passwords.min_length` may raise it, never lower it.
 pub const MIN_PASSWORD_LEN: usize = 8;
 
 /// Why a password could not be checked.
@@ -45,6 +45,7 @@ pub struct Passwords {
     max_queued: usize,
     running: Arc<Gauge>,
     dummy_hash: Arc<String>,
+    min_length: usize,
 }
 
 /// Hashes running now and the most that ever ran at once (what the tests of checklist 57 read).
@@ -108,9 +109,15 @@ impl Passwords {
             max_queued: settings.max_queued_hashes,
             running: Arc::new(Gauge::default()),
             dummy_hash: Arc::new(String::new()),
+            min_length: settings.min_length.max(MIN_PASSWORD_LEN),
         };
         p.dummy_hash = Arc::new(p.hash(&crate::secret::hex(&random_bytes::<16>()))?);
         Ok(p)
+    }
+
+    /// Checks a new password against the policy: [`check_new`] with `passwords.min_length`.
+    pub fn check_new(&self, password: &str) -> Result<(), String> {
+        check_new(password, self.min_length)
     }
 
     fn argon2(&self) -> Argon2<'static> {
@@ -185,17 +192,22 @@ impl Passwords {
     }
 }
 
-/// Checks a new password's length: at least 8 characters, at most 1024 bytes (ASVS 6.2.9).
-pub fn check_new(password: &str) -> Result<(), String> {
-    if password.chars().count() < MIN_PASSWORD_LEN {
-        return Err(format!(
-            "the password must have at least {MIN_PASSWORD_LEN} characters"
-        ));
+/// Checks a new password: at least `min_length` characters (never fewer than
+/// [`MIN_PASSWORD_LEN`]), at most 1024 bytes (ASVS 6.2.9), and not only whitespace. The one
+/// check of every new password: the CLI, the admin API and the console reach it through
+/// `registry`.
+pub fn check_new(password: &str, min_length: usize) -> Result<(), String> {
+    let min = min_length.max(MIN_PASSWORD_LEN);
+    if password.chars().count() < min {
+        return Err(format!("the password must have at least {min} characters"));
     }
     if password.len() > MAX_PASSWORD_LEN {
         return Err(format!(
             "the password must have at most {MAX_PASSWORD_LEN} bytes"
         ));
+    }
+    if password.chars().all(char::is_whitespace) {
+        return Err("the password must not be only spaces".to_owned());
     }
     Ok(())
 }
@@ -211,6 +223,7 @@ mod tests {
             parallelism: 1,
             max_concurrent_hashes: concurrent,
             max_queued_hashes: queued,
+            min_length: 8,
         })
         .unwrap()
     }
@@ -354,6 +367,36 @@ mod tests {
         assert!(p.verify_blocking("correct horse battery staple", Some(&a)));
         assert!(!p.verify_blocking("wrong", Some(&a)));
         assert!(!p.verify_blocking("anything", None));
+    }
+
+    #[test]
+    fn new_passwords_need_the_minimum_length_and_not_only_spaces() {
+        assert!(check_new("1234567", 8).is_err());
+        assert!(check_new("12345678", 8).is_ok());
+        assert!(check_new("        ", 8).is_err());
+        assert!(check_new(" \t  \n   ", 8).is_err());
+        assert!(check_new("12345678", 12).is_err());
+        // The setting raises the minimum, never lowers it.
+        assert!(check_new("1234567", 4).is_err());
+        assert!(check_new(&"x".repeat(MAX_PASSWORD_LEN + 1), 8).is_err());
+        let p = Passwords::new(&PasswordSettings {
+            min_length: 12,
+            ..settings_for_tests()
+        })
+        .unwrap();
+        assert!(p.check_new("elevenchars").is_err());
+        assert!(p.check_new("twelve chars").is_ok());
+    }
+
+    fn settings_for_tests() -> PasswordSettings {
+        PasswordSettings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            max_concurrent_hashes: 0,
+            max_queued_hashes: 32,
+            min_length: 8,
+        }
     }
 
     #[test]

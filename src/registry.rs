@@ -6,7 +6,7 @@
 
 use crate::audit::{Actor, AuditEvent, Entry, Outcome};
 use crate::oauth::model::{Client, GrantType};
-use crate::passwords::{self, Passwords};
+use crate::passwords::Passwords;
 use crate::secret::{new_id, PlainToken};
 use crate::store::grants;
 use crate::store::sessions::Session;
@@ -680,7 +680,7 @@ pub fn create_user(
     if let Err(RegistryError::Invalid(f)) = check_username(username) {
         faults.extend(f);
     }
-    if let Err(msg) = passwords::check_new(password) {
+    if let Err(msg) = passwords.check_new(password) {
         faults.push(fault("password", msg));
     }
     for r in roles {
@@ -691,10 +691,8 @@ pub fn create_user(
     if !faults.is_empty() {
         return Err(RegistryError::Invalid(faults));
     }
-    if User::find_by_username(conn, username)?.is_some() {
-        return Err(RegistryError::Conflict(format!(
-            "a user named {username:?} already exists"
-        )));
+    if let Some(existing) = User::find_by_username(conn, username)? {
+        return Err(name_taken(&existing));
     }
     let user = User {
         id: new_id("usr"),
@@ -709,16 +707,31 @@ pub fn create_user(
         .user(user.id.clone())
         .detail(format!("roles=[{}]", user.roles.join(",")));
     write_tx(conn, |conn| {
-        if User::find_by_username(conn, username)?.is_some() {
-            return Err(RegistryError::Conflict(format!(
-                "a user named {username:?} already exists"
-            )));
+        if let Some(existing) = User::find_by_username(conn, username)? {
+            return Err(name_taken(&existing));
         }
-        user.insert(conn)?;
+        user.insert(conn).map_err(|e| match e {
+            // A concurrent creation of the same name (any case) lost to the unique index.
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => RegistryError::Conflict(format!(
+                "a user named {username:?} already exists (login names ignore letter case)"
+            )),
+            other => RegistryError::Database(other),
+        })?;
         crate::store::audit::record(conn, &entry)?;
         Ok(())
     })?;
     Ok(user)
+}
+
+/// The refusal of a login name that an existing user has, in any letter case.
+fn name_taken(existing: &User) -> RegistryError {
+    RegistryError::Conflict(format!(
+        "a user named {:?} already exists (login names ignore letter case)",
+        existing.username
+    ))
 }
 
 /// Ends everything a user holds: refresh-token families (and so, for introspection, their
@@ -862,7 +875,9 @@ pub fn set_password<'a>(
     password: &str,
     by: &By,
 ) -> Result<User, RegistryError> {
-    passwords::check_new(password).map_err(|msg| invalid("password", msg))?;
+    passwords
+        .check_new(password)
+        .map_err(|msg| invalid("password", msg))?;
     let hash = passwords.hash(password)?;
     let user = user.into();
     write_tx(conn, |conn| {

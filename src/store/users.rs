@@ -62,9 +62,16 @@ impl User {
             .map(|r| r.map(User::from))
     }
 
+    /// The user with this login name in any letter case (`ALICE` finds `alice`): login names
+    /// are unique whatever their case (the `users_username_lower` index). Case folding is the
+    /// database's `LOWER`: ASCII letters on SQLite, every letter on PostgreSQL.
     pub fn find_by_username(conn: &mut AnyConnection, username: &str) -> QueryResult<Option<User>> {
         users::table
-            .filter(users::username.eq(username))
+            .filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("LOWER(username) = LOWER(")
+                    .bind::<diesel::sql_types::Text, _>(username)
+                    .sql(")"),
+            )
             .select(UserRow::as_select())
             .first(conn)
             .optional()

@@ -10,26 +10,26 @@ use serde_json::Value;
 
 use crate::helpers::{free_port, ok_json, sha256_hex, KillOnDrop, PgDatabase, PASSWORD};
 
-const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
-const GOOD_PASSWORD: &str = PASSWORD;
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+pub(crate) const GOOD_PASSWORD: &str = PASSWORD;
 
 /// A database for one CLI test: a SQLite file in a temp dir, or a fresh PostgreSQL database
 /// dropped at the end.
-struct TestDb {
-    label: &'static str,
-    url: String,
-    dir: tempfile::TempDir,
+pub(crate) struct TestDb {
+    pub(crate) label: &'static str,
+    pub(crate) url: String,
+    pub(crate) dir: tempfile::TempDir,
     _pg: Option<PgDatabase>,
 }
 
 impl TestDb {
-    fn keys_dir(&self) -> PathBuf {
+    pub(crate) fn keys_dir(&self) -> PathBuf {
         self.dir.path().join("keys")
     }
 }
 
 /// SQLite always; PostgreSQL too when GATEHOUSE_TEST_POSTGRES_URL is set.
-fn backends() -> Vec<TestDb> {
+pub(crate) fn backends() -> Vec<TestDb> {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("g.db").display());
     // The server made it (administrative commands never create a database).
@@ -53,7 +53,7 @@ fn backends() -> Vec<TestDb> {
 }
 
 /// A `gatehouse` command with a clean environment: no inherited GATEHOUSE_* settings.
-fn command(cwd: &Path) -> Command {
+pub(crate) fn command(cwd: &Path) -> Command {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars() {
         if k.starts_with("GATEHOUSE_") || k == "RUST_BACKTRACE" || k == "RUST_LOG" {
@@ -67,7 +67,7 @@ fn command(cwd: &Path) -> Command {
 }
 
 /// Runs `gatehouse ARGS` against the test database, with `stdin` as standard input.
-fn run(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
+pub(crate) fn run(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = command(db.dir.path());
     cmd.env("GATEHOUSE_DATABASE_URL", &db.url)
         .env("GATEHOUSE_KEYS_DIR", db.keys_dir())
@@ -87,16 +87,16 @@ fn run(db: &TestDb, args: &[&str], stdin: Option<&str>) -> Output {
     child.wait_with_output().expect("wait for gatehouse")
 }
 
-fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Asserts success and returns stdout.
-fn ok(o: &Output, what: &str) -> String {
+pub(crate) fn ok(o: &Output, what: &str) -> String {
     assert!(
         o.status.success(),
         "{what}: exit {:?}\nstdout: {}\nstderr: {}",
@@ -109,7 +109,7 @@ fn ok(o: &Output, what: &str) -> String {
 
 /// Asserts a readable failure: non-zero exit, one line on stderr starting with "gatehouse:",
 /// no panic. Returns that line.
-fn fails_readably(o: &Output, what: &str) -> String {
+pub(crate) fn fails_readably(o: &Output, what: &str) -> String {
     let err = stderr(o);
     assert!(
         !o.status.success(),
@@ -132,13 +132,13 @@ fn fails_readably(o: &Output, what: &str) -> String {
     trimmed.to_owned()
 }
 
-fn json_out(o: &Output, what: &str) -> Value {
+pub(crate) fn json_out(o: &Output, what: &str) -> Value {
     let out = ok(o, what);
     serde_json::from_str(out.trim())
         .unwrap_or_else(|e| panic!("{what}: stdout is not JSON ({e}): {out}"))
 }
 
-const CLIENT_ARGS: [&str; 10] = [
+pub(crate) const CLIENT_ARGS: [&str; 10] = [
     "--redirect-uri",
     "http://127.0.0.1:5173/cb",
     "--scope",
@@ -151,14 +151,14 @@ const CLIENT_ARGS: [&str; 10] = [
     "authorization_code",
 ];
 
-fn create_client(db: &TestDb, name: &str, extra: &[&str]) -> Output {
+pub(crate) fn create_client(db: &TestDb, name: &str, extra: &[&str]) -> Output {
     let mut args = vec!["client", "create", "--name", name];
     args.extend_from_slice(&CLIENT_ARGS);
     args.extend_from_slice(extra);
     run(db, &args, None)
 }
 
-fn list_clients(db: &TestDb) -> Vec<Value> {
+pub(crate) fn list_clients(db: &TestDb) -> Vec<Value> {
     let list = json_out(
         &run(db, &["client", "list", "--json"], None),
         "client list --json",

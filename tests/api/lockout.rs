@@ -609,7 +609,15 @@ async fn user_unlock_clears_the_lock(app: TestApp) {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{out:?}");
     assert!(
-        stdout.starts_with("unlocked alice: 1 failure counter"),
+        stdout.starts_with("database: "),
+        "names the database: {stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .starts_with("unlocked alice: 1 failure counter"),
         "{stdout}"
     );
     assert!(browser.sign_in(&spa, "alice", PASSWORD).await.signed_in());

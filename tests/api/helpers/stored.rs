@@ -57,6 +57,19 @@ impl TestApp {
         })
     }
 
+    /// Creates a user with [`PASSWORD`] as `gatehouse user create` does, or says why not.
+    pub fn try_user(&self, username: &str) -> Result<String, RegistryError> {
+        registry::create_user(
+            &mut self.conn(),
+            &self.passwords(),
+            username,
+            PASSWORD,
+            &[],
+            &registry::By::operator(self.now()),
+        )
+        .map(|u| u.id)
+    }
+
     /// Creates a user with [`PASSWORD`] as `gatehouse user create` does; returns its id.
     pub fn user(&self, username: &str, roles: &[&str]) -> String {
         let roles = super::strings(roles);
