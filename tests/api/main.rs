@@ -25,6 +25,7 @@ mod keys;
 mod lockout;
 mod mfa;
 mod rate_limits;
+mod readme;
 mod refresh_window;
 mod registration;
 mod resource_server;
