@@ -27,6 +27,22 @@ pub struct Settings {
     pub mfa: MfaSettings,
     pub demo: DemoSettings,
     pub registration: RegistrationSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// Prometheus metrics, served on their own listener only.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// host:port of the `/metrics` listener; empty (the default) turns metrics serving off.
+    /// Never the public `server.bind`.
+    pub bind: String,
+}
+
+impl MetricsSettings {
+    /// The metrics listener's address, when one is configured.
+    pub fn bind(&self) -> Option<&str> {
+        Some(self.bind.trim()).filter(|b| !b.is_empty())
+    }
 }
 
 /// Dynamic client registration (RFC 7591, RFC 7592): off unless turned on.
@@ -418,6 +434,14 @@ impl Settings {
             );
         }
         self.validate_registration()?;
+        if let Some(bind) = self.metrics.bind() {
+            if bind == self.server.bind.trim() {
+                anyhow::bail!(
+                    "metrics.bind must differ from server.bind: metrics are never served on the \
+                     public listener"
+                );
+            }
+        }
         if !(1..=3600).contains(&self.keys.reload_secs) {
             anyhow::bail!("keys.reload_secs must be between 1 and 3600");
         }

@@ -45,6 +45,8 @@ pub struct Passwords {
     max_queued: usize,
     running: Arc<Gauge>,
     dummy_hash: Arc<String>,
+    /// Where the waits for a slot and the refusals are counted.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Hashes running now and the most that ever ran at once (what the tests of checklist 57 read).
@@ -108,9 +110,26 @@ impl Passwords {
             max_queued: settings.max_queued_hashes,
             running: Arc::new(Gauge::default()),
             dummy_hash: Arc::new(String::new()),
+            metrics: None,
         };
         p.dummy_hash = Arc::new(p.hash(&crate::secret::hex(&random_bytes::<16>()))?);
         Ok(p)
+    }
+
+    /// Counts the waits for a hash slot and the refusals in `metrics`.
+    pub fn counted_in(mut self, metrics: crate::metrics::Metrics) -> Passwords {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Password checks waiting for a hash slot now.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Hashes computing now.
+    pub fn running(&self) -> usize {
+        self.running.now.load(Ordering::SeqCst)
     }
 
     fn argon2(&self) -> Argon2<'static> {
@@ -165,7 +184,12 @@ impl Passwords {
     /// A hash slot: at once if one is free, else after waiting in the bounded queue.
     async fn permit(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
         match Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => return Ok(permit),
+            Ok(permit) => {
+                if let Some(m) = &self.metrics {
+                    m.password_waited(0.0);
+                }
+                return Ok(permit);
+            }
             Err(TryAcquireError::NoPermits) => {}
             Err(TryAcquireError::Closed) => {
                 return Err(anyhow::anyhow!("the password hash slots are closed").into())
@@ -176,12 +200,17 @@ impl Passwords {
                 queued = self.max_queued,
                 "password check refused: every hash slot is taken and the queue is full"
             );
+            if let Some(m) = &self.metrics {
+                m.password_refused();
+            }
             return Err(PasswordError::Busy);
         };
-        Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| anyhow::anyhow!("waiting for a password hash slot: {e}").into())
+        let asked = std::time::Instant::now();
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        if let Some(m) = &self.metrics {
+            m.password_waited(asked.elapsed().as_secs_f64());
+        }
+        permit.map_err(|e| anyhow::anyhow!("waiting for a password hash slot: {e}").into())
     }
 }
 

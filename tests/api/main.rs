@@ -22,6 +22,7 @@ mod jwt_profile;
 mod keys;
 mod lockout;
 mod mfa;
+mod ops;
 mod rate_limits;
 mod refresh_window;
 mod registration;
