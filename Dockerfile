@@ -14,6 +14,9 @@ RUN apt-get update \
 
 WORKDIR /src
 COPY . .
+# .git stays out of the context: name the commit for `gatehouse --version` with
+# `--build-arg GATEHOUSE_BUILD_COMMIT=$(git rev-parse --short HEAD)` ("unknown" otherwise).
+ARG GATEHOUSE_BUILD_COMMIT=""
 
 # The cargo registry and target/ are BuildKit cache mounts: a rebuild after a source change
 # recompiles only Gatehouse, not its dependencies. The binaries are copied out of the cache.

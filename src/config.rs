@@ -27,6 +27,7 @@ pub struct Settings {
     pub mfa: MfaSettings,
     pub demo: DemoSettings,
     pub registration: RegistrationSettings,
+    pub metrics: MetricsSettings,
     /// What the loader noticed and `serve` logs as warnings once logging is up (the issuer and
     /// the bind address disagree, an http issuer on a public bind address).
     #[serde(skip)]
@@ -45,6 +46,21 @@ pub struct Effective {
     pub value: serde_json::Value,
     /// `default`, `file PATH`, `env NAME`, or `server.bind` for an issuer that follows it.
     pub source: String,
+}
+
+/// Prometheus metrics, served on their own listener only.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetricsSettings {
+    /// host:port of the `/metrics` listener; empty (the default) turns metrics serving off.
+    /// Never the public `server.bind`.
+    pub bind: String,
+}
+
+impl MetricsSettings {
+    /// The metrics listener's address, when one is configured.
+    pub fn bind(&self) -> Option<&str> {
+        Some(self.bind.trim()).filter(|b| !b.is_empty())
+    }
 }
 
 /// Dynamic client registration (RFC 7591, RFC 7592): off unless turned on.
@@ -674,6 +690,14 @@ impl Settings {
             );
         }
         self.validate_registration()?;
+        if let Some(bind) = self.metrics.bind() {
+            if bind == self.server.bind.trim() {
+                anyhow::bail!(
+                    "metrics.bind must differ from server.bind: metrics are never served on the \
+                     public listener"
+                );
+            }
+        }
         if !(1..=3600).contains(&self.keys.reload_secs) {
             anyhow::bail!("keys.reload_secs must be between 1 and 3600");
         }

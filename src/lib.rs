@@ -26,6 +26,10 @@ pub mod jwt_profile;
 #[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]
+pub mod logging;
+#[cfg(feature = "server")]
+pub mod metrics;
+#[cfg(feature = "server")]
 pub mod mfa;
 #[cfg(feature = "server")]
 pub mod oauth;
@@ -45,3 +49,5 @@ pub mod store;
 pub mod tokens;
 #[cfg(feature = "verify")]
 pub mod verify;
+#[cfg(feature = "server")]
+pub mod version;

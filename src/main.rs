@@ -22,7 +22,7 @@ use gatehouse::store::{self, AnyConnection, ConnectionManager};
 /// Gatehouse: an OAuth 2.0 authorization server (authorization code + PKCE, JWT access tokens,
 /// rotating refresh tokens, JWKS).
 #[derive(Parser)]
-#[command(name = "gatehouse", version, about, long_about = None)]
+#[command(name = "gatehouse", version = gatehouse::version::LONG_VERSION, about, long_about = None)]
 struct Cli {
     /// A TOML file layered over the built-in defaults (also GATEHOUSE_CONFIG).
     #[arg(long, global = true, value_name = "FILE")]
@@ -434,10 +434,12 @@ fn main() -> ExitCode {
 fn init_tracing(settings: &Settings, serving: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if serving { "info" } else { "warn" };
-    // GATEHOUSE_LOG, else the usual RUST_LOG, else info for the server and warnings for commands.
-    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG")
-        .or_else(|_| EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| EnvFilter::new(default));
+    let directives = gatehouse::logging::filter_directives(
+        std::env::var("GATEHOUSE_LOG").ok(),
+        std::env::var("RUST_LOG").ok(),
+        default,
+    );
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default));
     // Colours only for a person at a terminal, never in a file or a log collector.
     let colours = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
@@ -481,10 +483,19 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
     let bind = settings.server.bind.clone();
     let listener =
         TcpListener::bind(&bind).map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+    let metrics = match settings.metrics.bind() {
+        Some(addr) => Some((
+            addr.to_owned(),
+            TcpListener::bind(addr)
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (metrics.bind): {e}"))?,
+        )),
+        None => None,
+    };
     let master = server_master_key(&settings, sealed_under)?;
     let state = AppState::init(settings, master)?;
     tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
+        version = gatehouse::version::VERSION,
+        commit = gatehouse::version::COMMIT,
         bind = %bind,
         issuer = %state.issuer(),
         database = %database,
@@ -505,7 +516,15 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         );
     }
     actix_web::rt::System::new().block_on(async move {
-        gatehouse::server::build(actix_web::web::Data::new(state), listener)?.await
+        let state = actix_web::web::Data::new(state);
+        let server = gatehouse::server::build(state.clone(), listener)?;
+        let Some((addr, listener)) = metrics else {
+            return server.await;
+        };
+        tracing::info!(bind = %addr, "metrics served at /metrics");
+        let metrics = gatehouse::server::build_metrics(state, listener)?;
+        // Either ending (a signal stops both) ends the process.
+        tokio::try_join!(server, metrics).map(|_| ())
     })?;
     Ok(())
 }

@@ -46,6 +46,8 @@ pub struct Passwords {
     running: Arc<Gauge>,
     dummy_hash: Arc<String>,
     min_length: usize,
+    /// Where the waits for a slot and the refusals are counted.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// Hashes running now and the most that ever ran at once (what the tests of checklist 57 read).
@@ -110,6 +112,7 @@ impl Passwords {
             running: Arc::new(Gauge::default()),
             dummy_hash: Arc::new(String::new()),
             min_length: settings.min_length.max(MIN_PASSWORD_LEN),
+            metrics: None,
         };
         p.dummy_hash = Arc::new(p.hash(&crate::secret::hex(&random_bytes::<16>()))?);
         Ok(p)
@@ -118,6 +121,22 @@ impl Passwords {
     /// Checks a new password against the policy: [`check_new`] with `passwords.min_length`.
     pub fn check_new(&self, password: &str) -> Result<(), String> {
         check_new(password, self.min_length)
+    }
+
+    /// Counts the waits for a hash slot and the refusals in `metrics`.
+    pub fn counted_in(mut self, metrics: crate::metrics::Metrics) -> Passwords {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Password checks waiting for a hash slot now.
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Hashes computing now.
+    pub fn running(&self) -> usize {
+        self.running.now.load(Ordering::SeqCst)
     }
 
     fn argon2(&self) -> Argon2<'static> {
@@ -172,7 +191,12 @@ impl Passwords {
     /// A hash slot: at once if one is free, else after waiting in the bounded queue.
     async fn permit(&self) -> Result<OwnedSemaphorePermit, PasswordError> {
         match Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => return Ok(permit),
+            Ok(permit) => {
+                if let Some(m) = &self.metrics {
+                    m.password_waited(0.0);
+                }
+                return Ok(permit);
+            }
             Err(TryAcquireError::NoPermits) => {}
             Err(TryAcquireError::Closed) => {
                 return Err(anyhow::anyhow!("the password hash slots are closed").into())
@@ -183,12 +207,17 @@ impl Passwords {
                 queued = self.max_queued,
                 "password check refused: every hash slot is taken and the queue is full"
             );
+            if let Some(m) = &self.metrics {
+                m.password_refused();
+            }
             return Err(PasswordError::Busy);
         };
-        Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|e| anyhow::anyhow!("waiting for a password hash slot: {e}").into())
+        let asked = std::time::Instant::now();
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        if let Some(m) = &self.metrics {
+            m.password_waited(asked.elapsed().as_secs_f64());
+        }
+        permit.map_err(|e| anyhow::anyhow!("waiting for a password hash slot: {e}").into())
     }
 }
 

@@ -3,6 +3,7 @@
 use std::net::TcpListener;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::http::rate_limit::RateLimits;
@@ -30,6 +31,8 @@ pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
             // the ones the body-size handler builds.
             .wrap(http::middleware::body_too_large())
             .wrap(security_headers(https))
+            // Outermost: the access log and the request id see every response as sent.
+            .wrap(from_fn(http::access_log::access_log))
             .configure(http::routes)
     })
     .listen(listener)?;
@@ -37,4 +40,18 @@ pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
         server = server.workers(workers);
     }
     Ok(server.run())
+}
+
+/// Builds the metrics server (`GET /metrics`, nothing else) on its own listener, the
+/// `[metrics] bind` address; it shares `state` (and so the counters) with the public server,
+/// which never serves metrics. One worker: a scrape is small and rare.
+pub fn build_metrics(state: web::Data<AppState>, listener: TcpListener) -> std::io::Result<Server> {
+    Ok(HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .configure(http::metrics::routes)
+    })
+    .workers(1)
+    .listen(listener)?
+    .run())
 }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub clients: ClientCache,
     /// The origins clients registered, for CORS before a client authenticates (`clients.cache_secs`).
     pub origins: crate::flows::origins::Origins,
+    /// This server's metrics (served only on the `[metrics]` listener).
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The service layer's clock: the wall clock, plus an offset that only tests move forward (to
@@ -88,8 +90,10 @@ impl AppState {
             metadata = metadata.with_registration();
         }
         let metadata = Document::new(serde_json::to_vec(&metadata)?);
+        let metrics = crate::metrics::Metrics::new();
         Ok(AppState {
-            passwords: Passwords::new(&settings.passwords)?,
+            passwords: Passwords::new(&settings.passwords)?.counted_in(metrics.clone()),
+            metrics,
             csrf_key: master.derive("gatehouse csrf v1"),
             audit_key: master.derive("gatehouse audit address v1"),
             device_key: master.derive("gatehouse device cookie v1"),
@@ -129,8 +133,12 @@ impl AppState {
         E: From<AppError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let metrics = self.metrics.clone();
         actix_web::web::block(move || {
-            let mut conn = pool.get().map_err(|e| E::from(AppError::from(e)))?;
+            let asked = std::time::Instant::now();
+            let conn = pool.get();
+            metrics.pool_waited(asked.elapsed().as_secs_f64());
+            let mut conn = conn.map_err(|e| E::from(AppError::from(e)))?;
             f(&mut conn)
         })
         .await

@@ -184,6 +184,8 @@ pub async fn failed(
     failure: Entry,
 ) -> Result<(), AppError> {
     let policy = policy(state);
+    let metrics = state.metrics.clone();
+    metrics.sign_in_failed(ticket.key.factor.as_str());
     state
         .db(move |conn| {
             write_tx(conn, |conn| {
@@ -201,6 +203,7 @@ pub async fn failed(
                         until,
                         "sign-in locked after too many failures"
                     );
+                    metrics.locked_out(ticket.key.factor.as_str());
                     let mut locked =
                         Entry::new(AuditEvent::LockedOut, Outcome::Failure, Actor::System, now)
                             .user(ticket.key.user_id.clone())
@@ -253,6 +256,11 @@ pub async fn settle_failure(
     match attempt {
         Some(Attempt::Open(ticket)) => failed(state, ticket, now, failure).await,
         refused => {
+            let factor = match failure.event {
+                AuditEvent::MfaFailed => Factor::SecondFactor,
+                _ => Factor::Password,
+            };
+            state.metrics.sign_in_failed(factor.as_str());
             if refused.is_some() {
                 let detail = failure.detail.take().unwrap_or_default();
                 failure.detail = Some(format!("{detail}; locked"));

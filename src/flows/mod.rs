@@ -13,6 +13,7 @@ pub mod introspect;
 pub mod keys;
 pub mod lockout;
 pub mod logout;
+pub mod metrics;
 pub mod mfa;
 pub mod origins;
 pub mod prune;
@@ -57,6 +58,8 @@ impl From<diesel::result::Error> for EndpointError {
 pub struct Answer<T> {
     pub allowed_origins: Vec<String>,
     pub result: Result<T, EndpointError>,
+    /// The client that authenticated, for the access log.
+    pub client_id: Option<String>,
 }
 
 impl<T> Answer<T> {
@@ -64,7 +67,17 @@ impl<T> Answer<T> {
         Answer {
             allowed_origins: client.allowed_origins.clone(),
             result,
+            client_id: Some(client.id.to_string()),
         }
+    }
+
+    /// Notes the authenticated client for the request's access-log line (call it on the
+    /// request's task, not in the blocking pool).
+    pub fn noted(self) -> Answer<T> {
+        if let Some(id) = &self.client_id {
+            crate::logging::note_client(id);
+        }
+        self
     }
 
     pub fn anonymous(e: impl Into<EndpointError>) -> Answer<T> {
@@ -76,6 +89,7 @@ impl<T> Answer<T> {
         Answer {
             allowed_origins: Vec::new(),
             result: Err(e),
+            client_id: None,
         }
     }
 }

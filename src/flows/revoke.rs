@@ -80,4 +80,5 @@ pub async fn revoke(
         })
         .await
         .unwrap_or_else(Answer::failed)
+        .noted()
 }

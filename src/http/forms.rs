@@ -47,8 +47,13 @@ pub fn authorization(req: &HttpRequest) -> Option<String> {
 
 /// The JSON response of an OAuth error: status per RFC 6749 §5.2, `WWW-Authenticate` on 401
 /// (`Basic` for a client, `Bearer` for a bearer token, RFC 6750 §3),
-/// never cached.
+/// never cached. Logged at info with its code and description (which never hold a secret).
 pub fn oauth_error(err: &OAuthError) -> HttpResponse {
+    tracing::info!(
+        error = err.code.as_str(),
+        error_description = %err.description,
+        "oauth error"
+    );
     let status = actix_web::http::StatusCode::from_u16(err.code.status())
         .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     let mut resp = HttpResponse::build(status);

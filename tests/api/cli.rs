@@ -1431,3 +1431,113 @@ fn config_show_prints_values_with_their_sources_and_no_secret() {
     let err = fails_readably(&out, "typo'd setting");
     assert!(err.contains("tokens.access_token_ttl_secs"), "{err}");
 }
+
+#[test]
+fn version_shows_the_version_and_the_commit() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = command(dir.path())
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run --version");
+    let text = ok(&out, "--version");
+    let expected = format!(
+        "gatehouse {} (commit {})",
+        env!("CARGO_PKG_VERSION"),
+        gatehouse::version::COMMIT
+    );
+    assert_eq!(text.trim(), expected);
+    let commit = gatehouse::version::COMMIT;
+    assert!(
+        commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{commit}"
+    );
+}
+
+/// `serve` with `[metrics] bind`: metrics on their own port only; RUST_LOG chooses the log
+/// filter when GATEHOUSE_LOG is unset; the startup line names the version and commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_metrics_bind_serves_metrics_on_their_own_listener() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let metrics_port = free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let child = command(dir.path())
+        .env("GATEHOUSE_BIND", format!("127.0.0.1:{port}"))
+        .env("GATEHOUSE_ISSUER", &issuer)
+        .env("GATEHOUSE_SERVER__WORKERS", "1")
+        .env(
+            "GATEHOUSE_METRICS__BIND",
+            format!("127.0.0.1:{metrics_port}"),
+        )
+        // No access lines: only warnings, and Gatehouse's own info lines.
+        .env("RUST_LOG", "warn,gatehouse=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gatehouse serve");
+    let mut server = KillOnDrop(child);
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let http = reqwest::Client::new();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = server.0.try_wait().expect("try_wait") {
+            panic!("server exited with {status}:\n{}", log());
+        }
+        if let Ok(resp) = http.get(&metrics_url).send().await {
+            if resp.status().as_u16() == 200 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no /metrics within 10 s:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let health = http
+        .get(format!("{issuer}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let public = http
+        .get(format!("{issuer}/metrics"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(
+        public.status().as_u16(),
+        404,
+        "metrics on the public listener"
+    );
+    let text = http
+        .get(&metrics_url)
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("body");
+    let healthz =
+        "gatehouse_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1";
+    assert!(text.contains(healthz), "{text}");
+    assert!(text.contains("gatehouse_build_info{"), "{text}");
+    let log = log();
+    let started = log
+        .lines()
+        .find(|l| l.contains("Gatehouse is listening"))
+        .unwrap_or_else(|| panic!("no startup line:\n{log}"));
+    assert!(started.contains(env!("CARGO_PKG_VERSION")), "{started}");
+    assert!(started.contains(gatehouse::version::COMMIT), "{started}");
+    assert!(
+        !log.contains("access:"),
+        "RUST_LOG=warn,gatehouse=info still logged access lines:\n{log}"
+    );
+    drop(server);
+}

@@ -24,6 +24,7 @@ mod jwt_profile;
 mod keys;
 mod lockout;
 mod mfa;
+mod ops;
 mod rate_limits;
 mod readme;
 mod refresh_window;

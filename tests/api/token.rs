@@ -1174,8 +1174,45 @@ async fn secrets_never_logged(app: TestApp) {
     req.fails(400, "invalid_grant").await;
     secrets.push(("password grant password", grant_wrong.to_owned()));
 
+    // Secrets in a query string, a cookie and an Authorization header: the access log names
+    // the method, path and parameter names only.
+    let at = s(&t1, "access_token");
+    let probe = app
+        .api
+        .get(app.url(&format!("/token?access_token={at}&client_secret={secret}")))
+        .header("Authorization", format!("Bearer {at}"))
+        .header("Cookie", format!("probe={secret}"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(probe.status().as_u16(), 405);
+    secrets.push(("code_challenge", p.challenge.clone()));
+
     let text =
         String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    // The access log: a line per request, with the authenticated client and the route.
+    let access = |route: &str, client: &str| {
+        text.lines().any(|l| {
+            l.contains("access:") && l.contains(&format!("route={route} ")) && l.contains(client)
+        })
+    };
+    assert!(access("/token", &conf.id), "no access line for /token");
+    assert!(access("/revoke", &conf.id), "no access line for /revoke");
+    assert!(
+        text.lines().any(|l| l.contains("access:")
+            && l.contains("path=/token")
+            && l.contains("query=access_token,client_secret")),
+        "no access line for the probe"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("oauth error") && l.contains("invalid_grant")),
+        "OAuth errors are logged with their code"
+    );
+    assert!(
+        !text.contains("Some("),
+        "an Option's Debug form in the logs"
+    );
     for client in [&conf.id, &first_party.id] {
         let issued = text
             .lines()

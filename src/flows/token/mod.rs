@@ -45,6 +45,8 @@ struct Ctx {
     successor_key: [u8; 32],
     /// The client's address, anonymised for the audit log.
     address: Option<Address>,
+    /// Where detected replays and reuses are counted.
+    metrics: crate::metrics::Metrics,
 }
 
 /// What the blocking-pool hop found: the authenticated client (for CORS), and the grant's answer.
@@ -78,6 +80,7 @@ pub async fn token(
         },
         successor_key: state.refresh_successor_key,
         address: state.anonymise(ip),
+        metrics: state.metrics.clone(),
     };
     let address = ctx.address.clone();
     let keys = state.keys.current();
@@ -113,7 +116,7 @@ pub async fn token(
             let result = result
                 .map_err(EndpointError::from)
                 .and_then(|issue| respond(state, &keys, &issue, now, grant_type, address));
-            Answer::of(&client, result)
+            Answer::of(&client, result).noted()
         }
     }
 }
@@ -231,12 +234,14 @@ fn finish(
         match event {
             Event::CodeReplayed => {
                 tracing::warn!(client_id = %client.id, code = %token, "authorization code replayed: grant revoked");
+                ctx.metrics.code_replay_detected();
                 let entry = by_client(AuditEvent::CodeReplayDetected, audit::Outcome::Failure)
                     .detail(format!("code {token}: grant {revoked} revoked"));
                 crate::store::audit::record(conn, &entry)?;
             }
             Event::RefreshReused => {
                 tracing::warn!(client_id = %client.id, token = %token, "refresh token reuse: family revoked");
+                ctx.metrics.refresh_reuse_detected();
                 let entry = by_client(AuditEvent::RefreshReuseDetected, audit::Outcome::Failure)
                     .detail(format!("refresh token {token}: family {revoked} revoked"));
                 crate::store::audit::record(conn, &entry)?;
@@ -314,6 +319,7 @@ fn respond(
     )
     .map_err(|e| EndpointError::Internal(anyhow::anyhow!("signing an access token: {e}").into()))?;
     tracing::info!(client_id = %issue.client_id, jti = %claims.jti, "access token issued");
+    state.metrics.token_issued(grant_type.as_str());
     if grant_type != GrantType::Password {
         let client = issue.client_id.to_string();
         let event = if grant_type == GrantType::RefreshToken {
