@@ -46,7 +46,7 @@ impl SigningKeyRow {
     /// the second wait and then read what the first committed. Readers are not blocked. On
     /// SQLite the `BEGIN IMMEDIATE` of [`super::write_tx`] already holds the write lock.
     pub fn lock_for_rotation(conn: &mut AnyConnection) -> QueryResult<()> {
-        if matches!(conn, AnyConnection::Postgresql(_)) {
+        if super::is_postgres(conn) {
             diesel::sql_query("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE")
                 .execute(conn)?;
         }

@@ -23,6 +23,7 @@ pub mod wal;
 use std::time::Duration;
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+#[cfg(feature = "postgres")]
 use diesel::pg::PgConnection;
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
@@ -33,11 +34,13 @@ use crate::oauth::grants::Write;
 /// Migrations of each backend; the version names are identical in both folders.
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 /// See [`SQLITE_MIGRATIONS`].
+#[cfg(feature = "postgres")]
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
 /// A connection to either backend.
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
+    #[cfg(feature = "postgres")]
     Postgresql(PgConnection),
     Sqlite(SqliteConnection),
 }
@@ -130,9 +133,18 @@ impl ConnectionManager {
     /// Opens one connection directly (CLI commands and migrations).
     pub fn connect(&self) -> Result<AnyConnection, ConnectError> {
         match Backend::of(&self.url) {
+            #[cfg(feature = "postgres")]
             Backend::Postgres => Ok(AnyConnection::Postgresql(PgConnection::establish(
                 &self.url,
             )?)),
+            #[cfg(not(feature = "postgres"))]
+            Backend::Postgres => Err(ConnectError::Connection(
+                diesel::ConnectionError::BadConnection(
+                    "this Gatehouse was built without PostgreSQL (the postgres feature): use a \
+                     SQLite database, or build with the default features"
+                        .into(),
+                ),
+            )),
             Backend::Sqlite => {
                 let mut conn = SqliteConnection::establish(sqlite_path(&self.url))?;
                 // WAL lets readers run beside the one writer; busy_timeout makes writers queue
@@ -179,10 +191,24 @@ pub fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
     Ok(pool)
 }
 
+/// Whether a connection is to PostgreSQL (never, in a build without the `postgres` feature).
+pub fn is_postgres(conn: &AnyConnection) -> bool {
+    #[cfg(feature = "postgres")]
+    {
+        matches!(conn, AnyConnection::Postgresql(_))
+    }
+    #[cfg(not(feature = "postgres"))]
+    {
+        let _ = conn;
+        false
+    }
+}
+
 /// Runs every pending migration of the connection's backend.
 pub fn migrate(conn: &mut AnyConnection) -> anyhow::Result<Vec<String>> {
     let applied = match conn {
         AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
     }
     .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
@@ -198,7 +224,7 @@ pub fn with_startup_lock<T>(
 ) -> anyhow::Result<T> {
     use diesel::RunQueryDsl;
     const KEY: i64 = 0x6761_7465_686f; // "gateho"
-    let is_pg = matches!(conn, AnyConnection::Postgresql(_));
+    let is_pg = is_postgres(conn);
     if is_pg {
         diesel::sql_query(format!("SELECT pg_advisory_lock({KEY})")).execute(conn)?;
     }
@@ -213,6 +239,7 @@ pub fn with_startup_lock<T>(
 pub fn revert_all(conn: &mut AnyConnection) -> anyhow::Result<()> {
     match conn {
         AnyConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
     }
     .map_err(|e| anyhow::anyhow!("reverting migrations failed: {e}"))
@@ -324,13 +351,16 @@ where
         AnyConnection::Sqlite(c) => {
             AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
         }
+        #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,
     }
     let result = f(conn);
     let end = match (&result, conn) {
         (Ok(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::commit_transaction(c),
+        #[cfg(feature = "postgres")]
         (Ok(_), AnyConnection::Postgresql(c)) => AnsiTransactionManager::commit_transaction(c),
         (Err(_), AnyConnection::Sqlite(c)) => AnsiTransactionManager::rollback_transaction(c),
+        #[cfg(feature = "postgres")]
         (Err(_), AnyConnection::Postgresql(c)) => AnsiTransactionManager::rollback_transaction(c),
     };
     match (result, end) {
