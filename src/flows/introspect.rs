@@ -55,52 +55,62 @@ pub async fn introspect(
     state
         .db(move |conn| {
             let client = authenticate_client(conn, &creds, now)??;
-            if !client.is_confidential() {
-                return Err(OAuthError::invalid_client().into());
-            }
-            if let Some(t) = refresh::find(conn, TokenHash::of(&token).as_str())? {
-                if liveness(&t, now) != Liveness::Live || t.client_id != client.id {
+            let client_id = client.id.to_string();
+            let answer = || -> Result<Introspection, EndpointError> {
+                if !client.is_confidential() {
+                    return Err(OAuthError::invalid_client().into());
+                }
+                if let Some(t) = refresh::find(conn, TokenHash::of(&token).as_str())? {
+                    if liveness(&t, now) != Liveness::Live || t.client_id != client.id {
+                        return Ok(INACTIVE);
+                    }
+                    return Ok(Introspection::Active(ActiveToken {
+                        active: true,
+                        scope: t.scope,
+                        sub: t
+                            .user_id
+                            .map_or_else(|| t.client_id.to_string(), |u| u.to_string()),
+                        client_id: t.client_id.to_string(),
+                        exp: t.expires_at,
+                        iat: t.created_at,
+                        aud: t.audience,
+                        iss: issuer,
+                        token_type: "refresh_token",
+                        jti: None,
+                    }));
+                }
+                let Some(claims) = tokens::verify_own(&keys, &issuer, &token, now) else {
+                    return Ok(INACTIVE);
+                };
+                if client.id != claims.client_id.as_str() && !client.audiences.contains(&claims.aud)
+                {
                     return Ok(INACTIVE);
                 }
-                return Ok(Introspection::Active(ActiveToken {
+                // Unknown grant (deleted with its client) or revoked: inactive.
+                if let Some(sid) = &claims.sid {
+                    if !grants::is_live(conn, sid)? {
+                        return Ok(INACTIVE);
+                    }
+                }
+                Ok(Introspection::Active(ActiveToken {
                     active: true,
-                    scope: t.scope,
-                    sub: t
-                        .user_id
-                        .map_or_else(|| t.client_id.to_string(), |u| u.to_string()),
-                    client_id: t.client_id.to_string(),
-                    exp: t.expires_at,
-                    iat: t.created_at,
-                    aud: t.audience,
-                    iss: issuer,
-                    token_type: "refresh_token",
-                    jti: None,
-                }));
-            }
-            let Some(claims) = tokens::verify_own(&keys, &issuer, &token, now) else {
-                return Ok(INACTIVE);
+                    scope: claims.scope,
+                    client_id: claims.client_id,
+                    sub: claims.sub,
+                    exp: claims.exp,
+                    iat: claims.iat,
+                    aud: claims.aud,
+                    iss: claims.iss,
+                    token_type: "Bearer",
+                    jti: Some(claims.jti),
+                }))
             };
-            if client.id != claims.client_id.as_str() && !client.audiences.contains(&claims.aud) {
-                return Ok(INACTIVE);
-            }
-            // Unknown grant (deleted with its client) or revoked: inactive.
-            if let Some(sid) = &claims.sid {
-                if !grants::is_live(conn, sid)? {
-                    return Ok(INACTIVE);
-                }
-            }
-            Ok(Introspection::Active(ActiveToken {
-                active: true,
-                scope: claims.scope,
-                client_id: claims.client_id,
-                sub: claims.sub,
-                exp: claims.exp,
-                iat: claims.iat,
-                aud: claims.aud,
-                iss: claims.iss,
-                token_type: "Bearer",
-                jti: Some(claims.jti),
-            }))
+            Ok((client_id, answer()?))
         })
         .await
+        .map(|(client_id, answer)| {
+            // For the request's access-log line (on the request's task, not in the pool).
+            crate::logging::note_client(&client_id);
+            answer
+        })
 }

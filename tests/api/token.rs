@@ -1187,6 +1187,11 @@ async fn secrets_never_logged(app: TestApp) {
         .expect("send");
     assert_eq!(probe.status().as_u16(), 405);
     secrets.push(("code_challenge", p.challenge.clone()));
+    // An introspection: its access line names the client that asked.
+    app.introspection(&s(&t5, "access_token"))
+        .basic(&first_party)
+        .ok()
+        .await;
 
     let text =
         String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
@@ -1198,6 +1203,10 @@ async fn secrets_never_logged(app: TestApp) {
     };
     assert!(access("/token", &conf.id), "no access line for /token");
     assert!(access("/revoke", &conf.id), "no access line for /revoke");
+    assert!(
+        access("/introspect", &first_party.id),
+        "no access line for /introspect"
+    );
     assert!(
         text.lines().any(|l| l.contains("access:")
             && l.contains("path=/token")
