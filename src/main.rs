@@ -453,13 +453,6 @@ fn init_tracing(settings: &Settings, serving: bool) {
     }
 }
 
-fn master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
-    MasterKey::load_or_create(
-        std::env::var("GATEHOUSE_MASTER_KEY").ok(),
-        &settings.keys.dir,
-    )
-}
-
 /// Starts the server. In this order, so that a failed first start leaves nothing behind: the
 /// database (one attempt, one line naming it when it fails), the port, then the master key, made
 /// only for a database that holds no keys yet.
@@ -501,14 +494,12 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         database = %database,
         "Gatehouse is listening"
     );
-    let clients = {
-        let mut conn = state.pool.get()?;
-        Client::list(&mut conn)?
-            .into_iter()
-            .filter(|c| c.id.as_str() != registry::DEMO_CLIENT_ID)
-            .count()
-    };
-    if clients == 0 {
+    // Two clients at most: whether any but the demo's exists, without reading them all.
+    let registered = registry::list_clients(&mut *state.pool.get()?, None, 2, 0)?.items;
+    if registered
+        .iter()
+        .all(|c| c.id.as_str() == registry::DEMO_CLIENT_ID)
+    {
         tracing::info!(
             "next: register a client, e.g. gatehouse client create --name \"My SPA\" \
              --redirect-uri http://127.0.0.1:5173/callback --audience https://api.example.com \
@@ -1206,16 +1197,18 @@ fn rotate_keys(settings: &Settings, json: bool) -> anyhow::Result<()> {
 /// The server's master key. Unlike `serve`, never creates one: a key sealed under a new master
 /// key could not be read by the server.
 fn existing_master_key(settings: &Settings) -> anyhow::Result<MasterKey> {
-    let from_env = std::env::var("GATEHOUSE_MASTER_KEY").is_ok_and(|v| !v.trim().is_empty());
     let file = settings.keys.dir.join("master.key");
-    if !from_env && !file.exists() {
-        anyhow::bail!(
+    match MasterKey::load(
+        std::env::var("GATEHOUSE_MASTER_KEY").ok(),
+        &settings.keys.dir,
+    )? {
+        Some(loaded) => Ok(loaded.key),
+        None => anyhow::bail!(
             "no master key: set GATEHOUSE_MASTER_KEY as for the server, or keys.dir to where its \
              master.key is (looked for {})",
             file.display()
-        );
+        ),
     }
-    master_key(settings)
 }
 
 fn registration_token(
@@ -1304,17 +1297,7 @@ fn doctor(settings: &Settings, json: bool, fail_on: &str) -> anyhow::Result<()> 
     let fail_on = Severity::parse(fail_on).ok_or_else(|| {
         anyhow::anyhow!("--fail-on {fail_on:?}: use info, low, medium, high or critical")
     })?;
-    let url = &settings.database.url;
-    if store::Backend::of(url) == store::Backend::Sqlite {
-        let path = std::path::Path::new(store::sqlite_path(url));
-        if !path.exists() {
-            anyhow::bail!(
-                "no database at {}: doctor reads an existing one and never creates it (run \
-                 gatehouse migrate, or set GATEHOUSE_DATABASE_URL to the server's database)",
-                path.display()
-            );
-        }
-    }
+    // `connect` refuses a missing database: doctor reads an existing one, never creates it.
     let mut conn = connect(settings)?;
     let observed = gatehouse::flows::doctor::observe(&mut conn, settings, now())?;
     let report = checks::run(settings, &observed);
