@@ -59,10 +59,16 @@ pub enum AuditEvent {
     RegistrationTokenCreated,
     /// An administrator revoked an initial access token.
     RegistrationTokenRevoked,
+    /// A user's OpenID Connect profile (name, e-mail) changed.
+    ProfileChanged,
+    /// A user allowed a client scopes (remembered; detail: the scopes).
+    ConsentGranted,
+    /// A user withdrew the consent given to a client; its grants end.
+    ConsentWithdrawn,
 }
 
 impl AuditEvent {
-    pub const ALL: [AuditEvent; 29] = [
+    pub const ALL: [AuditEvent; 32] = [
         AuditEvent::SignIn,
         AuditEvent::SignOut,
         AuditEvent::TokenIssued,
@@ -92,6 +98,9 @@ impl AuditEvent {
         AuditEvent::ClientRegistered,
         AuditEvent::RegistrationTokenCreated,
         AuditEvent::RegistrationTokenRevoked,
+        AuditEvent::ProfileChanged,
+        AuditEvent::ConsentGranted,
+        AuditEvent::ConsentWithdrawn,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -125,6 +134,9 @@ impl AuditEvent {
             AuditEvent::ClientRegistered => "client_registered",
             AuditEvent::RegistrationTokenCreated => "registration_token_created",
             AuditEvent::RegistrationTokenRevoked => "registration_token_revoked",
+            AuditEvent::ProfileChanged => "profile_changed",
+            AuditEvent::ConsentGranted => "consent_granted",
+            AuditEvent::ConsentWithdrawn => "consent_withdrawn",
         }
     }
 

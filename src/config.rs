@@ -28,6 +28,7 @@ pub struct Settings {
     pub demo: DemoSettings,
     pub registration: RegistrationSettings,
     pub metrics: MetricsSettings,
+    pub consent: ConsentSettings,
     /// What the loader noticed and `serve` logs as warnings once logging is up (the issuer and
     /// the bind address disagree, an http issuer on a public bind address).
     #[serde(skip)]
@@ -46,6 +47,36 @@ pub struct Effective {
     pub value: serde_json::Value,
     /// `default`, `file PATH`, `env NAME`, or `server.bind` for an issuer that follows it.
     pub source: String,
+}
+
+/// The consent page.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsentSettings {
+    /// What the consent page says a scope allows, by scope name; a scope without one is shown
+    /// by its name.
+    pub scope_descriptions: std::collections::BTreeMap<String, String>,
+}
+
+impl ConsentSettings {
+    /// The description of `scope`, if one is configured.
+    pub fn describe(&self, scope: &str) -> Option<&str> {
+        self.scope_descriptions
+            .get(scope)
+            .map(String::as_str)
+            .filter(|d| !d.trim().is_empty())
+    }
+}
+
+/// Settings under this prefix are a map whose keys the administrator chooses (scope names).
+const OPEN_MAPS: [&str; 1] = ["consent.scope_descriptions"];
+
+/// Whether `key` is a documented setting, or an entry of a map whose keys are free.
+fn is_known(known: &std::collections::BTreeSet<String>, key: &str) -> bool {
+    known.contains(key)
+        || OPEN_MAPS.iter().any(|map| {
+            key.strip_prefix(map)
+                .is_some_and(|rest| rest.starts_with('.') || rest.starts_with("__"))
+        })
 }
 
 /// Prometheus metrics, served on their own listener only.
@@ -168,6 +199,8 @@ pub struct KeySettings {
 pub struct TokenSettings {
     /// Access token lifetime.
     pub access_token_ttl_secs: i64,
+    /// OpenID Connect ID token lifetime.
+    pub id_token_ttl_secs: i64,
     /// Absolute refresh-token family lifetime.
     pub refresh_token_ttl_secs: i64,
     /// Idle timeout of a refresh token.
@@ -474,7 +507,7 @@ impl Settings {
                     .cache,
             );
             for key in &in_file {
-                if !known.contains(key) {
+                if !is_known(&known, key) {
                     anyhow::bail!(
                         "unknown setting `{key}` in {}{}",
                         path.display(),
@@ -498,7 +531,7 @@ impl Settings {
                 continue;
             };
             let key = format!("{}.{}", section.to_lowercase(), key.to_lowercase());
-            if !known.contains(&key) {
+            if !is_known(&known, &key) {
                 anyhow::bail!(
                     "unknown setting {var} (`{key}`){}",
                     suggestion(&key, &known)
@@ -679,7 +712,10 @@ impl Settings {
         if self.mfa.issuer_name.trim().is_empty() || self.mfa.issuer_name.contains(':') {
             anyhow::bail!("mfa.issuer_name must be a non-empty name without ':'");
         }
-        if self.tokens.access_token_ttl_secs < 1 || self.tokens.refresh_token_ttl_secs < 1 {
+        if self.tokens.access_token_ttl_secs < 1
+            || self.tokens.refresh_token_ttl_secs < 1
+            || self.tokens.id_token_ttl_secs < 1
+        {
             anyhow::bail!("token lifetimes must be positive");
         }
         if !SIGNING_ALGORITHMS.contains(&self.keys.algorithm.as_str()) {

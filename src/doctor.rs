@@ -679,6 +679,8 @@ mod tests {
             created_at: NOW,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 

@@ -90,6 +90,21 @@ pub fn printable_alg(name: &str) -> String {
 /// Checks the header: algorithm (allowed by the caller and asymmetric), no key in it, the type,
 /// a `kid`. Checked in that order, so that an unsigned or HMAC token is named as such.
 pub fn check_header(token: &str, allowed: &[Algorithm]) -> Result<CheckedHeader, Refusal> {
+    check_header_of(token, allowed, is_access_token_type)
+}
+
+/// `typ` at+jwt or application/at+jwt, in any case (RFC 9068 §2.1).
+fn is_access_token_type(typ: Option<&str>) -> bool {
+    let typ = typ.unwrap_or_default();
+    typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+}
+
+/// [`check_header`] for another kind of token, whose `typ` `typ_ok` accepts.
+pub fn check_header_of(
+    token: &str,
+    allowed: &[Algorithm],
+    typ_ok: fn(Option<&str>) -> bool,
+) -> Result<CheckedHeader, Refusal> {
     let mut parts = token.split('.');
     let (Some(header), Some(_), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -109,8 +124,7 @@ pub fn check_header(token: &str, allowed: &[Algorithm]) -> Result<CheckedHeader,
     if raw.jwk.is_some() || raw.jku.is_some() || raw.x5u.is_some() || raw.x5c.is_some() {
         return Err(Refusal::EmbeddedKey);
     }
-    let typ = raw.typ.unwrap_or_default();
-    if !typ.eq_ignore_ascii_case("at+jwt") && !typ.eq_ignore_ascii_case("application/at+jwt") {
+    if !typ_ok(raw.typ.as_deref()) {
         return Err(Refusal::WrongType);
     }
     let kid = raw.kid.ok_or(Refusal::MissingKid)?;

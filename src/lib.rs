@@ -21,6 +21,8 @@ pub mod error;
 pub mod flows;
 #[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
+pub mod id_token;
 #[cfg(any(feature = "server", feature = "verify"))]
 pub mod jwt_profile;
 #[cfg(feature = "server")]

@@ -308,6 +308,8 @@ pub fn prepare_client_with(
             created_at: now,
             require_mfa: req.require_mfa,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         },
         secret,
     })
@@ -536,6 +538,8 @@ pub fn update_client_in(
         id: current.id.clone(),
         secret_hash: current.secret_hash.clone(),
         previous_secret: current.previous_secret.clone(),
+        skip_consent: current.skip_consent,
+        post_logout_redirect_uris: current.post_logout_redirect_uris.clone(),
         created_at: current.created_at,
         ..checked
     };
@@ -701,6 +705,7 @@ pub fn create_user(
         roles: dedup(roles),
         disabled_at: None,
         created_at: by.now,
+        profile: Default::default(),
     };
     let entry = by
         .entry(AuditEvent::UserCreated)

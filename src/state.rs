@@ -26,6 +26,8 @@ pub struct AppState {
     pub device_key: [u8; 32],
     /// Key of the HMAC that derives a refresh token's successor from it.
     pub refresh_successor_key: [u8; 32],
+    /// Key of the HMAC that derives an ID token's `sid` from its session.
+    pub sid_key: [u8; 32],
     /// `Cache-Control` of the metadata and JWKS documents.
     pub documents_cache_control: String,
     pub passwords: Passwords,
@@ -85,7 +87,7 @@ impl AppState {
             KeySet::load_or_init(conn, &master, &settings.keys.algorithm, now())
         })?;
         drop(conn);
-        let mut metadata = Metadata::new(&settings.server.issuer);
+        let mut metadata = Metadata::new(&settings.server.issuer, &settings.keys.algorithm);
         if crate::flows::registration::enabled(&settings) {
             metadata = metadata.with_registration();
         }
@@ -98,6 +100,7 @@ impl AppState {
             audit_key: master.derive("gatehouse audit address v1"),
             device_key: master.derive("gatehouse device cookie v1"),
             refresh_successor_key: master.derive("gatehouse refresh successor v1"),
+            sid_key: master.derive("gatehouse oidc sid v1"),
             documents_cache_control: format!("public, max-age={}", settings.jwks.max_age_secs),
             keys: Keys::new(keyset),
             master,

@@ -540,6 +540,7 @@ mod tests {
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             disabled_at: None,
             created_at: 0,
+            profile: Default::default(),
         }
     }
 
@@ -578,6 +579,8 @@ mod tests {
             created_at: 0,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         };
         let mut form = ClientForm::of(&client);
         let unchanged = form.changes(&client);

@@ -24,12 +24,14 @@ use crate::mfa::{self, AfterPassword};
 use crate::oauth::authorize::{self, BoundRedirect};
 use crate::oauth::metadata::paths;
 use crate::oauth::model::{Client, NewGrant};
+use crate::oauth::oidc::{self, Consented, Freshness, Next, Prompt, SignedIn};
 use crate::oauth::params::Params;
 use crate::oauth::{ErrorCode, OAuthError};
 use crate::passwords::PasswordError;
 use crate::secret::{constant_time_eq, hmac_b64, PlainToken, TokenHash};
 use crate::state::AppState;
 use crate::store::codes::AuthCode;
+use crate::store::consents;
 use crate::store::grants;
 use crate::store::interactions::Interaction;
 use crate::store::mfa::TotpFactor;
@@ -119,9 +121,19 @@ pub struct PageView {
     pub via: Via,
     pub csrf: String,
     pub client_name: String,
-    pub scopes: Vec<String>,
+    pub scopes: Vec<ScopeView>,
     pub audience: String,
     pub username: Option<String>,
+    /// The request's `login_hint`: the login name to fill in.
+    pub login_hint: Option<String>,
+}
+
+/// A scope as the consent page shows it: its configured description (`consent.scope_descriptions`)
+/// when there is one, and its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeView {
+    pub name: String,
+    pub description: Option<String>,
 }
 
 /// What a form POST answers.
@@ -229,6 +241,11 @@ pub async fn console_sign_in(
 }
 
 /// `GET /authorize` from the client address `ip`.
+///
+/// A browser signed in recently enough (`max_age`, `prompt=login`) that gave consent for these
+/// scopes before (or whose client skips consent) gets its code at once; otherwise the request is
+/// stored and the browser goes to the login or consent page. With `prompt=none` no page is ever
+/// shown: the answer is the code or an error at the redirect URI (checklist 63).
 #[tracing::instrument(skip_all)]
 pub async fn start(
     state: &AppState,
@@ -246,6 +263,8 @@ pub async fn start(
     let max_pending = i64::from(state.settings.session.max_pending_per_session);
     let max_from_host = i64::from(state.settings.session.max_anonymous_per_address);
     let host = ip.map(|ip| state.host_hash(ip));
+    let mfa_for_all = state.settings.mfa.required_for_all_clients;
+    let lifetimes = CodeLifetimes::of(state);
     state
         .db(move |conn| {
             let client = match authorize::client_id(&params) {
@@ -269,9 +288,74 @@ pub async fn start(
                     )))
                 }
             };
+            let refuse = |e: &OAuthError| {
+                Ok(Start::Redirect(authorize::error_redirect(
+                    &validated.bound,
+                    &issuer,
+                    e,
+                )))
+            };
             let existing = match session_cookie {
                 Some(c) => Session::find_live(conn, TokenHash::of(&c).as_str(), now)?,
                 None => None,
+            };
+            // OpenID Connect: a nonce is used once per browser session.
+            if let (Some(session), Some(nonce)) = (&existing, &validated.oidc.nonce) {
+                if grants::nonce_used(conn, &session.id_hash, nonce)? {
+                    return refuse(&nonce_reused());
+                }
+            }
+            let user = match existing.as_ref().and_then(|s| s.user_id.as_deref()) {
+                Some(id) => User::find(conn, id)?.filter(User::is_active),
+                None => None,
+            };
+            let consented = match &user {
+                Some(user) => consents::find(conn, &user.id, client.id.as_str())?,
+                None => None,
+            };
+            let signed_in = match (&existing, &user) {
+                (Some(session), Some(_)) => sign_in_state(session, &client, mfa_for_all),
+                _ => SignedIn::No,
+            };
+            let freshness = Freshness {
+                prompt: validated.oidc.prompt,
+                max_age: validated.oidc.max_age,
+                requested_at: now,
+            };
+            let given = consented
+                .as_ref()
+                .is_some_and(|c| c.covers(&validated.scope, &validated.audience));
+            let next = oidc::next_step(&freshness, signed_in, given, client.skip_consent, now);
+            let page = match next {
+                Next::Refuse(e) => return refuse(&e),
+                Next::Issue => {
+                    let (Some(session), Some(user)) = (&existing, &user) else {
+                        return Ok(Start::BadRequest(EXPIRED.into()));
+                    };
+                    let approved = Approved {
+                        client_id: client.id.to_string(),
+                        redirect_uri: validated.bound.redirect_uri.clone(),
+                        scope: validated.scope.clone(),
+                        audience: validated.audience.clone(),
+                        code_challenge: validated.code_challenge.clone(),
+                        nonce: validated.oidc.nonce.clone(),
+                    };
+                    let location = write_tx(conn, |conn| {
+                        issue_code(
+                            conn,
+                            &approved,
+                            &validated.bound,
+                            &user.id,
+                            session,
+                            &issuer,
+                            &lifetimes,
+                            now,
+                        )
+                    })?;
+                    return Ok(Start::Redirect(location));
+                }
+                Next::Login => paths::LOGIN,
+                Next::Consent => paths::CONSENT,
             };
             // A new session counts against its address's cap (checklist 58). Checked before the
             // write transaction, so a refused request writes nothing; requests in flight at once
@@ -287,7 +371,7 @@ pub async fn start(
             // new session (if any), the request and the trim of the session's oldest requests
             // are one transaction, so a session never holds more than `max_pending` of them.
             let id = PlainToken::generate();
-            let (session, new_session) = write_tx(conn, |conn| {
+            let new_session = write_tx(conn, |conn| {
                 let (session, new_session) = match existing {
                     Some(s) => (s, None),
                     None => {
@@ -311,6 +395,10 @@ pub async fn start(
                     audience: validated.audience,
                     created_at: now,
                     expires_at: now + session_ttl,
+                    nonce: validated.oidc.nonce,
+                    max_age: validated.oidc.max_age,
+                    prompt: validated.oidc.prompt.as_stored(),
+                    login_hint: validated.oidc.login_hint,
                 };
                 interaction.insert(conn)?;
                 if new_session.is_none() {
@@ -321,19 +409,138 @@ pub async fn start(
                         max_pending,
                     )?;
                 }
-                Ok::<_, diesel::result::Error>((session, new_session))
+                Ok::<_, diesel::result::Error>(new_session)
             })?;
-            let page = if session.user_id.is_some() {
-                paths::CONSENT
-            } else {
-                paths::LOGIN
-            };
             Ok(Start::Continue {
                 location: with_interaction(page, id.expose()),
                 new_session,
             })
         })
         .await
+}
+
+/// The error for a nonce this browser session used before.
+fn nonce_reused() -> OAuthError {
+    OAuthError::invalid_request("this nonce was used before in this session; send a new one")
+}
+
+/// Where a signed-in session stands for `client`: a second factor missing that the client or
+/// the policy needs, or signed in (at `auth_time`).
+fn sign_in_state(session: &Session, client: &Client, mfa_for_all: bool) -> SignedIn {
+    let needed = mfa::required(client.require_mfa, mfa_for_all);
+    if needed && !mfa::amr::has_second_factor(&session.amr_list()) {
+        return SignedIn::NeedsSecondFactor;
+    }
+    SignedIn::Yes {
+        auth_time: session.auth_time.unwrap_or(session.created_at),
+    }
+}
+
+/// What a pending request needs of the sign-in.
+fn freshness_of(interaction: &Interaction) -> Freshness {
+    Freshness {
+        prompt: Prompt::from_stored(&interaction.prompt),
+        max_age: interaction.max_age,
+        requested_at: interaction.created_at,
+    }
+}
+
+/// How long what a code issue writes lives (settings, read once per request).
+#[derive(Debug, Clone, Copy)]
+struct CodeLifetimes {
+    code: i64,
+    family: i64,
+}
+
+impl CodeLifetimes {
+    fn of(state: &AppState) -> CodeLifetimes {
+        CodeLifetimes {
+            code: state.settings.tokens.code_ttl_secs,
+            family: state.settings.tokens.refresh_token_ttl_secs,
+        }
+    }
+}
+
+/// An approved authorization request: what its code is for.
+#[derive(Debug, Clone)]
+struct Approved {
+    client_id: String,
+    redirect_uri: String,
+    scope: String,
+    audience: String,
+    code_challenge: String,
+    nonce: Option<String>,
+}
+
+impl Approved {
+    fn of(interaction: &Interaction) -> Approved {
+        Approved {
+            client_id: interaction.client_id.clone(),
+            redirect_uri: interaction.redirect_uri.clone(),
+            scope: interaction.scope.clone(),
+            audience: interaction.audience.clone(),
+            code_challenge: interaction.code_challenge.clone(),
+            nonce: interaction.nonce.clone(),
+        }
+    }
+}
+
+/// Issues the code of an approved request in the caller's transaction: a grant carrying the
+/// session's sign-in (`amr`, `auth_time`) and the request's nonce, and the code. Returns the
+/// redirect to the client: the code, or `invalid_request` when the session used the nonce
+/// before (a second check, in the transaction that records it).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request, who approved it and the settings, named at each call"
+)]
+fn issue_code(
+    conn: &mut crate::store::AnyConnection,
+    approved: &Approved,
+    bound: &BoundRedirect,
+    user_id: &str,
+    session: &Session,
+    issuer: &str,
+    lifetimes: &CodeLifetimes,
+    now: i64,
+) -> Result<String, diesel::result::Error> {
+    if let Some(nonce) = &approved.nonce {
+        if grants::nonce_used(conn, &session.id_hash, nonce)? {
+            return Ok(authorize::error_redirect(bound, issuer, &nonce_reused()));
+        }
+    }
+    let code = PlainToken::generate();
+    let grant = NewGrant {
+        id: crate::secret::new_id("gr").into(),
+        client_id: approved.client_id.as_str().into(),
+        user_id: Some(user_id.into()),
+        session_hash: Some(session.id_hash.clone()),
+        created_at: now,
+        expires_at: now + lifetimes.family,
+        amr: session.amr_list(),
+        auth_time: Some(session.auth_time.unwrap_or(session.created_at)),
+        nonce: approved.nonce.clone(),
+    };
+    grants::insert(conn, &grant)?;
+    AuthCode {
+        code_hash: code.hash().0,
+        grant_id: grant.id.to_string(),
+        client_id: approved.client_id.clone(),
+        user_id: user_id.to_owned(),
+        redirect_uri: approved.redirect_uri.clone(),
+        scope: approved.scope.clone(),
+        audience: approved.audience.clone(),
+        code_challenge: approved.code_challenge.clone(),
+        created_at: now,
+        expires_at: now + lifetimes.code,
+        consumed_at: None,
+    }
+    .insert(conn)?;
+    tracing::info!(client_id = %approved.client_id, user_id = %user_id, grant = %grant.id, "authorization code issued");
+    Ok(authorize::redirect_url(
+        bound,
+        issuer,
+        &[("code", code.expose())],
+    ))
 }
 
 /// What a sign-in is for, as loaded: the authorization request and its client, or the console.
@@ -353,22 +560,11 @@ struct Context {
     user: Option<User>,
     /// A half-signed-in session's user and what it waits for.
     pending: Option<(User, PendingStage)>,
+    /// What the signed-in user allowed the request's client before.
+    consented: Option<Consented>,
 }
 
 impl Context {
-    /// Signed in, with a second factor when this client, the policy or the user's role needs one.
-    fn signed_in_enough(&self, state: &AppState) -> Option<&User> {
-        let user = self.user.as_ref()?;
-        let Target::Authorize { client, .. } = &self.target else {
-            return None;
-        };
-        let needed = mfa::required(
-            client.require_mfa,
-            state.settings.mfa.required_for_all_clients,
-        );
-        (!needed || mfa::amr::has_second_factor(&self.session.amr_list())).then_some(user)
-    }
-
     /// Whether `user` needs a second factor for this sign-in: the client's or the policy's
     /// requirement; an administrator signing in to the console always needs one
     /// (`mfa::admin_may_enter`), enrolling first if they have none.
@@ -378,6 +574,37 @@ impl Context {
             Target::Console => user.roles.iter().any(|r| r == mfa::ADMIN_ROLE),
         };
         mfa::required(wanted, state.settings.mfa.required_for_all_clients)
+    }
+
+    /// The next step of an authorization request (`oauth::oidc::next_step`); `None` for the
+    /// console.
+    fn next(&self, state: &AppState, now: i64) -> Option<Next> {
+        let Target::Authorize {
+            interaction,
+            client,
+        } = &self.target
+        else {
+            return None;
+        };
+        let signed_in = match &self.user {
+            Some(_) => sign_in_state(
+                &self.session,
+                client,
+                state.settings.mfa.required_for_all_clients,
+            ),
+            None => SignedIn::No,
+        };
+        let given = self
+            .consented
+            .as_ref()
+            .is_some_and(|c| c.covers(&interaction.scope, &interaction.audience));
+        Some(oidc::next_step(
+            &freshness_of(interaction),
+            signed_in,
+            given,
+            client.skip_consent,
+            now,
+        ))
     }
 
     /// The client the sign-in is for, when there is one (the audit log's client).
@@ -445,11 +672,18 @@ async fn load(
                     .map(|u| (u, stage)),
                 None => None,
             };
+            let consented = match (&user, &target) {
+                (Some(user), Target::Authorize { client, .. }) => {
+                    consents::find(conn, &user.id, client.id.as_str())?
+                }
+                _ => None,
+            };
             Ok(Some(Context {
                 session,
                 target,
                 user,
                 pending,
+                consented,
             }))
         })
         .await?;
@@ -457,7 +691,8 @@ async fn load(
 }
 
 fn view(state: &AppState, ctx: &Context, via: &Via) -> PageView {
-    let (client_name, scopes, audience) = match &ctx.target {
+    let consent = &state.settings.consent;
+    let (client_name, scopes, audience, login_hint) = match &ctx.target {
         Target::Authorize {
             interaction,
             client,
@@ -467,11 +702,15 @@ fn view(state: &AppState, ctx: &Context, via: &Via) -> PageView {
                 .scope
                 .split(' ')
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+                .map(|name| ScopeView {
+                    name: name.to_owned(),
+                    description: consent.describe(name).map(str::to_owned),
+                })
                 .collect(),
             interaction.audience.clone(),
+            interaction.login_hint.clone(),
         ),
-        Target::Console => (CONSOLE_NAME.to_owned(), Vec::new(), String::new()),
+        Target::Console => (CONSOLE_NAME.to_owned(), Vec::new(), String::new(), None),
     };
     PageView {
         via: via.clone(),
@@ -484,6 +723,7 @@ fn view(state: &AppState, ctx: &Context, via: &Via) -> PageView {
             .as_ref()
             .or(ctx.pending.as_ref().map(|(u, _)| u))
             .map(|u| u.username.clone()),
+        login_hint,
     }
 }
 
@@ -664,103 +904,149 @@ pub async fn login_submit(
     })
 }
 
-/// `GET /consent`: the page; a browser not logged in is sent to the login page.
+/// `GET /consent`: the page; a browser not signed in (or not recently enough for the request)
+/// is sent to the login page, and one that needs no consent gets its code at once.
 pub async fn consent_page(
     state: &AppState,
     interaction: Option<&str>,
     session_cookie: Option<&str>,
 ) -> Result<Result<PageView, Outcome>, AppError> {
     let via = interaction.map(|i| Via::Interaction(i.to_owned()));
-    match load(state, via, session_cookie).await? {
-        Some((ctx, id)) if ctx.signed_in_enough(state).is_some() => Ok(Ok(view(state, &ctx, &id))),
-        Some((_, id)) => Ok(Err(Outcome::SeeOther {
+    let Some((ctx, id)) = load(state, via, session_cookie).await? else {
+        return Ok(Err(Outcome::BadRequest(EXPIRED)));
+    };
+    let now = state.clock.now();
+    match ctx.next(state, now) {
+        Some(Next::Consent) => Ok(Ok(view(state, &ctx, &id))),
+        Some(Next::Issue) => Ok(Err(finish(state, ctx, true).await?)),
+        Some(Next::Refuse(e)) => Ok(Err(refuse(state, ctx, &e).await?)),
+        Some(Next::Login) | None => Ok(Err(Outcome::SeeOther {
             location: id.at(paths::LOGIN),
             new_session: None,
         })),
-        None => Ok(Err(Outcome::BadRequest(EXPIRED))),
     }
 }
 
-/// `POST /consent`: approve issues a code, deny answers `access_denied`; both 303 to the client.
+/// Ends a pending request with `error` at its redirect URI (the request is used up).
+async fn refuse(state: &AppState, ctx: Context, error: &OAuthError) -> Result<Outcome, AppError> {
+    let Target::Authorize { interaction, .. } = ctx.target else {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    };
+    let bound = bound_of(&interaction);
+    let location = authorize::error_redirect(&bound, state.issuer(), error);
+    let session_hash = ctx.session.id_hash;
+    state
+        .db(move |conn| {
+            write_tx(conn, |conn| {
+                if !Interaction::take(conn, &interaction.id_hash, &session_hash)? {
+                    return Ok::<_, AppError>(Outcome::BadRequest(EXPIRED));
+                }
+                Ok(Outcome::SeeOther {
+                    location,
+                    new_session: None,
+                })
+            })
+        })
+        .await
+}
+
+fn bound_of(interaction: &Interaction) -> BoundRedirect {
+    BoundRedirect {
+        client_id: interaction.client_id.clone(),
+        redirect_uri: interaction.redirect_uri.clone(),
+        state: interaction.state.clone(),
+    }
+}
+
+/// Issues the code of a pending request the user may be given (signed in recently enough,
+/// consent given or not needed), and remembers the consent when `remember` (approved on the
+/// consent page). The request is used up: a form sent twice issues one code.
+async fn finish(state: &AppState, ctx: Context, remember: bool) -> Result<Outcome, AppError> {
+    let (Some(user), Target::Authorize { interaction, .. }) = (ctx.user, ctx.target) else {
+        return Ok(Outcome::BadRequest(EXPIRED));
+    };
+    let bound = bound_of(&interaction);
+    let issuer = state.issuer().to_owned();
+    let now = state.clock.now();
+    let lifetimes = CodeLifetimes::of(state);
+    let session = ctx.session;
+    let consented = ctx.consented;
+    state
+        .db(move |conn| {
+            write_tx(conn, |conn| {
+                if !Interaction::take(conn, &interaction.id_hash, &session.id_hash)? {
+                    return Ok(Outcome::BadRequest(EXPIRED));
+                }
+                if remember {
+                    let before = consented.unwrap_or(Consented {
+                        scopes: Vec::new(),
+                        audiences: Vec::new(),
+                    });
+                    if !before.covers(&interaction.scope, &interaction.audience) {
+                        let after = before.with(&interaction.scope, &interaction.audience);
+                        consents::save(conn, &user.id, &interaction.client_id, &after, now)?;
+                        let mut entry = Entry::new(
+                            AuditEvent::ConsentGranted,
+                            audit::Outcome::Success,
+                            Actor::User(user.id.clone()),
+                            now,
+                        )
+                        .user(user.id.clone())
+                        .detail(format!("scope={}", interaction.scope));
+                        entry.client_id = Some(interaction.client_id.clone());
+                        crate::store::audit::record(conn, &entry)?;
+                    }
+                }
+                let location = issue_code(
+                    conn,
+                    &Approved::of(&interaction),
+                    &bound,
+                    &user.id,
+                    &session,
+                    &issuer,
+                    &lifetimes,
+                    now,
+                )?;
+                Ok::<_, AppError>(Outcome::SeeOther {
+                    location,
+                    new_session: None,
+                })
+            })
+        })
+        .await
+}
+
+/// `POST /consent`: approve issues a code (and remembers the consent), deny answers
+/// `access_denied`; both 303 to the client.
 #[tracing::instrument(skip_all)]
 pub async fn consent_submit(
     state: &AppState,
     form: Params,
     session_cookie: Option<&str>,
 ) -> Result<Outcome, AppError> {
-    let (ctx, _) = match load_form(state, &form, session_cookie).await? {
+    let (ctx, id) = match load_form(state, &form, session_cookie).await? {
         Ok(found) => found,
         Err(refused) => return Ok(refused),
     };
-    let Some(user) = ctx.signed_in_enough(state).cloned() else {
-        return Ok(Outcome::BadRequest(EXPIRED));
-    };
-    let amr = ctx.session.amr_list();
-    let approve = match form.get("decision") {
-        Some("approve") => true,
-        Some("deny") => false,
-        _ => return Ok(Outcome::BadRequest("Choose Allow or Deny.")),
-    };
-    let session_hash = ctx.session.id_hash.clone();
-    let Target::Authorize { interaction, .. } = ctx.target else {
-        return Ok(Outcome::BadRequest(EXPIRED));
-    };
-    let bound = BoundRedirect {
-        client_id: interaction.client_id.clone(),
-        redirect_uri: interaction.redirect_uri.clone(),
-        state: interaction.state.clone(),
-    };
-    let issuer = state.issuer().to_owned();
     let now = state.clock.now();
-    let code_ttl = state.settings.tokens.code_ttl_secs;
-    let family_ttl = state.settings.tokens.refresh_token_ttl_secs;
-    state
-        .db(move |conn| {
-            write_tx(conn, |conn| {
-                // Single use: a form submitted twice issues one answer.
-                if !Interaction::take(conn, &interaction.id_hash, &session_hash)? {
-                    return Ok(Outcome::BadRequest(EXPIRED));
-                }
-                if !approve {
-                    let denied = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
-                    return Ok(Outcome::SeeOther {
-                        location: authorize::error_redirect(&bound, &issuer, &denied),
-                        new_session: None,
-                    });
-                }
-                let code = PlainToken::generate();
-                let grant = NewGrant {
-                    id: crate::secret::new_id("gr").into(),
-                    client_id: interaction.client_id.as_str().into(),
-                    user_id: Some(user.id.as_str().into()),
-                    session_hash: Some(session_hash.clone()),
-                    created_at: now,
-                    expires_at: now + family_ttl,
-                    amr,
-                };
-                grants::insert(conn, &grant)?;
-                AuthCode {
-                    code_hash: code.hash().0,
-                    grant_id: grant.id.to_string(),
-                    client_id: interaction.client_id.clone(),
-                    user_id: user.id.clone(),
-                    redirect_uri: interaction.redirect_uri.clone(),
-                    scope: interaction.scope.clone(),
-                    audience: interaction.audience.clone(),
-                    code_challenge: interaction.code_challenge.clone(),
-                    created_at: now,
-                    expires_at: now + code_ttl,
-                    consumed_at: None,
-                }
-                .insert(conn)?;
-                tracing::info!(client_id = %interaction.client_id, user_id = %user.id, grant = %grant.id, "authorization code issued");
-                Ok::<_, AppError>(Outcome::SeeOther {
-                    location: authorize::redirect_url(&bound, &issuer, &[("code", code.expose())]),
-                    new_session: None,
-                })
+    match ctx.next(state, now) {
+        Some(Next::Consent | Next::Issue) => {}
+        Some(Next::Login) => {
+            return Ok(Outcome::SeeOther {
+                location: id.at(paths::LOGIN),
+                new_session: None,
             })
-        })
-        .await
+        }
+        Some(Next::Refuse(_)) | None => return Ok(Outcome::BadRequest(EXPIRED)),
+    }
+    match form.get("decision") {
+        Some("approve") => finish(state, ctx, true).await,
+        Some("deny") => {
+            let denied = OAuthError::new(ErrorCode::AccessDenied, "the user denied the request");
+            refuse(state, ctx, &denied).await
+        }
+        _ => Ok(Outcome::BadRequest("Choose Allow or Deny.")),
+    }
 }
 
 /// `GET /login/otp`: the code page of a half-signed-in session; anything else goes back to the

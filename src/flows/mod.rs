@@ -8,6 +8,7 @@ pub mod audit;
 pub mod authorize;
 pub mod client_auth;
 pub mod client_cache;
+pub mod consents;
 pub mod doctor;
 pub mod introspect;
 pub mod keys;

@@ -43,6 +43,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(options().to(cors::preflight_get)),
     )
     .service(
+        at(paths::OPENID_CONFIGURATION, "GET, OPTIONS")
+            .route(web::get().to(metadata::metadata))
+            .route(options().to(cors::preflight_get)),
+    )
+    .service(
         at(paths::JWKS, "GET, OPTIONS")
             .route(web::get().to(metadata::jwks))
             .route(options().to(cors::preflight_get)),
@@ -62,6 +67,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         at(paths::ACCOUNT_MFA, "GET, POST")
             .route(web::get().to(account::page))
             .route(web::post().to(account::submit)),
+    )
+    .service(
+        at(paths::ACCOUNT_CONSENTS, "GET, POST")
+            .route(web::get().to(account::consents_page))
+            .route(web::post().to(account::consents_withdraw)),
     )
     .service(
         at(paths::CONSENT, "GET, POST")

@@ -98,7 +98,7 @@ struct ConsentPage<'a> {
     interaction: &'a str,
     csrf: &'a str,
     username: Option<&'a str>,
-    scopes: &'a [String],
+    scopes: &'a [crate::flows::authorize::ScopeView],
     audience: &'a str,
 }
 
@@ -177,7 +177,12 @@ fn login_with(
             via_name: view.via.name(),
             via_value: view.via.value(),
             csrf: &view.csrf,
-            username,
+            // What was typed, else the request's login_hint.
+            username: if username.is_empty() {
+                view.login_hint.as_deref().unwrap_or("")
+            } else {
+                username
+            },
             error,
         }
         .render(),
@@ -290,6 +295,41 @@ fn no_store(mut resp: HttpResponse) -> HttpResponse {
 }
 
 /// A readable error page.
+/// One consent on the account page.
+pub struct ConsentRow {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<crate::flows::authorize::ScopeView>,
+    pub audiences: String,
+}
+
+#[derive(Template)]
+#[template(path = "account_consents.html")]
+struct AccountConsentsPage<'a> {
+    username: &'a str,
+    csrf: &'a str,
+    consents: &'a [ConsentRow],
+    message: Option<&'a str>,
+}
+
+/// `/account/consents`: the applications the user allowed, each with a Withdraw form.
+pub fn account_consents(
+    view: &crate::flows::consents::ConsentsView,
+    consents: &[ConsentRow],
+    message: Option<&str>,
+) -> HttpResponse {
+    no_store(html(
+        StatusCode::OK,
+        AccountConsentsPage {
+            username: &view.username,
+            csrf: &view.csrf,
+            consents,
+            message,
+        }
+        .render(),
+    ))
+}
+
 pub fn error(status: StatusCode, title: &str, message: &str) -> HttpResponse {
     html(status, ErrorPage { title, message }.render())
 }

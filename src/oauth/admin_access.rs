@@ -129,6 +129,8 @@ mod tests {
             created_at: 0,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -154,6 +156,8 @@ mod tests {
             id: "usr_1".into(),
             roles: roles.iter().map(|s| s.to_string()).collect(),
             active,
+            username: "alice".into(),
+            profile: Default::default(),
         }
     }
 

@@ -10,6 +10,7 @@ use oxide_auth::primitives::registrar::{ClientUrl, Registrar};
 
 use super::errors::{ErrorCode, OAuthError};
 use super::model::{Client, GrantType};
+use super::oidc::{self, OidcRequest};
 use super::params::Params;
 use super::registrar::{exact_url, ClientRegistrar};
 use super::{pkce, scope};
@@ -29,6 +30,8 @@ pub struct AuthorizationParams {
     pub scope: String,
     pub code_challenge: String,
     pub audience: String,
+    /// `nonce`, `prompt`, `max_age`, `login_hint` (OpenID Connect).
+    pub oidc: OidcRequest,
 }
 
 /// Why a request cannot even be redirected back: shown to the user as a 400 page.
@@ -111,12 +114,6 @@ pub fn validate(
             OAuthError::invalid_request("response_mode must be query"),
         ));
     }
-    if params.contains("request") || params.contains("request_uri") {
-        return Err(fail(
-            &bound,
-            OAuthError::invalid_request("request objects are not supported"),
-        ));
-    }
     let challenge = pkce::check_challenge(
         params.get("code_challenge"),
         params.get("code_challenge_method"),
@@ -125,11 +122,14 @@ pub fn validate(
     let granted =
         scope::negotiate(params.get("scope"), &client.scopes).map_err(|e| fail(&bound, e))?;
     let audience = select_audience(params.get("resource"), client).map_err(|e| fail(&bound, e))?;
+    let scope = scope::to_string(&granted);
+    let oidc = oidc::read_request(params, oidc::is_openid(&scope)).map_err(|e| fail(&bound, e))?;
     Ok(AuthorizationParams {
         bound,
-        scope: scope::to_string(&granted),
+        scope,
         code_challenge: challenge,
         audience,
+        oidc,
     })
 }
 
@@ -210,6 +210,8 @@ mod tests {
             created_at: 0,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 

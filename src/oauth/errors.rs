@@ -24,6 +24,19 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     /// RFC 7591 §3.2.2.
     InvalidClientMetadata,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and nobody is signed in (or not recently
+    /// enough).
+    LoginRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and consent would have to be asked.
+    ConsentRequired,
+    /// OpenID Connect Core §3.1.2.6: `prompt=none` and another page (a second factor) is needed.
+    InteractionRequired,
+    /// OpenID Connect Core §3.1.2.6: a `request` object.
+    RequestNotSupported,
+    /// OpenID Connect Core §3.1.2.6: a `request_uri`.
+    RequestUriNotSupported,
+    /// OpenID Connect Core §3.1.2.6: a `registration` parameter.
+    RegistrationNotSupported,
 }
 
 impl ErrorCode {
@@ -43,6 +56,12 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InteractionRequired => "interaction_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
+            ErrorCode::RequestUriNotSupported => "request_uri_not_supported",
+            ErrorCode::RegistrationNotSupported => "registration_not_supported",
         }
     }
 

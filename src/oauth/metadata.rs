@@ -1,13 +1,23 @@
 //! RFC 8414 authorization server metadata, built from the same constants the endpoints enforce.
+//! The OpenID Connect discovery document (`/.well-known/openid-configuration`) is the same
+//! document: RFC 8414 §2 takes OpenID Connect Discovery's members, so one source serves both.
 
 use serde::Serialize;
 
 use super::model::GrantType;
-use super::pkce;
+use super::{oidc, pkce};
 
 /// The HTTP paths Gatehouse serves; the router and the metadata both read them from here.
 pub mod paths {
     pub const METADATA: &str = "/.well-known/oauth-authorization-server";
+    /// OpenID Connect Discovery 1.0 §4: the same document as [`METADATA`].
+    pub const OPENID_CONFIGURATION: &str = "/.well-known/openid-configuration";
+    /// OpenID Connect Core §5.3.
+    pub const USERINFO: &str = "/userinfo";
+    /// OpenID Connect RP-Initiated Logout 1.0 §2.
+    pub const END_SESSION: &str = "/end_session";
+    /// Where a signed-in user sees and withdraws the consent they gave.
+    pub const ACCOUNT_CONSENTS: &str = "/account/consents";
     pub const JWKS: &str = "/.well-known/jwks.json";
     pub const AUTHORIZE: &str = "/authorize";
     pub const LOGIN: &str = "/login";
@@ -55,13 +65,27 @@ pub struct Metadata {
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
     pub authorization_response_iss_parameter_supported: bool,
+    // OpenID Connect Discovery 1.0 §3.
+    pub userinfo_endpoint: String,
+    pub end_session_endpoint: String,
+    pub scopes_supported: Vec<&'static str>,
+    pub subject_types_supported: Vec<&'static str>,
+    /// The algorithm of the signing key: ID tokens and access tokens are signed with it.
+    pub id_token_signing_alg_values_supported: Vec<String>,
+    pub claims_supported: Vec<&'static str>,
+    pub prompt_values_supported: Vec<&'static str>,
+    pub acr_values_supported: Vec<&'static str>,
+    pub claims_parameter_supported: bool,
+    pub request_parameter_supported: bool,
+    pub request_uri_parameter_supported: bool,
     /// Only when dynamic client registration is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registration_endpoint: Option<String>,
 }
 
 impl Metadata {
-    pub fn new(issuer: &str) -> Metadata {
+    /// The document of `issuer`, whose tokens are signed with `signing_alg`.
+    pub fn new(issuer: &str, signing_alg: &str) -> Metadata {
         let at = |path: &str| format!("{issuer}{path}");
         Metadata {
             issuer: issuer.to_owned(),
@@ -78,6 +102,17 @@ impl Metadata {
             revocation_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),
             introspection_endpoint_auth_methods_supported: INTROSPECTION_AUTH_METHODS.to_vec(),
             authorization_response_iss_parameter_supported: true,
+            userinfo_endpoint: at(paths::USERINFO),
+            end_session_endpoint: at(paths::END_SESSION),
+            scopes_supported: oidc::SCOPES.to_vec(),
+            subject_types_supported: vec!["public"],
+            id_token_signing_alg_values_supported: vec![signing_alg.to_owned()],
+            claims_supported: oidc::CLAIMS.to_vec(),
+            prompt_values_supported: oidc::PROMPT_VALUES.to_vec(),
+            acr_values_supported: oidc::ACR_VALUES.to_vec(),
+            claims_parameter_supported: false,
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
             registration_endpoint: None,
         }
     }
@@ -95,7 +130,7 @@ mod tests {
 
     #[test]
     fn metadata_lists_only_s256() {
-        let m = Metadata::new("https://auth.example");
+        let m = Metadata::new("https://auth.example", "ES256");
         assert_eq!(m.code_challenge_methods_supported, vec!["S256"]);
         assert_eq!(m.issuer, "https://auth.example");
         assert!(m.authorization_response_iss_parameter_supported);

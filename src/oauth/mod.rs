@@ -20,6 +20,7 @@ pub mod grants;
 pub mod lockout;
 pub mod metadata;
 pub mod model;
+pub mod oidc;
 pub mod params;
 pub mod pkce;
 pub mod registrar;

@@ -144,6 +144,14 @@ pub struct Client {
     /// The secret a rotation replaced, still accepted until its grace period ends.
     #[serde(skip)]
     pub previous_secret: Option<PreviousSecret>,
+    /// A first-party client: its users are not asked for consent (OpenID Connect sign-ins
+    /// included). Only an administrator sets it; dynamic registration never does.
+    #[serde(default)]
+    pub skip_consent: bool,
+    /// Where RP-initiated logout may send the browser back to (OpenID Connect RP-Initiated
+    /// Logout §2): exact matches only.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// A replaced client secret (its SHA-256) and when it stops working.
@@ -175,6 +183,19 @@ pub struct Account {
     pub roles: Vec<String>,
     /// False once an admin disabled the user.
     pub active: bool,
+    /// The login name (OpenID Connect `preferred_username`).
+    pub username: String,
+    /// The OpenID Connect profile, for ID tokens and userinfo.
+    pub profile: Profile,
+}
+
+/// A user's OpenID Connect profile as stored: the full name (scope `profile`), the e-mail
+/// address and whether it was verified (scope `email`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Profile {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub email_verified: bool,
 }
 
 /// The state of a grant (refresh-token family) that its codes and tokens depend on.
@@ -185,6 +206,12 @@ pub struct GrantState {
     pub revoked_at: Option<i64>,
     /// How the user authenticated for this grant (RFC 8176 `amr`), carried by its access tokens.
     pub amr: Vec<String>,
+    /// When the user authenticated for this grant (OpenID Connect `auth_time`).
+    pub auth_time: Option<i64>,
+    /// The authorization request's `nonce`, echoed in the first ID token.
+    pub nonce: Option<String>,
+    /// The browser session that approved it (the ID token's `sid` is derived from it).
+    pub session_hash: Option<String>,
 }
 
 impl GrantState {
@@ -253,6 +280,10 @@ pub struct NewGrant {
     pub expires_at: i64,
     /// How the user authenticated (RFC 8176 `amr`); empty for client_credentials.
     pub amr: Vec<String>,
+    /// When the user authenticated (OpenID Connect `auth_time`); none without a browser sign-in.
+    pub auth_time: Option<i64>,
+    /// The authorization request's `nonce`, for its ID token.
+    pub nonce: Option<String>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub struct ClientRow {
     pub require_mfa: bool,
     pub previous_secret_hash: Option<String>,
     pub previous_secret_expires_at: Option<i64>,
+    pub skip_consent: bool,
+    pub post_logout_redirect_uris: String,
 }
 
 /// Table code for the core's [`Client`]: rows are mapped into it here, allow-lists decoded
@@ -95,6 +97,8 @@ impl Client {
                 clients::require_mfa.eq(row.require_mfa),
                 clients::previous_secret_hash.eq(&row.previous_secret_hash),
                 clients::previous_secret_expires_at.eq(row.previous_secret_expires_at),
+                clients::skip_consent.eq(row.skip_consent),
+                clients::post_logout_redirect_uris.eq(&row.post_logout_redirect_uris),
             ))
             .execute(conn)
             .map(|_| ())
@@ -136,6 +140,8 @@ impl From<ClientRow> for Client {
                 (Some(hash), Some(until)) => Some(PreviousSecret { hash, until }),
                 _ => None,
             },
+            skip_consent: row.skip_consent,
+            post_logout_redirect_uris: decode_list(&row.post_logout_redirect_uris),
         }
     }
 }
@@ -156,6 +162,8 @@ impl From<Client> for ClientRow {
             require_mfa: c.require_mfa,
             previous_secret_hash: c.previous_secret.as_ref().map(|p| p.hash.clone()),
             previous_secret_expires_at: c.previous_secret.as_ref().map(|p| p.until),
+            skip_consent: c.skip_consent,
+            post_logout_redirect_uris: encode_list(&c.post_logout_redirect_uris),
         }
     }
 }

@@ -2,10 +2,11 @@
 
 use diesel::prelude::*;
 
+use super::grants::{state, StateRow, STATE_COLUMNS};
 use super::schema::{auth_codes, grants, users};
-use super::users::account;
+use super::users::{account, AccountRow, ACCOUNT_COLUMNS};
 use super::AnyConnection;
-use crate::oauth::model::{GrantState, StoredCode};
+use crate::oauth::model::StoredCode;
 
 /// An authorization code as stored (only its hash).
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -38,36 +39,23 @@ impl AuthCode {
             .inner_join(users::table.on(users::id.eq(auth_codes::user_id)))
             .inner_join(grants::table)
             .filter(auth_codes::code_hash.eq(code_hash))
-            .select((
-                AuthCode::as_select(),
-                users::roles,
-                users::disabled_at,
-                grants::expires_at,
-                grants::revoked_at,
-                grants::amr,
-            ))
-            .first::<(AuthCode, String, Option<i64>, i64, Option<i64>, String)>(conn)
+            .select((AuthCode::as_select(), ACCOUNT_COLUMNS, STATE_COLUMNS))
+            .first::<(AuthCode, AccountRow, StateRow)>(conn)
             .optional()
             .map(|r| {
-                r.map(
-                    |(code, roles, disabled_at, expires_at, revoked_at, amr)| StoredCode {
-                        user: account(&code.user_id, &roles, disabled_at),
-                        code_hash: code.code_hash,
-                        grant_id: code.grant_id.into(),
-                        client_id: code.client_id.into(),
-                        redirect_uri: code.redirect_uri,
-                        scope: code.scope,
-                        audience: code.audience,
-                        code_challenge: code.code_challenge,
-                        expires_at: code.expires_at,
-                        consumed_at: code.consumed_at,
-                        grant: GrantState {
-                            expires_at,
-                            revoked_at,
-                            amr: super::decode_list(&amr),
-                        },
-                    },
-                )
+                r.map(|(code, user, grant)| StoredCode {
+                    user: account(&code.user_id, user),
+                    code_hash: code.code_hash,
+                    grant_id: code.grant_id.into(),
+                    client_id: code.client_id.into(),
+                    redirect_uri: code.redirect_uri,
+                    scope: code.scope,
+                    audience: code.audience,
+                    code_challenge: code.code_challenge,
+                    expires_at: code.expires_at,
+                    consumed_at: code.consumed_at,
+                    grant: state(grant),
+                })
             })
     }
 

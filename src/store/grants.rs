@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::schema::grants;
 use super::AnyConnection;
-use crate::oauth::model::NewGrant;
+use crate::oauth::model::{GrantState, NewGrant};
 
 /// A grant as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -22,6 +22,51 @@ struct GrantRow {
     expires_at: i64,
     revoked_at: Option<i64>,
     amr: String,
+    auth_time: Option<i64>,
+    nonce: Option<String>,
+}
+
+/// The columns of `grants` a join reads for [`state`].
+pub type StateColumns = (
+    grants::expires_at,
+    grants::revoked_at,
+    grants::amr,
+    grants::auth_time,
+    grants::nonce,
+    grants::session_hash,
+);
+
+/// [`StateColumns`], in order.
+pub const STATE_COLUMNS: StateColumns = (
+    grants::expires_at,
+    grants::revoked_at,
+    grants::amr,
+    grants::auth_time,
+    grants::nonce,
+    grants::session_hash,
+);
+
+/// What a join read of [`STATE_COLUMNS`].
+pub type StateRow = (
+    i64,
+    Option<i64>,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+);
+
+/// The core's view of a grant from the columns a join read.
+pub fn state(row: StateRow) -> GrantState {
+    let (expires_at, revoked_at, amr, auth_time, nonce, session_hash) = row;
+    GrantState {
+        expires_at,
+        revoked_at,
+        amr: super::decode_list(&amr),
+        auth_time,
+        nonce,
+        session_hash,
+    }
 }
 
 /// Stores a new grant.
@@ -36,6 +81,8 @@ pub fn insert(conn: &mut AnyConnection, grant: &NewGrant) -> QueryResult<()> {
             expires_at: grant.expires_at,
             revoked_at: None,
             amr: super::encode_list(&grant.amr),
+            auth_time: grant.auth_time,
+            nonce: grant.nonce.clone(),
         })
         .execute(conn)
         .map(|_| ())
@@ -65,6 +112,23 @@ pub fn revoke_all_for_user(
     .execute(conn)
 }
 
+/// Revokes every live grant of a user with one client (consent withdrawn).
+pub fn revoke_all_for_user_and_client(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    client_id: &str,
+    now: i64,
+) -> QueryResult<usize> {
+    diesel::update(
+        grants::table
+            .filter(grants::user_id.eq(user_id))
+            .filter(grants::client_id.eq(client_id))
+            .filter(grants::revoked_at.is_null()),
+    )
+    .set(grants::revoked_at.eq(now))
+    .execute(conn)
+}
+
 /// Revokes the grants a browser session produced (logout).
 pub fn revoke_all_for_session(
     conn: &mut AnyConnection,
@@ -78,6 +142,17 @@ pub fn revoke_all_for_session(
     )
     .set(grants::revoked_at.eq(now))
     .execute(conn)
+}
+
+/// Whether this session approved a grant whose ID token carries `nonce` (a nonce is used once
+/// per session).
+pub fn nonce_used(conn: &mut AnyConnection, session_hash: &str, nonce: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        grants::table
+            .filter(grants::session_hash.eq(session_hash))
+            .filter(grants::nonce.eq(nonce)),
+    ))
+    .get_result(conn)
 }
 
 /// Whether the grant is live: it exists (it goes with its client) and is not revoked.

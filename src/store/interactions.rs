@@ -20,6 +20,12 @@ pub struct Interaction {
     pub audience: String,
     pub created_at: i64,
     pub expires_at: i64,
+    /// OpenID Connect: the request's `nonce`, `max_age`, `prompt` (as
+    /// `oauth::oidc::Prompt::as_stored`) and `login_hint`.
+    pub nonce: Option<String>,
+    pub max_age: Option<i64>,
+    pub prompt: String,
+    pub login_hint: Option<String>,
 }
 
 impl Interaction {

@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod clients;
 pub mod codes;
+pub mod consents;
 pub mod grants;
 pub mod interactions;
 pub mod keys;

@@ -6,10 +6,11 @@
 
 use diesel::prelude::*;
 
+use super::grants::{state, StateRow, STATE_COLUMNS};
 use super::schema::{grants, refresh_tokens, users};
-use super::users::account;
+use super::users::{account, AccountRow, ACCOUNT_COLUMNS};
 use super::AnyConnection;
-use crate::oauth::model::{GrantState, NewRefresh, StoredRefresh};
+use crate::oauth::model::{NewRefresh, StoredRefresh};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = refresh_tokens)]
@@ -51,25 +52,15 @@ pub fn find(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<St
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select((
             RefreshRow::as_select(),
-            grants::expires_at,
-            grants::revoked_at,
-            users::roles.nullable(),
-            users::disabled_at.nullable(),
-            grants::amr,
+            STATE_COLUMNS,
+            ACCOUNT_COLUMNS.nullable(),
         ))
-        .first::<(
-            RefreshRow,
-            i64,
-            Option<i64>,
-            Option<String>,
-            Option<i64>,
-            String,
-        )>(conn)
+        .first::<(RefreshRow, StateRow, Option<AccountRow>)>(conn)
         .optional()
         .map(|r| {
-            r.map(|(row, expires_at, revoked_at, roles, disabled_at, amr)| {
-                let user = match (&row.user_id, roles) {
-                    (Some(id), Some(roles)) => Some(account(id, &roles, disabled_at)),
+            r.map(|(row, grant, user)| {
+                let user = match (&row.user_id, user) {
+                    (Some(id), Some(user)) => Some(account(id, user)),
                     _ => None,
                 };
                 StoredRefresh {
@@ -82,11 +73,7 @@ pub fn find(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<St
                     created_at: row.created_at,
                     expires_at: row.expires_at,
                     rotated_at: row.rotated_at,
-                    grant: GrantState {
-                        expires_at,
-                        revoked_at,
-                        amr: super::decode_list(&amr),
-                    },
+                    grant: state(grant),
                     user,
                 }
             })

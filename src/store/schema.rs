@@ -14,6 +14,8 @@ diesel::table! {
         require_mfa -> Bool,
         previous_secret_hash -> Nullable<Text>,
         previous_secret_expires_at -> Nullable<BigInt>,
+        skip_consent -> Bool,
+        post_logout_redirect_uris -> Text,
     }
 }
 
@@ -25,6 +27,9 @@ diesel::table! {
         roles -> Text,
         disabled_at -> Nullable<BigInt>,
         created_at -> BigInt,
+        name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        email_verified -> Bool,
     }
 }
 
@@ -55,6 +60,10 @@ diesel::table! {
         audience -> Text,
         created_at -> BigInt,
         expires_at -> BigInt,
+        nonce -> Nullable<Text>,
+        max_age -> Nullable<BigInt>,
+        prompt -> Text,
+        login_hint -> Nullable<Text>,
     }
 }
 
@@ -68,6 +77,8 @@ diesel::table! {
         expires_at -> BigInt,
         revoked_at -> Nullable<BigInt>,
         amr -> Text,
+        auth_time -> Nullable<BigInt>,
+        nonce -> Nullable<Text>,
     }
 }
 
@@ -181,6 +192,17 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        audiences -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(auth_codes -> grants (grant_id));
 diesel::joinable!(refresh_tokens -> grants (grant_id));
 diesel::allow_tables_to_appear_in_same_query!(
@@ -197,4 +219,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     recovery_codes,
     registration_tokens,
     client_registrations,
+    consents,
 );

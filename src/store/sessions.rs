@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::schema::{interactions, sessions};
+use super::schema::{grants, interactions, sessions};
 use super::AnyConnection;
 
 /// A session row. `user_id` is `None` until the browser has signed in with every factor it
@@ -167,7 +167,7 @@ impl Session {
     }
 
     /// Replaces a session by a new one (a new id on login, ASVS 3.2.1), moves its pending
-    /// authorization requests to it, and runs `also` (the sign-in's audit event), in one
+    /// authorization requests and its grants to it, and runs `also` (the sign-in's audit event), in one
     /// transaction. False (and nothing changed) when the old session is already gone, e.g. a
     /// login form submitted twice.
     pub fn replace(
@@ -199,6 +199,10 @@ impl Session {
         new.insert(conn)?;
         diesel::update(interactions::table.filter(interactions::session_hash.eq(old_hash)))
             .set(interactions::session_hash.eq(&new.id_hash))
+            .execute(conn)?;
+        // The browser's grants follow it: signing out still ends them, and a nonce stays used.
+        diesel::update(grants::table.filter(grants::session_hash.eq(old_hash)))
+            .set(grants::session_hash.eq(&new.id_hash))
             .execute(conn)?;
         Ok(diesel::delete(sessions::table.find(old_hash)).execute(conn)? == 1)
     }

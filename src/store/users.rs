@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::schema::users;
 use super::{decode_list, encode_list, AnyConnection};
 use crate::oauth::model::Account;
+pub use crate::oauth::model::Profile;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -15,6 +16,9 @@ struct UserRow {
     roles: String,
     disabled_at: Option<i64>,
     created_at: i64,
+    name: Option<String>,
+    email: Option<String>,
+    email_verified: bool,
 }
 
 /// A user account. `password_hash` is an argon2id PHC string.
@@ -26,6 +30,9 @@ pub struct User {
     pub roles: Vec<String>,
     pub disabled_at: Option<i64>,
     pub created_at: i64,
+    /// The OpenID Connect profile: the full name (`name`, scope `profile`), the address and
+    /// whether it was verified (`email`, `email_verified`, scope `email`).
+    pub profile: Profile,
 }
 
 impl std::fmt::Debug for User {
@@ -48,6 +55,9 @@ impl User {
                 roles: encode_list(&self.roles),
                 disabled_at: self.disabled_at,
                 created_at: self.created_at,
+                name: self.profile.name.clone(),
+                email: self.profile.email.clone(),
+                email_verified: self.profile.email_verified,
             })
             .execute(conn)
             .map(|_| ())
@@ -136,6 +146,18 @@ impl User {
             .map(|_| ())
     }
 
+    /// Replaces the profile claims.
+    pub fn set_profile(conn: &mut AnyConnection, id: &str, profile: &Profile) -> QueryResult<()> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::name.eq(&profile.name),
+                users::email.eq(&profile.email),
+                users::email_verified.eq(profile.email_verified),
+            ))
+            .execute(conn)
+            .map(|_| ())
+    }
+
     /// Replaces the password hash.
     pub fn set_password_hash(conn: &mut AnyConnection, id: &str, hash: &str) -> QueryResult<()> {
         diesel::update(users::table.find(id))
@@ -154,16 +176,55 @@ impl User {
             id: self.id.clone().into(),
             roles: self.roles.clone(),
             active: self.is_active(),
+            username: self.username.clone(),
+            profile: self.profile.clone(),
         }
     }
 }
 
+/// The columns of `users` a join reads for [`account`].
+pub type AccountColumns = (
+    users::username,
+    users::roles,
+    users::disabled_at,
+    users::name,
+    users::email,
+    users::email_verified,
+);
+
+/// [`AccountColumns`], in order.
+pub const ACCOUNT_COLUMNS: AccountColumns = (
+    users::username,
+    users::roles,
+    users::disabled_at,
+    users::name,
+    users::email,
+    users::email_verified,
+);
+
+/// What a join read of [`ACCOUNT_COLUMNS`].
+pub type AccountRow = (
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    bool,
+);
+
 /// The core's view of a user from the columns a join read.
-pub fn account(id: &str, roles: &str, disabled_at: Option<i64>) -> Account {
+pub fn account(id: &str, row: AccountRow) -> Account {
+    let (username, roles, disabled_at, name, email, email_verified) = row;
     Account {
         id: id.into(),
-        roles: decode_list(roles),
+        roles: decode_list(&roles),
         active: disabled_at.is_none(),
+        username,
+        profile: Profile {
+            name,
+            email,
+            email_verified,
+        },
     }
 }
 
@@ -176,6 +237,11 @@ impl From<UserRow> for User {
             roles: decode_list(&r.roles),
             disabled_at: r.disabled_at,
             created_at: r.created_at,
+            profile: Profile {
+                name: r.name,
+                email: r.email,
+                email_verified: r.email_verified,
+            },
         }
     }
 }

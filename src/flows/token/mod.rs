@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::audit::{self, Actor, Address, AuditEvent, Entry};
+use crate::id_token::{self, IdGrant};
 use crate::keys::KeySet;
 use crate::oauth::client_auth::{self, ClientCredentials};
 use crate::oauth::grants::{Event, Finish, Issue, Lifetimes, Outcome, Plan, Write};
@@ -34,6 +35,9 @@ pub struct TokenResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh_token: Option<String>,
     pub scope: String,
+    /// OpenID Connect: when the grant includes `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 /// Everything a grant needs, read once per request (the clock included).
@@ -318,7 +322,30 @@ fn respond(
         ttl,
     )
     .map_err(|e| EndpointError::Internal(anyhow::anyhow!("signing an access token: {e}").into()))?;
-    tracing::info!(client_id = %issue.client_id, jti = %claims.jti, "access token issued");
+    let id_token = match &issue.id_token {
+        Some(facts) => Some(
+            id_token::mint(
+                signer,
+                state.issuer(),
+                &IdGrant {
+                    subject: &issue.subject,
+                    client_id: issue.client_id.as_str(),
+                    amr: &issue.amr,
+                    facts,
+                    access_token: &jwt,
+                    sid_key: &state.sid_key,
+                },
+                now,
+                state.settings.tokens.id_token_ttl_secs,
+            )
+            .map_err(|e| {
+                EndpointError::Internal(anyhow::anyhow!("signing an ID token: {e}").into())
+            })?
+            .0,
+        ),
+        None => None,
+    };
+    tracing::info!(client_id = %issue.client_id, jti = %claims.jti, id_token = id_token.is_some(), "access token issued");
     state.metrics.token_issued(grant_type.as_str());
     if grant_type != GrantType::Password {
         let client = issue.client_id.to_string();
@@ -347,5 +374,6 @@ fn respond(
         expires_in: ttl,
         refresh_token: issue.refresh.as_ref().map(|t| t.expose().to_owned()),
         scope: issue.scope.clone(),
+        id_token,
     })
 }

@@ -10,6 +10,7 @@ use super::{
 };
 use crate::oauth::errors::OAuthError;
 use crate::oauth::model::{Client, GrantType, StoredCode};
+use crate::oauth::oidc;
 use crate::oauth::pkce;
 use crate::oauth::token_request::CodeRequest;
 use crate::secret::PlainToken;
@@ -87,6 +88,7 @@ pub fn decide(
             grant_id: Some(code.grant_id.clone()),
             refresh,
             amr: code.grant.amr.clone(),
+            id_token: oidc::id_token_facts(&code.scope, &code.user, &code.grant, true),
         },
     )
 }
@@ -130,6 +132,8 @@ mod tests {
             created_at: 0,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -148,11 +152,16 @@ mod tests {
                 expires_at: NOW + 500,
                 revoked_at: None,
                 amr: vec!["pwd".into()],
+                auth_time: None,
+                nonce: None,
+                session_hash: None,
             },
             user: Account {
                 id: "usr_1".into(),
                 roles: vec!["admin".into()],
                 active: true,
+                username: "alice".into(),
+                profile: Default::default(),
             },
         }
     }

@@ -33,6 +33,7 @@ pub fn decide(client: &Client, request: &ClientCredentialsRequest) -> Plan {
                 grant_id: None,
                 refresh: None,
                 amr: Vec::new(),
+                id_token: None,
             },
         ),
         Err(e) => Plan::refuse(e),
@@ -58,6 +59,8 @@ mod tests {
             created_at: 0,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 

@@ -115,6 +115,8 @@ pub fn decide(
         created_at: now,
         expires_at: now + lifetimes.refresh_family,
         amr: amr.clone(),
+        auth_time: Some(now),
+        nonce: None,
     };
     writes.push(Write::InsertGrant(grant.clone()));
     let refresh = client.allows_grant(GrantType::RefreshToken).then(|| {
@@ -140,6 +142,7 @@ pub fn decide(
         grant_id: Some(grant.id),
         refresh,
         amr,
+        id_token: None,
     };
     Plan::issue(writes, issue)
 }
@@ -174,6 +177,8 @@ mod tests {
             created_at: 0,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -182,6 +187,8 @@ mod tests {
             id: "usr_alice".into(),
             roles: vec!["admin".into()],
             active,
+            username: "alice".into(),
+            profile: Default::default(),
         }
     }
 

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::oauth::errors::OAuthError;
 use crate::oauth::model::{Client, StoredRefresh};
+use crate::oauth::oidc;
 use crate::oauth::scope;
 use crate::oauth::token_request::RefreshRequest;
 use crate::secret::PlainToken;
@@ -108,6 +109,10 @@ pub fn decide(
     if let Err(e) = check_resource(request.resource.as_deref(), &token.audience) {
         return Plan::refuse(e);
     }
+    let id_token = token
+        .user
+        .as_ref()
+        .and_then(|user| oidc::id_token_facts(&scope, user, &token.grant, false));
     let issue = Issue {
         subject: token
             .user_id
@@ -124,6 +129,7 @@ pub fn decide(
         grant_id: Some(token.grant_id.clone()),
         refresh: Some(successor.clone()),
         amr: token.grant.amr.clone(),
+        id_token,
     };
     if resend {
         return Plan::issue(Vec::new(), issue).with_event(Event::RefreshResent);
@@ -218,6 +224,8 @@ mod tests {
             created_at: 0,
             require_mfa: false,
             previous_secret: None,
+            skip_consent: false,
+            post_logout_redirect_uris: Vec::new(),
         }
     }
 
@@ -236,11 +244,16 @@ mod tests {
                 expires_at: NOW + 1000,
                 revoked_at: None,
                 amr: vec!["pwd".into()],
+                auth_time: None,
+                nonce: None,
+                session_hash: None,
             },
             user: Some(Account {
                 id: "usr_1".into(),
                 roles: vec!["admin".into()],
                 active: true,
+                username: "alice".into(),
+                profile: Default::default(),
             }),
         }
     }

@@ -442,6 +442,10 @@ impl TestApp {
                 audience: super::AUDIENCE.to_owned(),
                 created_at: now,
                 expires_at,
+                nonce: None,
+                max_age: None,
+                prompt: String::new(),
+                login_hint: None,
             }
             .insert(&mut conn)
             .expect("seed interaction");
@@ -474,6 +478,8 @@ impl TestApp {
                         created_at: now,
                         expires_at: now + ttl,
                         amr: vec!["pwd".into()],
+                        auth_time: Some(now),
+                        nonce: None,
                     },
                 )
                 .expect("seed grant");

@@ -1,0 +1,12 @@
+DROP TABLE consents;
+ALTER TABLE grants DROP COLUMN nonce;
+ALTER TABLE grants DROP COLUMN auth_time;
+ALTER TABLE interactions DROP COLUMN login_hint;
+ALTER TABLE interactions DROP COLUMN prompt;
+ALTER TABLE interactions DROP COLUMN max_age;
+ALTER TABLE interactions DROP COLUMN nonce;
+ALTER TABLE clients DROP COLUMN post_logout_redirect_uris;
+ALTER TABLE clients DROP COLUMN skip_consent;
+ALTER TABLE users DROP COLUMN email_verified;
+ALTER TABLE users DROP COLUMN email;
+ALTER TABLE users DROP COLUMN name;
