@@ -1024,20 +1024,15 @@ pub async fn consent_submit(
     form: Params,
     session_cookie: Option<&str>,
 ) -> Result<Outcome, AppError> {
-    let (ctx, id) = match load_form(state, &form, session_cookie).await? {
+    let (ctx, _) = match load_form(state, &form, session_cookie).await? {
         Ok(found) => found,
         Err(refused) => return Ok(refused),
     };
     let now = state.clock.now();
-    match ctx.next(state, now) {
-        Some(Next::Consent | Next::Issue) => {}
-        Some(Next::Login) => {
-            return Ok(Outcome::SeeOther {
-                location: id.at(paths::LOGIN),
-                new_session: None,
-            })
-        }
-        Some(Next::Refuse(_)) | None => return Ok(Outcome::BadRequest(EXPIRED)),
+    // Consent is for a browser signed in (recently enough) only: anything else is refused, never
+    // sent on (checklist 54).
+    if !matches!(ctx.next(state, now), Some(Next::Consent | Next::Issue)) {
+        return Ok(Outcome::BadRequest(EXPIRED));
     }
     match form.get("decision") {
         Some("approve") => finish(state, ctx, true).await,

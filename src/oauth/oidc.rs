@@ -386,12 +386,14 @@ pub fn id_token_facts(
     user: &Account,
     grant: &GrantState,
     first: bool,
-) -> Option<IdTokenFacts> {
-    is_openid(scope).then(|| IdTokenFacts {
-        auth_time: grant.auth_time,
-        nonce: grant.nonce.clone().filter(|_| first),
-        session_hash: grant.session_hash.clone(),
-        claims: profile_claims(scope, user),
+) -> Option<Box<IdTokenFacts>> {
+    is_openid(scope).then(|| {
+        Box::new(IdTokenFacts {
+            auth_time: grant.auth_time,
+            nonce: grant.nonce.clone().filter(|_| first),
+            session_hash: grant.session_hash.clone(),
+            claims: profile_claims(scope, user),
+        })
     })
 }
 

@@ -511,8 +511,8 @@ async fn iss_on_every_authorization_response(app: TestApp) {
         .authorize(&client, &[("state", None), ("scope", Some("admin"))])
         .await;
     assert_error_redirect(&app, &resp, "invalid_scope", None, "no state");
-    // The user says no.
-    let resp = app.authorize(&client, &[]).await;
+    // The user says no (asked again with prompt=consent: the first answer is remembered).
+    let resp = app.authorize(&client, &[("prompt", Some("consent"))]).await;
     assert_eq!(resp.status().as_u16(), 303);
     let consent = location(&resp);
     assert!(consent.starts_with("/consent?"), "logged in: {consent}");
@@ -560,7 +560,7 @@ async fn consent_requires_explicit_post_and_deny_gives_access_denied(app: TestAp
     let resp = app.browser_post("/consent", &approve).await;
     assert_bad_request_page(resp, "approve after deny").await;
     // Approve then approve again.
-    let consent = location(&app.authorize(&client, &[]).await);
+    let consent = location(&app.authorize(&client, &[("prompt", Some("consent"))]).await);
     let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
     let approve = consent_form(&interaction, &csrf, "approve");
     let resp = app.browser_post("/consent", &approve).await;
@@ -569,7 +569,7 @@ async fn consent_requires_explicit_post_and_deny_gives_access_denied(app: TestAp
     let resp = app.browser_post("/consent", &approve).await;
     assert_bad_request_page(resp, "approve twice").await;
     // Two submissions at once: exactly one answer.
-    let consent = location(&app.authorize(&client, &[]).await);
+    let consent = location(&app.authorize(&client, &[("prompt", Some("consent"))]).await);
     let (interaction, csrf) = form_fields(&app, &app.browser, &consent).await;
     let approve = consent_form(&interaction, &csrf, "approve");
     let (a, b) = tokio::join!(
@@ -710,9 +710,8 @@ async fn login_post_answers_303(app: TestApp) {
     let resp = app.consent(&consent, "approve").await;
     assert_eq!(resp.status().as_u16(), 303, "consent approve answers 303");
     assert!(location(&resp).starts_with(REDIRECT));
-    let resp = app
-        .consent(&location(&app.authorize(&client, &[]).await), "deny")
-        .await;
+    let again = app.authorize(&client, &[("prompt", Some("consent"))]).await;
+    let resp = app.consent(&location(&again), "deny").await;
     assert_eq!(resp.status().as_u16(), 303, "consent deny answers 303");
     // A failed login is no redirect at all.
     let other = new_browser();
@@ -1223,14 +1222,19 @@ async fn already_logged_in_browser_skips_login(app: TestApp) {
     let client = app.spa_and_alice();
     let q = app.authorize_code(&client, "alice", &pkce(), &[]).await;
     assert!(q.contains_key("code"));
+    // Signed in, consent remembered: the code comes at once.
     let resp = app.authorize(&client, &[]).await;
+    assert_eq!(resp.status().as_u16(), 302);
+    assert!(query_of(&location(&resp)).contains_key("code"));
+    assert!(set_cookie(&resp).is_none(), "the existing session is kept");
+    // prompt=consent asks again, without a new sign-in.
+    let resp = app.authorize(&client, &[("prompt", Some("consent"))]).await;
     assert_eq!(resp.status().as_u16(), 303);
     let consent = location(&resp);
     assert!(
         consent.starts_with("/consent?interaction="),
         "logged-in browser goes to consent: {consent}"
     );
-    assert!(set_cookie(&resp).is_none(), "the existing session is kept");
     let page = assert_page(app.browse(&consent).await, 200, "consent").await;
     assert!(page.contains("alice"), "{page}");
     let resp = app.consent(&consent, "approve").await;

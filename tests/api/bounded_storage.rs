@@ -73,8 +73,9 @@ async fn rule58_prune_removes_expired_rows_in_batches(app: TestApp) {
     assert_eq!(app.rows("auth_codes"), 2);
 
     app.advance_clock(interaction_ttl + 1);
-    // Live after the clock moved: a pending request of the signed-in browser.
-    let live = app.authorize(&spa, &[]).await;
+    // Live after the clock moved: a pending request of the signed-in browser (asking for
+    // consent again, so that it waits on the page).
+    let live = app.authorize(&spa, &[("prompt", Some("consent"))]).await;
     assert_continues(&live, "a new request");
 
     let pruned = app.prune();

@@ -24,6 +24,7 @@ mod jwt_profile;
 mod keys;
 mod lockout;
 mod mfa;
+mod oidc;
 mod ops;
 mod rate_limits;
 mod readme;

@@ -162,7 +162,7 @@ pub struct Issue {
     /// How the user authenticated (RFC 8176), carried as the token's `amr`.
     pub amr: Vec<String>,
     /// The ID token to mint beside the access token (OpenID Connect), when `openid` was granted.
-    pub id_token: Option<super::oidc::IdTokenFacts>,
+    pub id_token: Option<Box<super::oidc::IdTokenFacts>>,
 }
 
 /// How long what the grants write lives (settings, read once per request).
