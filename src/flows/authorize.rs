@@ -5,6 +5,10 @@
 //! page. Each form carries the interaction id and a CSRF token bound to session + interaction;
 //! each step re-reads and re-checks the interaction. Consent issues the code.
 //!
+//! What comes next is the core's decision (`oauth::oidc::next_step`): a browser signed in recently
+//! enough for the request (`max_age`, `prompt=login`) whose user allowed these scopes before (or
+//! whose client skips consent) gets the code at once; `prompt=none` never shows a page.
+//!
 //! Sign-in is a small state machine on the session: password → second factor (or enrolment, when
 //! one is required and the user has none) → consent → code. Until the last factor the session is
 //! half-signed-in (`Session::pending`): it names no user, so consent and the code are out of its

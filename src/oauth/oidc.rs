@@ -18,7 +18,7 @@ pub const EMAIL: &str = "email";
 pub const SCOPES: [&str; 3] = [OPENID, PROFILE, EMAIL];
 
 /// The claims Gatehouse can release, as the discovery document lists them.
-pub const CLAIMS: [&str; 17] = [
+pub const CLAIMS: [&str; 16] = [
     "iss",
     "sub",
     "aud",
@@ -35,7 +35,6 @@ pub const CLAIMS: [&str; 17] = [
     "preferred_username",
     "email",
     "email_verified",
-    "roles",
 ];
 
 /// The `prompt` values `/authorize` honours (OIDC Core §3.1.2.1).
