@@ -135,6 +135,8 @@ fn seed_code(conn: &mut AnyConnection, client: &str, user: &str, ts: i64) -> Str
         created_at: ts,
         expires_at: ts + 3600,
         amr: vec!["pwd".into()],
+        auth_time: Some(ts),
+        nonce: None,
     };
     write_tx(conn, |conn| {
         grants::insert(conn, &grant)?;
@@ -249,6 +251,7 @@ async fn main() {
         "bench",
         "bench-password",
         &[],
+        &Default::default(),
         &registry::By::operator(now()),
     )
     .expect("user")
