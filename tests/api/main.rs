@@ -32,4 +32,5 @@ mod registration;
 mod resource_server;
 mod smoke;
 mod token;
+mod userinfo;
 mod usernames;
