@@ -251,6 +251,7 @@ async fn main() {
         "bench",
         "bench-password",
         &[],
+        &Default::default(),
         &registry::By::operator(now()),
     )
     .expect("user")

@@ -44,7 +44,7 @@ enum Command {
     /// Register, list and delete clients.
     #[command(subcommand)]
     Client(ClientCommand),
-    /// Create users, change their roles and passwords, disable and unlock them.
+    /// Create users, change their profiles, roles and passwords, disable and unlock them.
     #[command(subcommand)]
     User(UserCommand),
     /// List and rotate signing keys.
@@ -269,6 +269,41 @@ enum UserCommand {
         /// A role (repeatable), carried in access tokens as `roles`.
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
+        /// The full name (OpenID Connect `name`, released with scope `profile`).
+        #[arg(long)]
+        name: Option<String>,
+        /// The e-mail address (OpenID Connect `email`, released with scope `email`).
+        #[arg(long)]
+        email: Option<String>,
+        /// The e-mail address was verified (`email_verified: true`).
+        #[arg(long)]
+        email_verified: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a user's profile: the name and e-mail address released to clients with scopes
+    /// `profile` and `email`. A new or cleared address is unverified unless --email-verified
+    /// says otherwise.
+    Update {
+        /// The login name.
+        #[arg(long)]
+        username: String,
+        /// A new full name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Remove the full name.
+        #[arg(long)]
+        clear_name: bool,
+        /// A new e-mail address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Remove the e-mail address (and its verification).
+        #[arg(long)]
+        clear_email: bool,
+        /// Whether the e-mail address was verified.
+        #[arg(long, value_name = "true|false")]
+        email_verified: Option<String>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -844,9 +879,51 @@ fn user_json(user: &User) -> serde_json::Value {
     serde_json::json!({
         "user_id": user.id,
         "username": user.username,
+        "name": user.profile.name,
+        "email": user.profile.email,
+        "email_verified": user.profile.email_verified,
         "roles": user.roles,
         "disabled": user.disabled_at.is_some(),
         "created_at": user.created_at,
+    })
+}
+
+/// A user's e-mail address for a table cell: "-" when none, marked when verified.
+fn email_cell(profile: &registry::Profile) -> String {
+    match (&profile.email, profile.email_verified) {
+        (None, _) => "-".to_owned(),
+        (Some(email), true) => format!("{email} (verified)"),
+        (Some(email), false) => email.clone(),
+    }
+}
+
+/// `user update`'s options as profile changes: a value and its `--clear-` option exclude each
+/// other, and `--email-verified` is `true` or `false`.
+fn profile_changes(
+    name: Option<String>,
+    clear_name: bool,
+    email: Option<String>,
+    clear_email: bool,
+    email_verified: Option<&str>,
+) -> anyhow::Result<registry::ProfileChanges> {
+    let value_or_clear = |value: Option<String>, clear: bool, option: &str| match (value, clear) {
+        (Some(_), true) => Err(anyhow::anyhow!(
+            "give --{option} or --clear-{option}, not both"
+        )),
+        (Some(v), false) => Ok(Some(Some(v))),
+        (None, true) => Ok(Some(None)),
+        (None, false) => Ok(None),
+    };
+    let email_verified = match email_verified {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => anyhow::bail!("--email-verified is true or false, not {other:?}"),
+    };
+    Ok(registry::ProfileChanges {
+        name: value_or_clear(name, clear_name, "name")?,
+        email: value_or_clear(email, clear_email, "email")?,
+        email_verified,
     })
 }
 
@@ -864,10 +941,18 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::Create {
             username,
             roles,
+            name,
+            email,
+            email_verified,
             json,
         } => {
             let passwords = Passwords::new(&settings.passwords)?;
             registry::check_username(&username)?;
+            let profile = registry::check_profile(&registry::Profile {
+                name,
+                email,
+                email_verified,
+            })?;
             let password = read_new_password(&passwords)?;
             let mut conn = connect(settings)?;
             let user = registry::create_user(
@@ -876,9 +961,37 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                 &username,
                 &password,
                 &roles,
+                &profile,
                 &By::operator(now()),
             )?;
             report(json, user_json(&user), || format!("user_id: {}", user.id));
+        }
+        UserCommand::Update {
+            username,
+            name,
+            clear_name,
+            email,
+            clear_email,
+            email_verified,
+            json,
+        } => {
+            let changes = profile_changes(
+                name,
+                clear_name,
+                email,
+                clear_email,
+                email_verified.as_deref(),
+            )?;
+            let mut conn = connect(settings)?;
+            let user = registry::set_profile(&mut conn, &username, &changes, &By::operator(now()))?;
+            report(json, user_json(&user), || {
+                format!(
+                    "{}: name {}, e-mail {}",
+                    user.username,
+                    user.profile.name.as_deref().unwrap_or("-"),
+                    email_cell(&user.profile)
+                )
+            });
         }
         UserCommand::SetRoles {
             username,
@@ -985,12 +1098,15 @@ fn user(settings: &Settings, command: UserCommand) -> anyhow::Result<()> {
                 println!("no users");
             } else {
                 let now = now();
-                let mut table =
-                    cli_output::Table::new(&["USER_ID", "USERNAME", "ROLES", "STATE", "CREATED"]);
+                let mut table = cli_output::Table::new(&[
+                    "USER_ID", "USERNAME", "NAME", "EMAIL", "ROLES", "STATE", "CREATED",
+                ]);
                 for u in &users {
                     table.row(vec![
                         u.id.clone(),
                         u.username.clone(),
+                        u.profile.name.clone().unwrap_or_else(|| "-".to_owned()),
+                        email_cell(&u.profile),
                         cli_output::list(&u.roles),
                         if u.disabled_at.is_some() {
                             "disabled"

@@ -5,6 +5,7 @@
 //! A refusal names the fields at fault ([`Fault`]), in words that fit every caller.
 
 use crate::audit::{Actor, AuditEvent, Entry, Outcome};
+pub use crate::oauth::model::Profile;
 use crate::oauth::model::{Client, GrantType};
 use crate::passwords::Passwords;
 use crate::secret::{new_id, PlainToken};
@@ -671,13 +672,126 @@ impl<'a> From<&'a String> for UserRef<'a> {
     }
 }
 
-/// Creates a user with an argon2id password hash.
+/// The longest full name a profile keeps, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The longest e-mail address, in characters (RFC 5321's longest forward path, less its
+/// angle brackets).
+pub const MAX_EMAIL_CHARS: usize = 254;
+
+fn check_name(name: &str) -> Result<(), Fault> {
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(fault(
+            "name",
+            format!("the name must be at most {MAX_NAME_CHARS} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// A plausible address: what a person could have typed, not a proof that it receives mail.
+fn check_email(email: &str) -> Result<(), Fault> {
+    let bad = |why: &str| Err(fault("email", format!("the e-mail address {why}")));
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return bad(&format!("must be at most {MAX_EMAIL_CHARS} characters"));
+    }
+    if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad("must not contain spaces or control characters");
+    }
+    match email.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
+            Ok(())
+        }
+        _ => bad("must be one name, one @ and a domain, like someone@example.com"),
+    }
+}
+
+/// Checks a user's profile and returns it tidied: the name and the address without surrounding
+/// spaces, an empty one as none. `email_verified` needs an address. Every fault names its field
+/// (`name`, `email`, `email_verified`, the OpenID Connect claims they are released as).
+pub fn check_profile(profile: &Profile) -> Result<Profile, RegistryError> {
+    let tidy = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let checked = Profile {
+        name: tidy(&profile.name),
+        email: tidy(&profile.email),
+        email_verified: profile.email_verified,
+    };
+    let mut faults = Vec::new();
+    if let Some(Err(f)) = checked.name.as_deref().map(check_name) {
+        faults.push(f);
+    }
+    if let Some(Err(f)) = checked.email.as_deref().map(check_email) {
+        faults.push(f);
+    }
+    if checked.email_verified && checked.email.is_none() {
+        faults.push(fault(
+            "email_verified",
+            "an e-mail address can be marked verified only when there is one",
+        ));
+    }
+    if faults.is_empty() {
+        Ok(checked)
+    } else {
+        Err(RegistryError::Invalid(faults))
+    }
+}
+
+/// What an administrator changes in a user's profile: `None` keeps the current value,
+/// `Some(None)` clears it. A new or cleared address is unverified unless `email_verified` says
+/// otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileChanges {
+    pub name: Option<Option<String>>,
+    pub email: Option<Option<String>>,
+    pub email_verified: Option<bool>,
+}
+
+impl ProfileChanges {
+    /// The names of the fields this changes, for the audit log (never their values).
+    fn fields(&self) -> Vec<&'static str> {
+        [
+            ("name", self.name.is_some()),
+            ("email", self.email.is_some()),
+            ("email_verified", self.email_verified.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+
+    /// `current` with these changes, checked by [`check_profile`].
+    pub fn apply(&self, current: &Profile) -> Result<Profile, RegistryError> {
+        let name = self.name.clone().unwrap_or_else(|| current.name.clone());
+        let email = match &self.email {
+            Some(email) => email.as_deref().map(str::trim).map(str::to_owned),
+            None => current.email.clone(),
+        };
+        let same_address = email.as_deref().filter(|e| !e.is_empty()) == current.email.as_deref();
+        let email_verified = self
+            .email_verified
+            .unwrap_or(current.email_verified && same_address);
+        check_profile(&Profile {
+            name,
+            email,
+            email_verified,
+        })
+    }
+}
+
+/// Creates a user with an argon2id password hash and the given profile ([`check_profile`]).
 pub fn create_user(
     conn: &mut AnyConnection,
     passwords: &Passwords,
     username: &str,
     password: &str,
     roles: &[String],
+    profile: &Profile,
     by: &By,
 ) -> Result<User, RegistryError> {
     let mut faults = Vec::new();
@@ -692,6 +806,13 @@ pub fn create_user(
             faults.extend(f);
         }
     }
+    let profile = match check_profile(profile) {
+        Ok(p) => p,
+        Err(e) => {
+            faults.extend(e.faults().iter().cloned());
+            Profile::default()
+        }
+    };
     if !faults.is_empty() {
         return Err(RegistryError::Invalid(faults));
     }
@@ -705,12 +826,24 @@ pub fn create_user(
         roles: dedup(roles),
         disabled_at: None,
         created_at: by.now,
-        profile: Default::default(),
+        profile,
     };
+    let given: Vec<&str> = [
+        ("name", user.profile.name.is_some()),
+        ("email", user.profile.email.is_some()),
+        ("email_verified", user.profile.email_verified),
+    ]
+    .into_iter()
+    .filter_map(|(field, set)| set.then_some(field))
+    .collect();
     let entry = by
         .entry(AuditEvent::UserCreated)
         .user(user.id.clone())
-        .detail(format!("roles=[{}]", user.roles.join(",")));
+        .detail(format!(
+            "roles=[{}] profile=[{}]",
+            user.roles.join(","),
+            given.join(",")
+        ));
     write_tx(conn, |conn| {
         if let Some(existing) = User::find_by_username(conn, username)? {
             return Err(name_taken(&existing));
@@ -786,6 +919,36 @@ pub fn set_roles<'a>(
             .detail(format!("roles=[{}]", roles.join(",")));
         crate::store::audit::record(conn, &entry)?;
         user.roles = roles;
+        Ok(user)
+    })
+}
+
+/// Changes a user's profile (name, e-mail address, whether it was verified), checked by
+/// [`check_profile`]; ID tokens and userinfo answers from now on carry it. The audit log names
+/// the fields changed, not their values.
+pub fn set_profile<'a>(
+    conn: &mut AnyConnection,
+    user: impl Into<UserRef<'a>>,
+    changes: &ProfileChanges,
+    by: &By,
+) -> Result<User, RegistryError> {
+    let fields = changes.fields();
+    if fields.is_empty() {
+        return Err(refused(
+            "nothing to change: give a name, an e-mail address or whether it is verified",
+        ));
+    }
+    let user = user.into();
+    write_tx(conn, |conn| {
+        let mut user = find(conn, user)?;
+        let profile = changes.apply(&user.profile)?;
+        User::set_profile(conn, &user.id, &profile)?;
+        let entry = by
+            .entry(AuditEvent::ProfileChanged)
+            .user(user.id.clone())
+            .detail(format!("changed {}", fields.join(", ")));
+        crate::store::audit::record(conn, &entry)?;
+        user.profile = profile;
         Ok(user)
     })
 }
@@ -959,6 +1122,110 @@ mod tests {
         assert!(a.client.id.as_str().starts_with("cl_"));
         assert!(a.secret.is_none());
         assert!(!new_id("usr").starts_with("cl_"));
+    }
+
+    fn profile(name: Option<&str>, email: Option<&str>, verified: bool) -> Profile {
+        Profile {
+            name: name.map(str::to_owned),
+            email: email.map(str::to_owned),
+            email_verified: verified,
+        }
+    }
+
+    fn fields_at_fault(r: Result<Profile, RegistryError>) -> Vec<&'static str> {
+        r.unwrap_err()
+            .faults()
+            .iter()
+            .filter_map(|f| f.field)
+            .collect()
+    }
+
+    #[test]
+    fn profile_name_is_trimmed_bounded_and_printable() {
+        let ok = check_profile(&profile(Some("  Alice Liddell "), None, false)).unwrap();
+        assert_eq!(ok.name.as_deref(), Some("Alice Liddell"));
+        assert_eq!(
+            check_profile(&profile(Some("   "), None, false))
+                .unwrap()
+                .name,
+            None
+        );
+        let longest = "é".repeat(MAX_NAME_CHARS);
+        assert!(check_profile(&profile(Some(&longest), None, false)).is_ok());
+        let too_long = "a".repeat(MAX_NAME_CHARS + 1);
+        for bad in [too_long.as_str(), "Alice\u{0}", "Al\nice", "Al\u{7f}ice"] {
+            let r = check_profile(&profile(Some(bad), None, false));
+            assert_eq!(fields_at_fault(r), ["name"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn profile_email_is_one_plausible_address() {
+        for good in ["alice@example.com", " a@b ", "a.b+c@d.example"] {
+            assert!(
+                check_profile(&profile(None, Some(good), true)).is_ok(),
+                "{good}"
+            );
+        }
+        let too_long = format!("{}@example.com", "a".repeat(MAX_EMAIL_CHARS));
+        for bad in [
+            "alice",
+            "@example.com",
+            "alice@",
+            "a@b@c",
+            "al ice@example.com",
+            "alice@exa\tmple.com",
+            too_long.as_str(),
+        ] {
+            let r = check_profile(&profile(None, Some(bad), false));
+            assert_eq!(fields_at_fault(r), ["email"], "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn email_verified_needs_an_address() {
+        let r = check_profile(&profile(None, None, true));
+        assert_eq!(fields_at_fault(r), ["email_verified"]);
+        let r = check_profile(&profile(Some("\u{1b}"), Some("x"), true));
+        assert_eq!(fields_at_fault(r), ["name", "email"]);
+    }
+
+    #[test]
+    fn clearing_or_changing_the_email_clears_verified() {
+        let current = profile(Some("Alice"), Some("alice@example.com"), true);
+        let cleared = ProfileChanges {
+            email: Some(None),
+            ..Default::default()
+        }
+        .apply(&current)
+        .unwrap();
+        assert_eq!((cleared.email, cleared.email_verified), (None, false));
+        assert_eq!(cleared.name.as_deref(), Some("Alice"));
+        let moved = ProfileChanges {
+            email: Some(Some("alice@new.example".into())),
+            ..Default::default()
+        }
+        .apply(&current)
+        .unwrap();
+        assert!(!moved.email_verified);
+        let same = ProfileChanges {
+            email: Some(Some(" alice@example.com ".into())),
+            name: Some(None),
+            ..Default::default()
+        }
+        .apply(&current)
+        .unwrap();
+        assert!(same.email_verified);
+        assert_eq!(same.name, None);
+        let contradiction = ProfileChanges {
+            email: Some(None),
+            email_verified: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(
+            fields_at_fault(contradiction.apply(&current)),
+            ["email_verified"]
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use crate::keys::KeyInfo;
 use crate::mfa;
 use crate::oauth::model::{Client, GrantType};
 use crate::oauth::params::Params;
-use crate::registry::{self, By, ClientChanges, Fault, NewClient, RegistryError, UserRef};
+use crate::registry::{
+    self, By, ClientChanges, Fault, NewClient, ProfileChanges, RegistryError, UserRef,
+};
 use crate::secret::{constant_time_eq, hmac_b64, PlainToken, TokenHash};
 use crate::state::AppState;
 use crate::store::mfa::TotpFactor;
@@ -372,6 +374,8 @@ pub async fn user(state: &AppState, user_id: String) -> Done<UserView> {
 pub enum UserAction {
     /// Replace the roles.
     Roles(Vec<String>),
+    /// Change the name, the e-mail address and whether it is verified.
+    Profile(ProfileChanges),
     /// No more sign-ins or refreshes; sessions and grants end.
     Disable,
     Enable,
@@ -404,7 +408,9 @@ pub fn locks_self_out(admin_id: &str, user: &User, action: &UserAction) -> bool 
     match action {
         UserAction::Disable | UserAction::Delete => true,
         UserAction::Roles(roles) => !roles.iter().any(|r| r == mfa::ADMIN_ROLE),
-        UserAction::Enable | UserAction::Unlock | UserAction::ResetMfa => false,
+        UserAction::Enable | UserAction::Unlock | UserAction::ResetMfa | UserAction::Profile(_) => {
+            false
+        }
     }
 }
 
@@ -430,6 +436,9 @@ pub async fn user_action(
         let id = UserRef::Id(&user.id);
         match action {
             UserAction::Roles(roles) => registry::set_roles(conn, id, &roles, &by).map(drop),
+            UserAction::Profile(changes) => {
+                registry::set_profile(conn, id, &changes, &by).map(drop)
+            }
             UserAction::Disable => registry::disable_user(conn, id, &by).map(drop),
             UserAction::Enable => registry::enable_user(conn, id, &by).map(drop),
             UserAction::Unlock => registry::unlock_user(conn, id, &by).map(drop),

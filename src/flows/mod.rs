@@ -21,6 +21,7 @@ pub mod prune;
 pub mod registration;
 pub mod revoke;
 pub mod token;
+pub mod userinfo;
 pub mod wal;
 
 use crate::error::AppError;

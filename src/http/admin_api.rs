@@ -18,7 +18,9 @@ use crate::flows::admin::{self, ApiError, AuditQuery};
 use crate::oauth::admin_access::{Denial, ADMIN_SCOPE};
 use crate::oauth::metadata::paths::ADMIN_API;
 use crate::oauth::model::{Client, GrantType};
-use crate::registry::{self, ClientChanges, Fault, NewClient, RegistryError, User, UserRef};
+use crate::registry::{
+    self, ClientChanges, Fault, NewClient, Profile, ProfileChanges, RegistryError, User, UserRef,
+};
 use crate::state::AppState;
 
 use super::forms;
@@ -36,6 +38,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/users", web::get().to(list_users))
             .route("/users", web::post().to(create_user))
             .route("/users/{id}", web::get().to(show_user))
+            .route("/users/{id}", web::patch().to(update_user))
             .route("/users/{id}", web::delete().to(delete_user))
             .route("/users/{id}/roles", web::put().to(set_roles))
             .route("/users/{id}/password", web::put().to(set_password))
@@ -499,11 +502,15 @@ async fn rotate_secret(
 
 // --- users
 
-/// A user as the admin API shows it (never the password hash).
+/// A user as the admin API shows it (never the password hash). `name` and `email` are null
+/// when the user has none.
 #[derive(Debug, Serialize)]
 struct UserView {
     user_id: String,
     username: String,
+    name: Option<String>,
+    email: Option<String>,
+    email_verified: bool,
     roles: Vec<String>,
     disabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -519,6 +526,9 @@ impl UserView {
         UserView {
             user_id: u.id.clone(),
             username: u.username.clone(),
+            name: u.profile.name.clone(),
+            email: u.profile.email.clone(),
+            email_verified: u.profile.email_verified,
             roles: u.roles.clone(),
             disabled: u.disabled_at.is_some(),
             disabled_at: u.disabled_at,
@@ -535,6 +545,32 @@ struct NewUserInput {
     password: String,
     #[serde(default)]
     roles: Vec<String>,
+    name: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    email_verified: bool,
+}
+
+/// A profile change: an absent field stays, `null` clears it (`email_verified: null` is false).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileInput {
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    email_verified: Option<Option<bool>>,
+}
+
+/// A field that is present in the body, its value possibly `null` (serde's `default` stands
+/// for an absent one).
+fn present<'de, D, T>(de: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(de).map(Some)
 }
 
 #[derive(Debug, Deserialize)]
@@ -580,6 +616,11 @@ async fn create_user(
             &input.username,
             &input.password,
             &input.roles,
+            &Profile {
+                name: input.name,
+                email: input.email,
+                email_verified: input.email_verified,
+            },
             by,
         )
     })
@@ -605,6 +646,30 @@ async fn show_user(
         let mut view = UserView::of(&user);
         view.totp = Some(totp);
         json(StatusCode::OK, &view)
+    })
+}
+
+/// `PATCH /users/{id}`: the profile (`name`, `email`, `email_verified`).
+async fn update_user(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    bytes: web::Bytes,
+) -> HttpResponse {
+    let id = id.into_inner();
+    let ct = content_type(&req);
+    let result = admin::as_admin(&state, forms::authorization(&req), move |conn, by| {
+        let input: ProfileInput = body(ct.as_deref(), &bytes)?;
+        let changes = ProfileChanges {
+            name: input.name,
+            email: input.email,
+            email_verified: input.email_verified.map(|v| v.unwrap_or(false)),
+        };
+        registry::set_profile(conn, UserRef::Id(&id), &changes, by)
+    })
+    .await;
+    respond(result, "invalid_request", |user| {
+        json(StatusCode::OK, &UserView::of(&user))
     })
 }
 

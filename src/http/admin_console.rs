@@ -20,7 +20,7 @@ use crate::flows::admin_console::{
 use crate::flows::authorize::{self as sign_in, Start};
 use crate::oauth::model::GrantType;
 use crate::oauth::params::Params;
-use crate::registry::Fault;
+use crate::registry::{Fault, ProfileChanges};
 use crate::secret::PlainToken;
 use crate::state::AppState;
 
@@ -174,6 +174,7 @@ fn notice(params: &Params) -> Option<&'static str> {
         "client-updated" => "The client's settings are saved.",
         "client-deleted" => "The client is deleted, and every token it held is revoked.",
         "roles" => "The roles are saved. Tokens issued from now on carry them.",
+        "profile" => "The profile is saved. ID tokens and userinfo answers from now on carry it.",
         "disabled" => "The user is disabled: their sessions and refresh tokens have ended.",
         "enabled" => "The user is enabled and may sign in again.",
         "unlocked" => "The user is unlocked: every failed sign-in count is cleared.",
@@ -438,6 +439,15 @@ fn user_action_of(name: &str, form: &Params) -> Option<(UserAction, &'static str
                 .collect();
             (UserAction::Roles(roles), "roles")
         }
+        // Every field of the form is sent: an empty one clears, the box unticked is unverified.
+        "profile" => (
+            UserAction::Profile(ProfileChanges {
+                name: Some(form.get("name").map(str::to_owned)),
+                email: Some(form.get("email").map(str::to_owned)),
+                email_verified: Some(form.get("email_verified") == Some("on")),
+            }),
+            "profile",
+        ),
         "disable" => (UserAction::Disable, "disabled"),
         "enable" => (UserAction::Enable, "enabled"),
         "unlock" => (UserAction::Unlock, "unlocked"),
@@ -496,6 +506,10 @@ pub async fn user_action(
         ));
     }
     let deleting = action == UserAction::Delete;
+    let submitted = match &action {
+        UserAction::Profile(changes) => Some(changes.clone()),
+        _ => None,
+    };
     let faults = match flow::user_action(&state, &admin, id.clone(), action).await? {
         Ok(()) if deleting => return Ok(see_other(&state, "/admin/users?done=user-deleted", None)),
         Ok(()) => {
@@ -512,7 +526,14 @@ pub async fn user_action(
         }],
         Err(Refused::NotFound) => return Ok(refused(Refused::NotFound)),
     };
-    let view = done!(flow::user(&state, id));
+    let mut view = done!(flow::user(&state, id));
+    // A refused profile is shown as it was typed, its faults beside its fields.
+    if let Some(changes) = submitted {
+        let profile = &mut view.user.profile;
+        profile.name = changes.name.unwrap_or_default();
+        profile.email = changes.email.unwrap_or_default();
+        profile.email_verified = changes.email_verified.unwrap_or_default();
+    }
     Ok(page::user(&admin, None, &view, &faults))
 }
 

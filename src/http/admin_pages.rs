@@ -274,6 +274,11 @@ pub fn confirm(admin: &Admin, c: &Confirm<'_>) -> HttpResponse {
 pub struct UserRow {
     pub id: String,
     pub username: String,
+    /// The full name, or empty.
+    pub name: String,
+    /// The e-mail address, or empty.
+    pub email: String,
+    pub email_verified: bool,
     pub roles: String,
     pub disabled: bool,
 }
@@ -300,6 +305,9 @@ pub fn users(
         .map(|u| UserRow {
             id: u.id.clone(),
             username: u.username.clone(),
+            name: u.profile.name.clone().unwrap_or_default(),
+            email: u.profile.email.clone().unwrap_or_default(),
+            email_verified: u.profile.email_verified,
             roles: u.roles.join(" "),
             disabled: u.disabled_at.is_some(),
         })
@@ -329,7 +337,26 @@ struct UserPage<'a> {
     disabled: bool,
     totp: bool,
     created: String,
+    /// The profile form's values.
+    full_name: &'a str,
+    email: &'a str,
+    email_verified: bool,
+    faults: &'a [Fault],
+    /// Faults about no field of the profile form, shown above the forms.
     errors: Vec<&'a str>,
+}
+
+/// The fields the profile form shows faults beside.
+const PROFILE_FIELDS: [&str; 3] = ["name", "email", "email_verified"];
+
+impl UserPage<'_> {
+    fn errors_for(&self, field: &str) -> Vec<&str> {
+        self.faults
+            .iter()
+            .filter(|f| f.field == Some(field))
+            .map(|f| f.message.as_str())
+            .collect()
+    }
 }
 
 /// A user and the actions on them; `errors` (400) from the last one refused.
@@ -356,7 +383,15 @@ pub fn user(
             disabled: view.user.disabled_at.is_some(),
             totp: view.totp,
             created: format_utc(view.user.created_at),
-            errors: errors.iter().map(|f| f.message.as_str()).collect(),
+            full_name: view.user.profile.name.as_deref().unwrap_or(""),
+            email: view.user.profile.email.as_deref().unwrap_or(""),
+            email_verified: view.user.profile.email_verified,
+            faults: errors,
+            errors: errors
+                .iter()
+                .filter(|f| !f.field.is_some_and(|name| PROFILE_FIELDS.contains(&name)))
+                .map(|f| f.message.as_str())
+                .collect(),
         }
         .render(),
     )

@@ -1,8 +1,9 @@
-//! CORS for browser apps on other origins: `/token`, `/revoke` and the metadata and JWKS
-//! documents, with their `OPTIONS` preflights. Only origins a client registered get
-//! `Access-Control-Allow-Origin`: on `/token` and `/revoke` the authenticated client's own, on the
-//! preflights and documents any client's (`flows::origins`). Unknown origins get no CORS headers,
-//! and nothing else (`/authorize`, the pages) ever does.
+//! CORS for browser apps on other origins: `/token`, `/revoke`, `/userinfo` and the metadata and
+//! JWKS documents, with their `OPTIONS` preflights. Only origins a client registered get
+//! `Access-Control-Allow-Origin`: on `/token` and `/revoke` the authenticated client's own, on
+//! `/userinfo` those of the client the access token was issued to, on the preflights, the
+//! documents and answers that name no client any client's (`flows::origins`). Unknown origins get
+//! no CORS headers, and nothing else (`/authorize`, the pages) ever does.
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -103,4 +104,12 @@ pub async fn preflight_get(
     req: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
     preflight(&state, &req, "GET, OPTIONS").await
+}
+
+/// `OPTIONS /userinfo`: GET or POST with `Authorization`.
+pub async fn preflight_get_post(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    preflight(&state, &req, "GET, POST, OPTIONS").await
 }

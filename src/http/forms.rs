@@ -20,21 +20,24 @@ pub fn oauth_form(req: &HttpRequest, body: &[u8]) -> Result<Params, OAuthError> 
             "parameters must be sent in the form body, not the URL",
         ));
     }
-    let is_form = req
-        .headers()
+    if !is_form(req) {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    Params::parse(body)
+}
+
+/// Whether the body is `application/x-www-form-urlencoded`.
+pub fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|v| {
             v.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return Err(OAuthError::invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    Params::parse(body)
+        })
 }
 
 /// The `Authorization` header, if it is readable.

@@ -20,6 +20,7 @@ pub mod rate_limit;
 pub mod register;
 pub mod revoke;
 pub mod token;
+pub mod userinfo;
 
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, Resource};
@@ -82,6 +83,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         at(paths::LOGOUT, "GET, POST")
             .route(web::get().to(logout::page))
             .route(web::post().to(logout::submit)),
+    )
+    .service(
+        at(paths::USERINFO, "GET, POST, OPTIONS")
+            .route(web::get().to(userinfo::userinfo))
+            .route(web::post().to(userinfo::userinfo))
+            .route(options().to(cors::preflight_get_post)),
     )
     .service(
         at(paths::TOKEN, "POST, OPTIONS")

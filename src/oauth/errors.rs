@@ -1,5 +1,5 @@
 //! The OAuth error vocabulary (RFC 6749 §4.1.2.1, §5.2; RFC 7009 §2.2.1; RFC 8707 §2; RFC 7591
-//! §3.2.2; RFC 6750 §3.1 for a bad bearer token), mapped once
+//! §3.2.2; RFC 6750 §3.1 for a bad or insufficient bearer token), mapped once
 //! to an HTTP status, `WWW-Authenticate` on 401 and the JSON body `{error, error_description}`.
 
 use std::borrow::Cow;
@@ -20,6 +20,8 @@ pub enum ErrorCode {
     ServerError,
     /// RFC 6750 §3.1: a bearer token (an initial or registration access token) that is not valid.
     InvalidToken,
+    /// RFC 6750 §3.1: a valid bearer token without the scope the resource needs (403).
+    InsufficientScope,
     /// RFC 7591 §3.2.2.
     InvalidRedirectUri,
     /// RFC 7591 §3.2.2.
@@ -54,6 +56,7 @@ impl ErrorCode {
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::ServerError => "server_error",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::LoginRequired => "login_required",
@@ -69,6 +72,7 @@ impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
+            ErrorCode::InsufficientScope => 403,
             ErrorCode::ServerError => 500,
             _ => 400,
         }

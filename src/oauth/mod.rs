@@ -27,5 +27,6 @@ pub mod registrar;
 pub mod registration;
 pub mod scope;
 pub mod token_request;
+pub mod userinfo;
 
 pub use errors::{ErrorCode, OAuthError};

@@ -3,9 +3,11 @@
 
 use diesel::prelude::*;
 
-use super::schema::grants;
+use super::schema::{clients, grants, users};
+use super::users::{account, AccountRow, ACCOUNT_COLUMNS};
 use super::AnyConnection;
 use crate::oauth::model::{GrantState, NewGrant};
+use crate::oauth::userinfo::Holder;
 
 /// A grant as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -163,4 +165,33 @@ pub fn is_live(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
         .first::<Option<i64>>(conn)
         .optional()
         .map(|r| matches!(r, Some(None)))
+}
+
+/// The grant an access token names, with its user and client (one statement): the token's
+/// [`Holder`] and the client's CORS origins. `None` when the grant is unknown (it goes with its
+/// client) or has no user, or the user is gone.
+pub fn holder(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<(Holder, Vec<String>)>> {
+    grants::table
+        .inner_join(users::table.on(users::id.nullable().eq(grants::user_id)))
+        .inner_join(clients::table.on(clients::id.eq(grants::client_id)))
+        .filter(grants::id.eq(id))
+        .select((
+            grants::client_id,
+            users::id,
+            STATE_COLUMNS,
+            ACCOUNT_COLUMNS,
+            clients::allowed_origins,
+        ))
+        .first::<(String, String, StateRow, AccountRow, String)>(conn)
+        .optional()
+        .map(|r| {
+            r.map(|(client_id, user_id, grant, user, origins)| {
+                let holder = Holder {
+                    client_id: client_id.into(),
+                    grant: state(grant),
+                    user: account(&user_id, user),
+                };
+                (holder, super::decode_list(&origins))
+            })
+        })
 }

@@ -898,3 +898,111 @@ async fn admin_api_routes_never_get_cors_headers(app: TestApp) {
     assert!(header(&preflight, "access-control-allow-origin").is_none());
     assert_ne!(preflight.status(), 204);
 }
+
+both_backends!(admin_api_user_profile_fields);
+async fn admin_api_user_profile_fields(app: TestApp) {
+    let (_, token) = root(&app).await;
+    let t = Some(token.as_str());
+
+    // Created with a profile; user objects always carry the three fields.
+    let (status, _, bob) = call(
+        &app,
+        t,
+        Method::POST,
+        "/users",
+        Some(json!({
+            "username": "bob",
+            "password": PASSWORD,
+            "name": "  Bob Builder ",
+            "email": "bob@example.com",
+            "email_verified": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{bob}");
+    assert_eq!(bob["name"], "Bob Builder");
+    assert_eq!(bob["email"], "bob@example.com");
+    assert_eq!(bob["email_verified"], true);
+    let id = s(&bob, "user_id");
+    let path = format!("/users/{id}");
+    let (_, _, root_list) = call(&app, t, Method::GET, "/users?search=root", None).await;
+    let root_user = &root_list["users"][0];
+    assert_eq!(root_user["name"], Value::Null, "{root_user}");
+    assert_eq!(root_user["email"], Value::Null, "{root_user}");
+    assert_eq!(root_user["email_verified"], false, "{root_user}");
+
+    // PATCH: an absent field stays, null clears, a new address is unverified.
+    let patch = |body: Value| call(&app, t, Method::PATCH, &path, Some(body));
+    let (status, _, moved) = patch(json!({"email": "bob@new.example"})).await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["email_verified"], false);
+    assert_eq!(moved["name"], "Bob Builder");
+    let (_, _, verified) = patch(json!({"email_verified": true})).await;
+    assert_eq!(verified["email_verified"], true);
+    let (_, _, cleared) = patch(json!({"name": null, "email": null})).await;
+    assert_eq!(cleared["name"], Value::Null);
+    assert_eq!(cleared["email"], Value::Null);
+    assert_eq!(cleared["email_verified"], false);
+    let (_, _, shown) = call(&app, t, Method::GET, &path, None).await;
+    assert_eq!(shown["email"], Value::Null, "{shown}");
+
+    // Refusals list each field at fault; nothing changes.
+    patch(json!({"name": "Bob", "email": "bob@example.com"})).await;
+    let (status, _, refused) = patch(json!({
+        "name": "Bob\u{0007}",
+        "email": "bob at example.com",
+    }))
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "invalid_request");
+    let fields: Vec<&str> = refused["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["name", "email"], "{refused}");
+    let (status, _, refused) = patch(json!({"email": null, "email_verified": true})).await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["fields"][0]["field"], "email_verified", "{refused}");
+    let (status, _, refused) = patch(json!({})).await;
+    assert_eq!(status, 400);
+    assert!(s(&refused, "error_description").contains("nothing to change"));
+    let (status, _, _) = patch(json!({"nickname": "b"})).await;
+    assert_eq!(status, 400, "unknown fields are refused");
+    let (_, _, shown) = call(&app, t, Method::GET, &path, None).await;
+    assert_eq!(shown["name"], "Bob");
+    assert_eq!(shown["email"], "bob@example.com");
+    let (status, _, _) = call(
+        &app,
+        t,
+        Method::PATCH,
+        "/users/usr_nobody",
+        Some(json!({"name": "N"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _, refused) = call(
+        &app,
+        t,
+        Method::POST,
+        "/users",
+        Some(json!({"username": "carol", "password": PASSWORD, "email_verified": true})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(refused["fields"][0]["field"], "email_verified", "{refused}");
+
+    // Each change is audited as the caller, naming the fields, never their values.
+    let changes = app.audit_events_named("profile_changed");
+    assert!(!changes.is_empty());
+    let root_id = gatehouse::registry::find_user(&mut app.conn(), "root")
+        .expect("root")
+        .id;
+    for row in &changes {
+        assert_eq!(row.user_id.as_deref(), Some(id.as_str()));
+        assert_eq!(row.actor, root_id);
+        let detail = row.detail.clone().unwrap_or_default();
+        assert!(!detail.contains("example"), "{detail}");
+    }
+}

@@ -827,3 +827,90 @@ async fn admin_console_works_without_javascript(app: TestApp) {
         .await;
     assert_eq!(resp.status().as_u16(), 303);
 }
+
+both_backends!(admin_console_edits_a_users_profile_with_field_errors);
+async fn admin_console_edits_a_users_profile_with_field_errors(app: TestApp) {
+    let console = console(&app).await;
+    let bob = app.user("bob", &[]);
+    app.set_profile("bob", "Bob Builder", "bob@example.com", true);
+    let profile_path = format!("/admin/users/{bob}/profile");
+
+    // The list and the user's page show the profile.
+    let (status, page) = console.get(&app, "/admin/users").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Bob Builder") && page.contains("bob@example.com"),
+        "{page}"
+    );
+    let (_, page) = console.get(&app, &format!("/admin/users/{bob}")).await;
+    assert!(page.contains("value=\"Bob Builder\""), "{page}");
+    assert!(
+        page.contains(&format!("action=\"{profile_path}\"")),
+        "{page}"
+    );
+
+    // Faults beside their fields, the input kept, nothing changed.
+    let resp = console
+        .post(
+            &app,
+            &profile_path,
+            &[
+                ("name", "Bob <b>"),
+                ("email", "bob@"),
+                ("email_verified", "on"),
+            ],
+        )
+        .await;
+    let (status, page) = text(resp).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(page.contains("id=\"email-error\""), "{page}");
+    assert!(!page.contains("id=\"name-error\""), "{page}");
+    assert!(
+        page.contains("value=\"Bob &#60;b&#62;\"") || page.contains("value=\"Bob &lt;b&gt;\""),
+        "kept and escaped: {page}"
+    );
+    assert!(page.contains("value=\"bob@\""), "{page}");
+    let stored = gatehouse::registry::find_user(&mut app.conn(), "bob").expect("bob");
+    assert_eq!(stored.profile.email.as_deref(), Some("bob@example.com"));
+
+    // Saved: an empty field clears, the box unticked is unverified; audited as the admin.
+    let resp = console
+        .post(
+            &app,
+            &profile_path,
+            &[("name", ""), ("email", "b@example.com")],
+        )
+        .await;
+    assert_eq!(location(&resp), format!("/admin/users/{bob}?done=profile"));
+    let stored = gatehouse::registry::find_user(&mut app.conn(), "bob").expect("bob");
+    assert_eq!(stored.profile.name, None);
+    assert_eq!(stored.profile.email.as_deref(), Some("b@example.com"));
+    assert!(!stored.profile.email_verified);
+    let rows = app.audit_events_named("profile_changed");
+    assert!(
+        rows.iter()
+            .any(|r| r.actor == console.admin_id && r.user_id.as_deref() == Some(bob.as_str())),
+        "audited as the admin: {rows:?}"
+    );
+
+    // Without the session's CSRF token, or from another site, nothing changes.
+    let forged = post_with(
+        &console.browser,
+        &app.url(&profile_path),
+        &[("csrf", "forged"), ("name", "Mallory")],
+    )
+    .await;
+    assert_eq!(forged.status().as_u16(), 400);
+    let csrf = console.csrf(&app).await;
+    let cross_site = console
+        .browser
+        .post(app.url(&profile_path))
+        .header("Origin", "https://evil.example")
+        .form(&[("csrf", csrf.as_str()), ("name", "Mallory")])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(cross_site.status().as_u16(), 403);
+    let stored = gatehouse::registry::find_user(&mut app.conn(), "bob").expect("bob");
+    assert_eq!(stored.profile.name, None, "nothing changed");
+}

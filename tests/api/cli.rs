@@ -1541,3 +1541,136 @@ async fn serve_with_metrics_bind_serves_metrics_on_their_own_listener() {
     );
     drop(server);
 }
+
+#[test]
+fn cli_user_create_with_profile_and_update_it() {
+    for db in backends() {
+        let b = db.label;
+        let created = json_out(
+            &run(
+                &db,
+                &[
+                    "user",
+                    "create",
+                    "--username",
+                    "alice",
+                    "--name",
+                    " Alice Liddell ",
+                    "--email",
+                    "alice@example.com",
+                    "--email-verified",
+                    "--json",
+                ],
+                Some(GOOD_PASSWORD),
+            ),
+            "user create with a profile",
+        );
+        assert_eq!(created["name"], "Alice Liddell", "[{b}] trimmed");
+        assert_eq!(created["email"], "alice@example.com", "[{b}]");
+        assert_eq!(created["email_verified"], true, "[{b}]");
+
+        // A new address is unverified unless said otherwise; the name stays.
+        let update = |args: &[&str]| {
+            let mut all = vec!["user", "update", "--username", "alice", "--json"];
+            all.extend_from_slice(args);
+            run(&db, &all, None)
+        };
+        let moved = json_out(&update(&["--email", "alice@new.example"]), "new address");
+        assert_eq!(moved["email"], "alice@new.example", "[{b}]");
+        assert_eq!(moved["email_verified"], false, "[{b}]");
+        assert_eq!(moved["name"], "Alice Liddell", "[{b}]");
+        let verified = json_out(&update(&["--email-verified", "true"]), "verified");
+        assert_eq!(verified["email_verified"], true, "[{b}]");
+        let cleared = json_out(&update(&["--clear-name", "--clear-email"]), "cleared");
+        assert_eq!(cleared["name"], Value::Null, "[{b}]");
+        assert_eq!(cleared["email"], Value::Null, "[{b}]");
+        assert_eq!(
+            cleared["email_verified"], false,
+            "[{b}] cleared with the address"
+        );
+
+        // `user list` shows the profile, in JSON and in the table.
+        json_out(
+            &update(&["--name", "Alice", "--email", "a@example.com"]),
+            "again",
+        );
+        let list = json_out(&run(&db, &["user", "list", "--json"], None), "user list");
+        assert_eq!(list[0]["name"], "Alice", "[{b}]");
+        assert_eq!(list[0]["email"], "a@example.com", "[{b}]");
+        let table = ok(&run(&db, &["user", "list"], None), "user list");
+        assert!(
+            table.contains("NAME") && table.contains("EMAIL"),
+            "[{b}] {table}"
+        );
+        assert!(table.contains("a@example.com"), "[{b}] {table}");
+        let audited = ok(&run(&db, &["audit", "tail", "--json"], None), "audit");
+        assert!(audited.contains("profile_changed"), "[{b}] {audited}");
+    }
+}
+
+#[test]
+fn cli_user_profile_refusals_are_one_readable_line() {
+    for db in backends() {
+        let b = db.label;
+        for (args, says) in [
+            (vec!["--email", "not-an-address"], "e-mail address"),
+            (vec!["--email", "a@b@c"], "e-mail address"),
+            (vec!["--email-verified"], "verified"),
+        ] {
+            let mut all = vec!["user", "create", "--username", "bob"];
+            all.extend_from_slice(&args);
+            let line = fails_readably(&run(&db, &all, Some(GOOD_PASSWORD)), "create");
+            assert!(line.contains(says), "[{b}] {args:?}: {line}");
+        }
+        let long_name = "n".repeat(201);
+        let line = fails_readably(
+            &run(
+                &db,
+                &["user", "create", "--username", "bob", "--name", &long_name],
+                Some(GOOD_PASSWORD),
+            ),
+            "long name",
+        );
+        assert!(line.contains("name"), "[{b}] {line}");
+        let list = json_out(&run(&db, &["user", "list", "--json"], None), "user list");
+        assert_eq!(
+            list.as_array().expect("array").len(),
+            0,
+            "[{b}] nothing created"
+        );
+
+        ok(
+            &run(
+                &db,
+                &["user", "create", "--username", "bob"],
+                Some(GOOD_PASSWORD),
+            ),
+            "user create",
+        );
+        for (args, says) in [
+            (vec!["--name", "Bob", "--clear-name"], "not both"),
+            (
+                vec!["--email", "b@example.com", "--clear-email"],
+                "not both",
+            ),
+            (vec!["--email-verified", "yes"], "true or false"),
+            (vec!["--email-verified", "true"], "verified"),
+            (vec!["--email", "bob @example.com"], "spaces"),
+            (vec![], "nothing to change"),
+        ] {
+            let mut all = vec!["user", "update", "--username", "bob"];
+            all.extend_from_slice(&args);
+            let line = fails_readably(&run(&db, &all, None), "update");
+            assert!(line.contains(says), "[{b}] {args:?}: {line}");
+        }
+        let line = fails_readably(
+            &run(
+                &db,
+                &["user", "update", "--username", "nobody", "--name", "N"],
+                None,
+            ),
+            "unknown user",
+        );
+        assert!(line.contains("nobody"), "[{b}] {line}");
+    }
+}

@@ -33,4 +33,5 @@ mod registration;
 mod resource_server;
 mod smoke;
 mod token;
+mod userinfo;
 mod usernames;

@@ -1192,6 +1192,15 @@ async fn secrets_never_logged(app: TestApp) {
         .basic(&first_party)
         .ok()
         .await;
+    // A userinfo request (its token has no openid): the line names the token's client.
+    let userinfo = app
+        .api
+        .get(app.url("/userinfo"))
+        .bearer_auth(s(&t5, "access_token"))
+        .send()
+        .await
+        .expect("userinfo");
+    assert_eq!(userinfo.status().as_u16(), 403);
 
     let text =
         String::from_utf8_lossy(&logs.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
@@ -1206,6 +1215,10 @@ async fn secrets_never_logged(app: TestApp) {
     assert!(
         access("/introspect", &first_party.id),
         "no access line for /introspect"
+    );
+    assert!(
+        access("/userinfo", &first_party.id),
+        "no access line for /userinfo"
     );
     assert!(
         text.lines().any(|l| l.contains("access:")

@@ -65,6 +65,7 @@ impl TestApp {
             username,
             PASSWORD,
             &[],
+            &Default::default(),
             &registry::By::operator(self.now()),
         )
         .map(|u| u.id)
@@ -80,10 +81,27 @@ impl TestApp {
             username,
             PASSWORD,
             &roles,
+            &Default::default(),
             &registry::By::operator(self.now()),
         )
         .expect("create user")
         .id
+    }
+
+    /// Gives a user a profile, as `gatehouse user update` does.
+    pub fn set_profile(&self, username: &str, name: &str, email: &str, verified: bool) {
+        let changes = registry::ProfileChanges {
+            name: Some(Some(name.to_owned())),
+            email: Some(Some(email.to_owned())),
+            email_verified: Some(verified),
+        };
+        registry::set_profile(
+            &mut self.conn(),
+            username,
+            &changes,
+            &registry::By::operator(self.now()),
+        )
+        .expect("set profile");
     }
 
     /// `gatehouse user passwd`.
