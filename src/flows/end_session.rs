@@ -85,8 +85,14 @@ fn check_hint(state: &AppState, token: Option<&str>) -> HintCheck {
 /// What one database hop found: the client named and this browser's signed-in session.
 struct Found {
     client: Option<Client>,
-    /// The session's hash, user id and login name, when it is signed in.
-    session: Option<(String, String, String)>,
+    session: Option<SignedIn>,
+}
+
+/// A signed-in browser session: its hash, and its user's id and login name.
+struct SignedIn {
+    hash: String,
+    user_id: String,
+    username: String,
 }
 
 fn find(
@@ -107,7 +113,11 @@ fn find(
             .transpose()?
             .flatten()
         {
-            session = Some((hash.to_owned(), user.id, user.username));
+            session = Some(SignedIn {
+                hash: hash.to_owned(),
+                user_id: user.id,
+                username: user.username,
+            });
         }
     }
     Ok(Found { client, session })
@@ -155,22 +165,28 @@ pub async fn request(
                 return Ok(Answer::Again(again(&checked)));
             }
             let browser = match &found.session {
-                Some((hash, user_id, _)) => Browser::SignedIn {
-                    user_id: user_id.clone(),
-                    sid: id_token::session_id(&sid_key, hash),
+                Some(s) => Browser::SignedIn {
+                    user_id: s.user_id.clone(),
+                    sid: id_token::session_id(&sid_key, &s.hash),
                 },
                 None => Browser::NotSignedIn,
             };
             Ok(match (core::next_step(&checked, &browser), found.session) {
-                (Step::SignOut, Some((hash, _, _))) => {
+                (Step::SignOut, Some(s)) => {
                     let ended = write_tx(conn, |conn| {
-                        crate::flows::logout::end_in(conn, &hash, now, address, checked.client_id())
+                        crate::flows::logout::end_in(
+                            conn,
+                            &s.hash,
+                            now,
+                            address,
+                            checked.client_id(),
+                        )
                     })?;
                     done(&checked, ended)
                 }
-                (Step::Confirm, Some((hash, _, username))) => Answer::Confirm(Confirm {
-                    csrf: csrf_token(&csrf_key, &hash),
-                    username,
+                (Step::Confirm, Some(s)) => Answer::Confirm(Confirm {
+                    csrf: csrf_token(&csrf_key, &s.hash),
+                    username: s.username,
                     client_name: checked.client_name().map(str::to_owned),
                     carried: checked.carried(),
                 }),
