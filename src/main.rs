@@ -202,6 +202,19 @@ struct UpdateClient {
     /// Whether users signing in to it need a second factor.
     #[arg(long, value_name = "true|false")]
     require_mfa: Option<bool>,
+    /// Whether it is a first-party client whose users are not asked for consent.
+    #[arg(long, value_name = "true|false")]
+    skip_consent: Option<bool>,
+    /// An exact URI RP-initiated logout may return to (repeatable; replaces the list).
+    #[arg(
+        long = "post-logout-redirect-uri",
+        value_name = "URI",
+        conflicts_with = "no_post_logout_redirect_uris"
+    )]
+    post_logout_redirect_uris: Vec<String>,
+    /// Remove every post-logout redirect URI.
+    #[arg(long)]
+    no_post_logout_redirect_uris: bool,
     /// Print the client as JSON.
     #[arg(long)]
     json: bool,
@@ -254,6 +267,14 @@ struct CreateClient {
     /// up before consent.
     #[arg(long)]
     require_mfa: bool,
+    /// A first-party client: its users are not asked for consent. Only for applications you
+    /// operate yourself.
+    #[arg(long)]
+    skip_consent: bool,
+    /// An exact URI RP-initiated logout (/end_session) may return to (repeat for several):
+    /// https, or http on a loopback address.
+    #[arg(long = "post-logout-redirect-uri", value_name = "URI")]
+    post_logout_redirect_uris: Vec<String>,
     /// Print {"client_id": …, "client_secret": …} as JSON.
     #[arg(long)]
     json: bool,
@@ -695,6 +716,8 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 audiences: c.audiences,
                 allowed_origins: c.allowed_origins,
                 require_mfa: c.require_mfa,
+                skip_consent: c.skip_consent,
+                post_logout_redirect_uris: c.post_logout_redirect_uris,
             };
             let registered = registry::create_client(&mut conn, &req, &By::operator(now()))?;
             let secret = registered.secret.as_ref().map(|s| s.expose().to_owned());
@@ -732,6 +755,12 @@ fn client(settings: &Settings, command: ClientCommand) -> anyhow::Result<()> {
                 audiences: some(u.audiences),
                 allowed_origins: some(u.allowed_origins),
                 require_mfa: u.require_mfa,
+                skip_consent: u.skip_consent,
+                post_logout_redirect_uris: if u.no_post_logout_redirect_uris {
+                    Some(Vec::new())
+                } else {
+                    some(u.post_logout_redirect_uris)
+                },
             };
             let client =
                 registry::update_client(&mut conn, &u.client_id, changes, &By::operator(now()))?;
@@ -818,6 +847,8 @@ fn client_table(clients: &[Client], now: i64) -> String {
         "AUDIENCES",
         "REDIRECT_URIS",
         "ORIGINS",
+        "CONSENT",
+        "POST_LOGOUT_URIS",
         "CREATED",
     ]);
     for c in clients {
@@ -836,6 +867,8 @@ fn client_table(clients: &[Client], now: i64) -> String {
             cli_output::list(&c.audiences),
             cli_output::list(&c.redirect_uris),
             cli_output::list(&c.allowed_origins),
+            if c.skip_consent { "skipped" } else { "asked" }.to_owned(),
+            cli_output::list(&c.post_logout_redirect_uris),
             cli_output::when(c.created_at, now),
         ]);
     }

@@ -27,6 +27,11 @@ pub struct NewClient {
     pub allowed_origins: Vec<String>,
     /// Users signing in to this client need a second factor.
     pub require_mfa: bool,
+    /// A first-party client: its users are not asked for consent. Only an administrator sets it.
+    pub skip_consent: bool,
+    /// Where RP-initiated logout may send the browser back to: exact URIs, checked like
+    /// redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 /// A registered client and, for confidential clients, its secret: shown this once, stored hashed.
@@ -144,22 +149,44 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), RegistryError> {
 
 /// [`check_redirect_uri`], where [`RedirectRule::Native`] also accepts private-use URI schemes.
 pub fn check_redirect_uri_for(uri: &str, rule: RedirectRule) -> Result<(), RegistryError> {
-    let invalid = |msg: String| invalid("redirect_uris", msg);
+    check_uri(uri, rule, "redirect_uris", "redirect URI")
+}
+
+/// A post-logout redirect URI (OpenID Connect RP-Initiated Logout §3.1) follows the redirect
+/// URIs' rule; a fault names `post_logout_redirect_uris`.
+pub fn check_post_logout_redirect_uri_for(
+    uri: &str,
+    rule: RedirectRule,
+) -> Result<(), RegistryError> {
+    check_uri(
+        uri,
+        rule,
+        "post_logout_redirect_uris",
+        "post-logout redirect URI",
+    )
+}
+
+/// The redirect rule for a URI of the list `field`, each called a `what` in messages.
+fn check_uri(
+    uri: &str,
+    rule: RedirectRule,
+    field: &'static str,
+    what: &str,
+) -> Result<(), RegistryError> {
+    let invalid = |msg: String| invalid(field, msg);
     let url = url::Url::parse(uri)
-        .map_err(|_| invalid(format!("redirect URI {uri:?} is not an absolute URL")))?;
+        .map_err(|_| invalid(format!("{what} {uri:?} is not an absolute URL")))?;
     if url.fragment().is_some() || uri.contains('#') {
-        return Err(invalid(format!(
-            "redirect URI {uri:?} must not have a fragment"
-        )));
+        return Err(invalid(format!("{what} {uri:?} must not have a fragment")));
     }
     if uri.contains('*') {
         return Err(invalid(format!(
-            "redirect URI {uri:?} must not contain a wildcard"
+            "{what} {uri:?} must not contain a wildcard"
         )));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(format!(
-            "redirect URI {uri:?} must not contain user information"
+            "{what} {uri:?} must not contain user information"
         )));
     }
     let loopback = match url.host() {
@@ -177,11 +204,9 @@ pub fn check_redirect_uri_for(uri: &str, rule: RedirectRule) -> Result<(), Regis
             Ok(())
         }
         "http" => Err(invalid(format!(
-            "redirect URI {uri:?} must use https (http only on 127.0.0.1, [::1] or localhost)"
+            "{what} {uri:?} must use https (http only on 127.0.0.1, [::1] or localhost)"
         ))),
-        other => Err(invalid(format!(
-            "redirect URI scheme {other:?} is not allowed"
-        ))),
+        other => Err(invalid(format!("{what} scheme {other:?} is not allowed"))),
     }
 }
 
@@ -267,6 +292,9 @@ pub fn prepare_client_with(
     for uri in &req.redirect_uris {
         check(check_redirect_uri_for(uri, rule));
     }
+    for uri in &req.post_logout_redirect_uris {
+        check(check_post_logout_redirect_uri_for(uri, rule));
+    }
     for scope in &req.scopes {
         if scope.contains(' ') {
             check(Err(invalid(
@@ -309,8 +337,8 @@ pub fn prepare_client_with(
             created_at: now,
             require_mfa: req.require_mfa,
             previous_secret: None,
-            skip_consent: false,
-            post_logout_redirect_uris: Vec::new(),
+            skip_consent: req.skip_consent,
+            post_logout_redirect_uris: dedup(&req.post_logout_redirect_uris),
         },
         secret,
     })
@@ -464,6 +492,8 @@ pub struct ClientChanges {
     pub audiences: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
     pub require_mfa: Option<bool>,
+    pub skip_consent: Option<bool>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
 }
 
 impl ClientChanges {
@@ -477,6 +507,11 @@ impl ClientChanges {
             ("audiences", self.audiences.is_some()),
             ("allowed_origins", self.allowed_origins.is_some()),
             ("require_mfa", self.require_mfa.is_some()),
+            ("skip_consent", self.skip_consent.is_some()),
+            (
+                "post_logout_redirect_uris",
+                self.post_logout_redirect_uris.is_some(),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, changed)| changed.then_some(name))
@@ -533,14 +568,16 @@ pub fn update_client_in(
             .allowed_origins
             .unwrap_or_else(|| current.allowed_origins.clone()),
         require_mfa: changes.require_mfa.unwrap_or(current.require_mfa),
+        skip_consent: changes.skip_consent.unwrap_or(current.skip_consent),
+        post_logout_redirect_uris: changes
+            .post_logout_redirect_uris
+            .unwrap_or_else(|| current.post_logout_redirect_uris.clone()),
     };
     let checked = prepare_client_with(&req, by.now, rule)?.client;
     let updated = Client {
         id: current.id.clone(),
         secret_hash: current.secret_hash.clone(),
         previous_secret: current.previous_secret.clone(),
-        skip_consent: current.skip_consent,
-        post_logout_redirect_uris: current.post_logout_redirect_uris.clone(),
         created_at: current.created_at,
         ..checked
     };
@@ -1108,6 +1145,56 @@ mod tests {
         assert!(!native("myapp:/cb"));
         assert!(!native("javascript:alert(1)"));
         assert!(!native("http://app.example/cb"));
+    }
+
+    #[test]
+    fn post_logout_redirect_uris_follow_the_redirect_rule() {
+        let req = NewClient {
+            name: "SPA".into(),
+            redirect_uris: vec!["https://app.example/cb".into()],
+            audiences: vec!["https://api.example".into()],
+            post_logout_redirect_uris: vec![
+                "https://app.example/bye".into(),
+                "http://127.0.0.1:5173/bye".into(),
+                "https://app.example/bye".into(),
+            ],
+            skip_consent: true,
+            ..Default::default()
+        };
+        let client = prepare_client(&req, 0).unwrap().client;
+        assert!(client.skip_consent);
+        assert_eq!(
+            client.post_logout_redirect_uris,
+            vec!["https://app.example/bye", "http://127.0.0.1:5173/bye"],
+            "exact strings, deduplicated"
+        );
+
+        let bad = NewClient {
+            post_logout_redirect_uris: vec![
+                "http://app.example/bye".into(),
+                "https://app.example/bye#x".into(),
+                "https://*.example/bye".into(),
+                "com.example.app:/bye".into(),
+            ],
+            ..req.clone()
+        };
+        let err = prepare_client(&bad, 0).unwrap_err();
+        let faults = err.faults();
+        assert_eq!(faults.len(), 4, "{faults:?}");
+        assert!(faults
+            .iter()
+            .all(|f| f.field == Some("post_logout_redirect_uris")
+                && f.message.starts_with("post-logout redirect URI")));
+        // A public client registered dynamically may return to its native app's scheme.
+        let native = prepare_client_with(
+            &NewClient {
+                post_logout_redirect_uris: vec!["com.example.app:/bye".into()],
+                ..req
+            },
+            0,
+            RedirectRule::Native,
+        );
+        assert!(native.is_ok());
     }
 
     #[test]

@@ -178,6 +178,10 @@ pub struct ClientForm {
     /// Only when registering: a client's kind does not change.
     pub confidential: bool,
     pub require_mfa: bool,
+    /// A first-party client: its users are not asked for consent.
+    pub skip_consent: bool,
+    /// One per line.
+    pub post_logout_redirect_uris: String,
 }
 
 fn lines(text: &str) -> Vec<String> {
@@ -209,6 +213,8 @@ impl ClientForm {
             allowed_origins: text("allowed_origins"),
             confidential: p.contains("confidential"),
             require_mfa: p.contains("require_mfa"),
+            skip_consent: p.contains("skip_consent"),
+            post_logout_redirect_uris: text("post_logout_redirect_uris"),
         }
     }
 
@@ -226,6 +232,8 @@ impl ClientForm {
             allowed_origins: client.allowed_origins.join("\n"),
             confidential: client.is_confidential(),
             require_mfa: client.require_mfa,
+            skip_consent: client.skip_consent,
+            post_logout_redirect_uris: client.post_logout_redirect_uris.join("\n"),
         }
     }
 
@@ -246,6 +254,8 @@ impl ClientForm {
             audiences: lines(&self.audiences),
             allowed_origins: lines(&self.allowed_origins),
             require_mfa: self.require_mfa,
+            skip_consent: self.skip_consent,
+            post_logout_redirect_uris: lines(&self.post_logout_redirect_uris),
         }
     }
 
@@ -261,6 +271,11 @@ impl ClientForm {
             audiences: differs(&new.audiences, &current.audiences),
             allowed_origins: differs(&new.allowed_origins, &current.allowed_origins),
             require_mfa: (new.require_mfa != current.require_mfa).then_some(new.require_mfa),
+            skip_consent: (new.skip_consent != current.skip_consent).then_some(new.skip_consent),
+            post_logout_redirect_uris: differs(
+                &new.post_logout_redirect_uris,
+                &current.post_logout_redirect_uris,
+            ),
         }
     }
 }
@@ -596,6 +611,7 @@ mod tests {
         assert!(unchanged.name.is_none() && unchanged.redirect_uris.is_none());
         assert!(unchanged.grant_types.is_none() && unchanged.scopes.is_none());
         assert!(unchanged.require_mfa.is_none() && unchanged.audiences.is_none());
+        assert!(unchanged.skip_consent.is_none() && unchanged.post_logout_redirect_uris.is_none());
         form.redirect_uris = "https://app.example/cb\n  https://app.example/other \n".into();
         let changed = form.changes(&client);
         assert_eq!(

@@ -1,10 +1,11 @@
 //! Signing out of Gatehouse in a browser: the session ends, and so do the grants (refresh-token
 //! families, and for introspection their access tokens) that the session's logins produced
 //! (checklist 21, 46). Tokens from other browsers and from the password grant stay.
+//! RP-initiated logout (`flows::end_session`) ends a session the same way ([`end_in`]).
 
 use std::net::IpAddr;
 
-use crate::audit::{Actor, AuditEvent, Entry, Outcome};
+use crate::audit::{Actor, Address, AuditEvent, Entry, Outcome};
 use crate::error::AppError;
 use crate::oauth::params::Params;
 use crate::secret::{constant_time_eq, hmac_b64, TokenHash};
@@ -12,7 +13,7 @@ use crate::state::AppState;
 use crate::store::grants;
 use crate::store::sessions::Session;
 use crate::store::users::User;
-use crate::store::write_tx;
+use crate::store::{write_tx, AnyConnection};
 
 /// What `/logout` shows.
 #[derive(Debug, PartialEq, Eq)]
@@ -78,26 +79,45 @@ pub async fn submit(
     let now = state.clock.now();
     let address = state.anonymise(ip);
     state
-        .db(move |conn| {
-            write_tx(conn, |conn| {
-                let user = Session::find_live(conn, &hash, now)?.and_then(|s| s.user_id);
-                let revoked = grants::revoke_all_for_session(conn, &hash, now)?;
-                let ended = Session::delete(conn, &hash)?;
-                if let Some(user) = user.filter(|_| ended) {
-                    let entry = Entry::new(
-                        AuditEvent::SignOut,
-                        Outcome::Success,
-                        Actor::User(user.clone()),
-                        now,
-                    )
-                    .user(user)
-                    .address(address)
-                    .detail(format!("{revoked} grants revoked"));
-                    crate::store::audit::record(conn, &entry)?;
-                }
-                tracing::info!(grants = revoked, "signed out");
-                Ok::<_, AppError>(ended)
-            })
-        })
+        .db(move |conn| write_tx(conn, |conn| end_in(conn, &hash, now, address, None)))
         .await
+}
+
+/// Ends a browser session inside the caller's transaction: the grants its sign-ins produced are
+/// revoked and the session deleted; a signed-in user's sign-out goes to the audit log (`address`
+/// anonymised), naming the application that asked for it, if one did (`client`). True when a
+/// session was ended. `/logout` and `/end_session` both end a session here.
+pub fn end_in(
+    conn: &mut AnyConnection,
+    session_hash: &str,
+    now: i64,
+    address: Option<Address>,
+    client: Option<&str>,
+) -> Result<bool, AppError> {
+    let user = Session::find_live(conn, session_hash, now)?.and_then(|s| s.user_id);
+    let revoked = grants::revoke_all_for_session(conn, session_hash, now)?;
+    let ended = Session::delete(conn, session_hash)?;
+    if let Some(user) = user.filter(|_| ended) {
+        let mut entry = Entry::new(
+            AuditEvent::SignOut,
+            Outcome::Success,
+            Actor::User(user.clone()),
+            now,
+        )
+        .user(user)
+        .address(address);
+        entry = match client {
+            Some(client) => entry
+                .client(client)
+                .detail(format!("{revoked} grants revoked; asked by {client}")),
+            None => entry.detail(format!("{revoked} grants revoked")),
+        };
+        crate::store::audit::record(conn, &entry)?;
+    }
+    tracing::info!(
+        grants = revoked,
+        client = client.unwrap_or("-"),
+        "signed out"
+    );
+    Ok(ended)
 }

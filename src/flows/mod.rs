@@ -10,6 +10,7 @@ pub mod client_auth;
 pub mod client_cache;
 pub mod consents;
 pub mod doctor;
+pub mod end_session;
 pub mod introspect;
 pub mod keys;
 pub mod lockout;

@@ -111,6 +111,9 @@ fn new_client(d: &Decision) -> NewClient {
         audiences: d.audiences.clone(),
         allowed_origins: Vec::new(),
         require_mfa: false,
+        // Never through registration (`oauth::registration::parse` refuses it).
+        skip_consent: false,
+        post_logout_redirect_uris: d.post_logout_redirect_uris.clone(),
     }
 }
 
@@ -312,6 +315,8 @@ pub async fn update(
                     audiences: Some(decision.audiences.clone()),
                     allowed_origins: None,
                     require_mfa: None,
+                    skip_consent: None,
+                    post_logout_redirect_uris: Some(decision.post_logout_redirect_uris.clone()),
                 };
                 let by = By {
                     actor: Actor::Client(client_id.clone()),

@@ -221,6 +221,8 @@ struct ClientView {
     audiences: Vec<String>,
     allowed_origins: Vec<String>,
     require_mfa: bool,
+    skip_consent: bool,
+    post_logout_redirect_uris: Vec<String>,
     client_id_issued_at: i64,
     /// Only in the answer that created it: shown once.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -244,6 +246,8 @@ impl ClientView {
             audiences: c.audiences.clone(),
             allowed_origins: c.allowed_origins.clone(),
             require_mfa: c.require_mfa,
+            skip_consent: c.skip_consent,
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             client_id_issued_at: c.created_at,
             client_secret: None,
             previous_secret_expires_at: c.previous_secret.as_ref().map(|p| p.until),
@@ -273,6 +277,8 @@ struct ClientInput {
     audiences: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
     require_mfa: Option<bool>,
+    skip_consent: Option<bool>,
+    post_logout_redirect_uris: Option<Vec<String>>,
 }
 
 impl ClientInput {
@@ -374,6 +380,8 @@ async fn create_client(
             audiences: input.audiences.unwrap_or_default(),
             allowed_origins: input.allowed_origins.unwrap_or_default(),
             require_mfa: input.require_mfa.unwrap_or(false),
+            skip_consent: input.skip_consent.unwrap_or(false),
+            post_logout_redirect_uris: input.post_logout_redirect_uris.unwrap_or_default(),
         };
         registry::create_client(conn, &new, by)
     })
@@ -434,6 +442,8 @@ async fn update_client(
             audiences: input.audiences,
             allowed_origins: input.allowed_origins,
             require_mfa: input.require_mfa,
+            skip_consent: input.skip_consent,
+            post_logout_redirect_uris: input.post_logout_redirect_uris,
         };
         registry::update_client(conn, &id, changes, by)
     })

@@ -104,13 +104,14 @@ pub struct GrantOption {
 }
 
 /// The fields the client form shows faults beside; others go above the form.
-const CLIENT_FIELDS: [&str; 6] = [
+const CLIENT_FIELDS: [&str; 7] = [
     "client_name",
     "redirect_uris",
     "grant_types",
     "scope",
     "audiences",
     "allowed_origins",
+    "post_logout_redirect_uris",
 ];
 
 #[derive(Template)]

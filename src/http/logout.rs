@@ -42,11 +42,16 @@ pub async fn submit(
         ));
     }
     let mut resp = pages::logout(StatusCode::OK, "Signed out", "You have signed out.", None);
-    let mut removal = Cookie::new(session_cookie_name(&state), "");
+    clear_session_cookie(&state, &mut resp);
+    Ok(resp)
+}
+
+/// Removes the session cookie of a browser whose session just ended.
+pub(super) fn clear_session_cookie(state: &AppState, resp: &mut HttpResponse) {
+    let mut removal = Cookie::new(session_cookie_name(state), "");
     removal.set_path("/");
     removal.make_removal();
     if let Err(e) = resp.add_removal_cookie(&removal) {
         tracing::warn!(error = %e, "could not clear the session cookie");
     }
-    Ok(resp)
 }

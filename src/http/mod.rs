@@ -7,6 +7,7 @@ pub mod admin_console;
 pub mod admin_pages;
 pub mod authorize;
 pub mod cors;
+pub mod end_session;
 pub mod forms;
 pub mod health;
 pub mod introspect;
@@ -89,6 +90,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(userinfo::userinfo))
             .route(web::post().to(userinfo::userinfo))
             .route(options().to(cors::preflight_get_post)),
+    )
+    .service(
+        at(paths::END_SESSION, "GET, POST")
+            .route(web::get().to(end_session::page))
+            .route(web::post().to(end_session::submit)),
     )
     .service(
         at(paths::TOKEN, "POST, OPTIONS")

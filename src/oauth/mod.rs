@@ -15,6 +15,7 @@ pub mod admin_access;
 pub mod authorize;
 pub mod client_auth;
 pub mod device_cookie;
+pub mod end_session;
 pub mod errors;
 pub mod grants;
 pub mod lockout;

@@ -11,6 +11,10 @@
 //!   the policy says: they are for clients an administrator registers.
 //! - Without an initial access token (open registration) only public clients with loopback http
 //!   redirect URIs or private-use URI schemes (native apps, RFC 8252 §7.1, §7.3) register.
+//! - `post_logout_redirect_uris` (OpenID Connect RP-Initiated Logout §3.1) follow the same rules
+//!   as `redirect_uris`.
+//! - `skip_consent` (a first-party client whose users are not asked for consent) is never set by
+//!   registration: a request asking for it is refused, so the client learns it did not get it.
 
 use serde_json::{Map, Value};
 
@@ -127,6 +131,8 @@ pub struct Metadata {
     pub scope: Option<String>,
     /// Gatehouse's extension: the resource servers (RFC 8707 `resource` values) its tokens are for.
     pub audiences: Option<Vec<String>>,
+    /// Where RP-initiated logout may return to (OpenID Connect RP-Initiated Logout §3.1).
+    pub post_logout_redirect_uris: Option<Vec<String>>,
 }
 
 /// Reads a JSON request body: an object whose known members have the right types. Every
@@ -150,7 +156,19 @@ pub fn parse(body: &[u8]) -> Result<Metadata, Vec<Problem>> {
         response_types: strings(&obj, "response_types", &mut problems),
         scope: string(&obj, "scope", &mut problems),
         audiences: strings(&obj, "audiences", &mut problems),
+        post_logout_redirect_uris: strings(&obj, "post_logout_redirect_uris", &mut problems),
     };
+    // Skipping consent is for first-party clients an administrator registers: asking for it is
+    // refused rather than ignored, so the client knows its users will be asked.
+    if !matches!(
+        obj.get("skip_consent"),
+        None | Some(Value::Null) | Some(Value::Bool(false))
+    ) {
+        problems.push(problem(
+            "skip_consent",
+            "is set only by an administrator: users of a registered client are asked for consent",
+        ));
+    }
     if problems.is_empty() {
         Ok(meta)
     } else {
@@ -203,6 +221,7 @@ pub struct Decision {
     pub response_types: Vec<String>,
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
 }
 
 impl Decision {
@@ -346,25 +365,12 @@ pub fn decide(meta: &Metadata, policy: &Policy, access: Access) -> Result<Decisi
     };
 
     let redirect_uris = meta.redirect_uris.clone().unwrap_or_default();
-    if redirect_uris.len() > policy.max_redirect_uris {
-        problems.push(problem(
-            "redirect_uris",
-            format!("at most {} redirect URIs", policy.max_redirect_uris),
-        ));
-    }
-    if access == Access::Open {
-        for uri in &redirect_uris {
-            if !is_loopback_redirect(uri) && !is_private_use_redirect(uri) {
-                problems.push(problem(
-                    "redirect_uris",
-                    format!(
-                        "{uri:?}: without an initial access token only loopback http redirect \
-                         URIs (127.0.0.1, [::1], localhost) or private-use URI schemes \
-                         (com.example.app:/callback) are accepted"
-                    ),
-                ));
-            }
-        }
+    let post_logout_redirect_uris = meta.post_logout_redirect_uris.clone().unwrap_or_default();
+    for (field, uris) in [
+        ("redirect_uris", &redirect_uris),
+        ("post_logout_redirect_uris", &post_logout_redirect_uris),
+    ] {
+        check_redirects(field, uris, policy, access, &mut problems);
     }
 
     let scopes = match &meta.scope {
@@ -435,7 +441,39 @@ pub fn decide(meta: &Metadata, policy: &Policy, access: Access) -> Result<Decisi
         response_types,
         scopes,
         audiences,
+        post_logout_redirect_uris,
     })
+}
+
+/// The policy's limits on one list of redirect URIs (`redirect_uris` or
+/// `post_logout_redirect_uris`): how many, and in open mode loopback or private-use only.
+fn check_redirects(
+    field: &'static str,
+    uris: &[String],
+    policy: &Policy,
+    access: Access,
+    problems: &mut Vec<Problem>,
+) {
+    if uris.len() > policy.max_redirect_uris {
+        problems.push(problem(
+            field,
+            format!("at most {} URIs", policy.max_redirect_uris),
+        ));
+    }
+    if access == Access::Open {
+        for uri in uris {
+            if !is_loopback_redirect(uri) && !is_private_use_redirect(uri) {
+                problems.push(problem(
+                    field,
+                    format!(
+                        "{uri:?}: without an initial access token only loopback http redirect \
+                         URIs (127.0.0.1, [::1], localhost) or private-use URI schemes \
+                         (com.example.app:/callback) are accepted"
+                    ),
+                ));
+            }
+        }
+    }
 }
 
 /// The client information response (RFC 7591 §3.2.1, RFC 7592 §3): the client's id, its
@@ -462,6 +500,7 @@ pub fn client_information(
         "response_types": response_types,
         "token_endpoint_auth_method": auth_method,
         "audiences": client.audiences,
+        "post_logout_redirect_uris": client.post_logout_redirect_uris,
         "registration_access_token": registration_access_token,
         "registration_client_uri": format!("{issuer}/register/{}", client.id),
     });
@@ -598,6 +637,41 @@ mod tests {
             assert_eq!(fields(&e), vec!["redirect_uris"], "{bad}");
             assert_eq!(OAuthError::from(e).code, ErrorCode::InvalidRedirectUri);
         }
+    }
+
+    #[test]
+    fn skip_consent_is_never_set_by_registration() {
+        for asked in [r#"true"#, r#""yes""#, r#"1"#] {
+            let body = format!(r#"{{"client_name":"A","skip_consent":{asked}}}"#);
+            let e = parse(body.as_bytes()).unwrap_err();
+            assert_eq!(fields(&e), vec!["skip_consent"], "{asked}");
+            assert_eq!(OAuthError::from(e).code, ErrorCode::InvalidClientMetadata);
+        }
+        // Asking for what every registered client gets anyway is fine.
+        assert!(parse(br#"{"client_name":"A","skip_consent":false}"#).is_ok());
+    }
+
+    #[test]
+    fn post_logout_redirect_uris_follow_the_redirect_policy() {
+        let m = meta(
+            r#"{"client_name":"N","redirect_uris":["http://127.0.0.1:8976/cb"],
+                "post_logout_redirect_uris":["http://127.0.0.1:8976/bye","com.example.app:/bye"]}"#,
+        );
+        let d = decide(&m, &policy(), Access::Open).unwrap();
+        assert_eq!(
+            d.post_logout_redirect_uris,
+            vec!["http://127.0.0.1:8976/bye", "com.example.app:/bye"]
+        );
+        let m = meta(
+            r#"{"client_name":"N","redirect_uris":["http://127.0.0.1:8976/cb"],
+                "post_logout_redirect_uris":["https://app.example/bye"]}"#,
+        );
+        let e = decide(&m, &policy(), Access::Open).unwrap_err();
+        assert_eq!(fields(&e), vec!["post_logout_redirect_uris"]);
+        assert_eq!(OAuthError::from(e).code, ErrorCode::InvalidClientMetadata);
+        assert!(decide(&m, &policy(), Access::Token).is_ok());
+        let e = parse(br#"{"post_logout_redirect_uris":"https://a.example/bye"}"#).unwrap_err();
+        assert_eq!(fields(&e), vec!["post_logout_redirect_uris"]);
     }
 
     #[test]

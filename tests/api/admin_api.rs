@@ -488,6 +488,87 @@ async fn admin_api_rotates_a_secret_with_a_grace_period(app: TestApp) {
     app.token().client_credentials().basic(&newest).ok().await;
 }
 
+both_backends!(admin_api_client_skip_consent_and_post_logout_redirect_uris);
+async fn admin_api_client_skip_consent_and_post_logout_redirect_uris(app: TestApp) {
+    let (_, token) = root(&app).await;
+    let t = Some(token.as_str());
+    let mut body = spa_json();
+    body["skip_consent"] = json!(true);
+    body["post_logout_redirect_uris"] = json!(["https://reports.example/bye"]);
+    let (status, _, created) = call(&app, t, Method::POST, "/clients", Some(body)).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["skip_consent"], true);
+    assert_eq!(
+        created["post_logout_redirect_uris"],
+        json!(["https://reports.example/bye"])
+    );
+    let path = format!("/clients/{}", s(&created, "client_id"));
+    let (status, _, read_back) = call(&app, t, Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(read_back["skip_consent"], true);
+    assert_eq!(
+        read_back["post_logout_redirect_uris"],
+        created["post_logout_redirect_uris"]
+    );
+
+    // PATCH changes only what is sent.
+    let (status, _, patched) = call(
+        &app,
+        t,
+        Method::PATCH,
+        &path,
+        Some(json!({"skip_consent": false})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["skip_consent"], false);
+    assert_eq!(
+        patched["post_logout_redirect_uris"],
+        json!(["https://reports.example/bye"])
+    );
+    let (status, _, patched) = call(
+        &app,
+        t,
+        Method::PATCH,
+        &path,
+        Some(json!({"post_logout_redirect_uris": ["http://127.0.0.1:5173/bye"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(
+        patched["post_logout_redirect_uris"],
+        json!(["http://127.0.0.1:5173/bye"])
+    );
+
+    // Checked like redirect URIs, each fault naming the field; nothing changes.
+    let (status, _, refused) = call(
+        &app,
+        t,
+        Method::PATCH,
+        &path,
+        Some(json!({"post_logout_redirect_uris": ["http://reports.example/bye", "https://reports.example/#x"]})),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"], "invalid_client_metadata");
+    let fields: Vec<&str> = refused["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["post_logout_redirect_uris", "post_logout_redirect_uris"],
+        "{refused}"
+    );
+    let (_, _, unchanged) = call(&app, t, Method::GET, &path, None).await;
+    assert_eq!(
+        unchanged["post_logout_redirect_uris"],
+        json!(["http://127.0.0.1:5173/bye"])
+    );
+}
+
 both_backends!(admin_api_validation_errors_name_each_field);
 async fn admin_api_validation_errors_name_each_field(app: TestApp) {
     let (_, token) = root(&app).await;

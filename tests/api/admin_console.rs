@@ -497,6 +497,76 @@ async fn admin_console_edits_client(app: TestApp) {
     );
 }
 
+both_backends!(admin_console_sets_skip_consent_and_post_logout_redirect_uris);
+async fn admin_console_sets_skip_consent_and_post_logout_redirect_uris(app: TestApp) {
+    let console = console(&app).await;
+    let client = app.spa();
+    let path = format!("/admin/clients/{}", client.id);
+    let form = |skip: bool, uris: &'static str| {
+        let mut f = vec![
+            ("client_name", "Test SPA"),
+            ("redirect_uris", REDIRECT),
+            ("grant_type_authorization_code", "on"),
+            ("grant_type_refresh_token", "on"),
+            ("scope", "api:read api:write"),
+            ("audiences", AUDIENCE),
+            ("allowed_origins", ORIGIN),
+            ("post_logout_redirect_uris", uris),
+        ];
+        if skip {
+            f.push(("skip_consent", "on"));
+        }
+        f
+    };
+    let resp = console
+        .post(
+            &app,
+            &path,
+            &form(true, "https://app.example/bye\nhttp://127.0.0.1:5173/bye"),
+        )
+        .await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let stored = gatehouse::registry::find_client(&mut app.conn(), &client.id).expect("client");
+    assert!(stored.skip_consent);
+    assert_eq!(
+        stored.post_logout_redirect_uris,
+        strings(&["https://app.example/bye", "http://127.0.0.1:5173/bye"])
+    );
+    let (status, page) = console.get(&app, &path).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("name=\"skip_consent\" value=\"on\" checked"),
+        "{page}"
+    );
+    assert!(page.contains("http://127.0.0.1:5173/bye"), "{page}");
+
+    // A bad URI: its fault beside the field, the input kept, nothing changed.
+    let resp = console
+        .post(&app, &path, &form(false, "http://app.example/bye"))
+        .await;
+    let (status, page) = text(resp).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("id=\"post_logout_redirect_uris-error\""),
+        "{page}"
+    );
+    assert!(page.contains("http://app.example/bye"), "{page}");
+    let stored = gatehouse::registry::find_client(&mut app.conn(), &client.id).expect("client");
+    assert!(stored.skip_consent, "unchanged");
+
+    // Unchecked: consent is asked again.
+    let resp = console.post(&app, &path, &form(false, "")).await;
+    assert_eq!(resp.status().as_u16(), 303);
+    let stored = gatehouse::registry::find_client(&mut app.conn(), &client.id).expect("client");
+    assert!(!stored.skip_consent);
+    assert!(stored.post_logout_redirect_uris.is_empty());
+    let updated = app.audit_events_named("client_updated");
+    assert_eq!(
+        updated.last().and_then(|e| e.detail.as_deref()),
+        Some("changed skip_consent, post_logout_redirect_uris")
+    );
+}
+
 both_backends!(admin_console_delete_asks_for_confirmation);
 async fn admin_console_delete_asks_for_confirmation(app: TestApp) {
     let console = console(&app).await;

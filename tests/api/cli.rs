@@ -1076,6 +1076,107 @@ fn cli_client_update_checks_like_a_registration() {
 }
 
 #[test]
+fn cli_client_skip_consent_and_post_logout_redirect_uris() {
+    for db in backends() {
+        let b = db.label;
+        let created = json_out(
+            &create_client(
+                &db,
+                "Portal",
+                &[
+                    "--skip-consent",
+                    "--post-logout-redirect-uri",
+                    "https://portal.example/bye",
+                    "--post-logout-redirect-uri",
+                    "http://127.0.0.1:5173/bye",
+                    "--json",
+                ],
+            ),
+            "client create",
+        );
+        let id = created["client_id"].as_str().expect("client_id").to_owned();
+        let listed = list_clients(&db);
+        assert_eq!(listed[0]["skip_consent"], true, "[{b}] {listed:?}");
+        assert_eq!(
+            listed[0]["post_logout_redirect_uris"],
+            serde_json::json!(["https://portal.example/bye", "http://127.0.0.1:5173/bye"]),
+            "[{b}]"
+        );
+        let table = ok(&run(&db, &["client", "list"], None), "client list");
+        assert!(table.contains("POST_LOGOUT_URIS"), "[{b}] {table}");
+        assert!(table.contains("skipped"), "[{b}] {table}");
+
+        // Turned off, and the list replaced.
+        let out = json_out(
+            &run(
+                &db,
+                &[
+                    "client",
+                    "update",
+                    &id,
+                    "--skip-consent",
+                    "false",
+                    "--post-logout-redirect-uri",
+                    "https://portal.example/signed-out",
+                    "--json",
+                ],
+                None,
+            ),
+            "client update",
+        );
+        assert_eq!(out["skip_consent"], false, "[{b}] {out}");
+        assert_eq!(
+            out["post_logout_redirect_uris"],
+            serde_json::json!(["https://portal.example/signed-out"])
+        );
+
+        // Checked like redirect URIs; the fault names the setting; nothing changes.
+        for bad in ["http://portal.example/bye", "https://portal.example/bye#x"] {
+            let line = fails_readably(
+                &run(
+                    &db,
+                    &["client", "update", &id, "--post-logout-redirect-uri", bad],
+                    None,
+                ),
+                "bad post-logout URI",
+            );
+            assert!(line.contains("post-logout redirect URI"), "[{b}] {line}");
+        }
+        let line = fails_readably(
+            &create_client(
+                &db,
+                "Bad",
+                &["--post-logout-redirect-uri", "javascript:alert(1)"],
+            ),
+            "bad post-logout URI at creation",
+        );
+        assert!(line.contains("post-logout redirect URI"), "[{b}] {line}");
+
+        // And cleared.
+        let out = json_out(
+            &run(
+                &db,
+                &[
+                    "client",
+                    "update",
+                    &id,
+                    "--no-post-logout-redirect-uris",
+                    "--json",
+                ],
+                None,
+            ),
+            "client update",
+        );
+        assert_eq!(out["post_logout_redirect_uris"], serde_json::json!([]));
+        assert_eq!(
+            list_clients(&db).len(),
+            1,
+            "[{b}] the bad one was not created"
+        );
+    }
+}
+
+#[test]
 fn cli_client_rotate_secret_shows_the_new_secret_once() {
     for db in backends() {
         let b = db.label;

@@ -17,6 +17,7 @@ mod cli_output;
 mod compose;
 mod cors;
 mod doctor;
+mod end_session;
 mod endpoints;
 mod front_door;
 mod grants;

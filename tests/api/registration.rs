@@ -481,6 +481,126 @@ async fn rfc7592_read_update_delete_with_registration_token(app: TestApp) {
     assert!(detail.contains("initial access token iat_"), "{detail}");
 }
 
+both_backends!(registration_cannot_set_skip_consent, token_mode);
+async fn registration_cannot_set_skip_consent(app: TestApp) {
+    let token = initial_token(&app, 3_600, 1);
+    let mut body = spa_metadata();
+    body["skip_consent"] = json!(true);
+    let err = assert_oauth_error(
+        post_register(&app, &body, Some(&token)).await,
+        400,
+        "invalid_client_metadata",
+    )
+    .await;
+    assert!(
+        s(&err, "error_description").contains("skip_consent"),
+        "{err}"
+    );
+    assert_eq!(
+        app.rows("clients"),
+        0,
+        "nothing registered, the token unused"
+    );
+
+    // Nor through an RFC 7592 update; what an administrator set stays.
+    let info = registered(&app, &spa_metadata()).await;
+    assert!(info.get("skip_consent").is_none(), "{info}");
+    let id = s(&info, "client_id");
+    let rat = s(&info, "registration_access_token");
+    let resp = manage(&app, reqwest::Method::PUT, &id, &rat, Some(&body)).await;
+    assert_oauth_error(resp, 400, "invalid_client_metadata").await;
+    let stored = gatehouse::registry::find_client(&mut app.conn(), &id).expect("client");
+    assert!(!stored.skip_consent);
+    let by = gatehouse::registry::By::operator(app.now());
+    let changes = gatehouse::registry::ClientChanges {
+        skip_consent: Some(true),
+        ..Default::default()
+    };
+    gatehouse::registry::update_client(&mut app.conn(), &id, changes, &by).expect("admin change");
+    let update = json!({"client_name": "Agent v2", "redirect_uris": [REDIRECT]});
+    ok_json(manage(&app, reqwest::Method::PUT, &id, &rat, Some(&update)).await).await;
+    let stored = gatehouse::registry::find_client(&mut app.conn(), &id).expect("client");
+    assert!(stored.skip_consent, "the administrator's choice stays");
+}
+
+both_backends!(
+    registration_post_logout_redirect_uris_follow_the_redirect_policy,
+    open_mode
+);
+async fn registration_post_logout_redirect_uris_follow_the_redirect_policy(app: TestApp) {
+    // Open mode: loopback or private-use URIs only, as for redirect_uris.
+    let body = json!({
+        "client_name": "Native",
+        "redirect_uris": ["http://127.0.0.1:33418/callback"],
+        "post_logout_redirect_uris": ["http://127.0.0.1:33418/signed-out", "com.example.agent:/bye"],
+    });
+    let info = ok_json_status(post_register(&app, &body, None).await, 201).await;
+    assert_eq!(
+        info["post_logout_redirect_uris"],
+        json!([
+            "http://127.0.0.1:33418/signed-out",
+            "com.example.agent:/bye"
+        ])
+    );
+    let body = json!({
+        "client_name": "Web",
+        "redirect_uris": ["http://127.0.0.1:33418/callback"],
+        "post_logout_redirect_uris": ["https://app.example/bye"],
+    });
+    let err = assert_oauth_error(
+        post_register(&app, &body, None).await,
+        400,
+        "invalid_client_metadata",
+    )
+    .await;
+    assert!(
+        s(&err, "error_description").contains("post_logout_redirect_uris"),
+        "{err}"
+    );
+    // With a token, https is accepted, and the redirect URI rules still hold.
+    let info = registered(
+        &app,
+        &json!({
+            "client_name": "Web",
+            "redirect_uris": [REDIRECT],
+            "post_logout_redirect_uris": ["https://app.example/bye"],
+        }),
+    )
+    .await;
+    assert_eq!(
+        info["post_logout_redirect_uris"],
+        json!(["https://app.example/bye"])
+    );
+    let read_back = ok_json(
+        manage(
+            &app,
+            reqwest::Method::GET,
+            &s(&info, "client_id"),
+            &s(&info, "registration_access_token"),
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(read_back, info);
+    let token = initial_token(&app, 3_600, 1);
+    let body = json!({
+        "client_name": "Web",
+        "redirect_uris": [REDIRECT],
+        "post_logout_redirect_uris": ["https://app.example/bye#top"],
+    });
+    let err = assert_oauth_error(
+        post_register(&app, &body, Some(&token)).await,
+        400,
+        "invalid_client_metadata",
+    )
+    .await;
+    assert!(
+        s(&err, "error_description").contains("post_logout_redirect_uris"),
+        "{err}"
+    );
+}
+
 both_backends!(rfc7592_wrong_token_is_invalid_token, token_mode);
 async fn rfc7592_wrong_token_is_invalid_token(app: TestApp) {
     let a = registered(&app, &spa_metadata()).await;
