@@ -79,7 +79,8 @@ async function signInWithPassword(page, username, password) {
 
 const scenarios = {
   // The SPA on its own origin: PKCE sign-in, a wrong password first, consent, and the token
-  // exchange that needs a CORS preflight; then a denial.
+  // exchange that needs a CORS preflight; then the remembered consent, and a denial when asked
+  // again with prompt=consent.
   async "spa sign-in, consent and a cross-origin token exchange"(browser) {
     const page = await open(browser);
     await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}`);
@@ -102,8 +103,14 @@ const scenarios = {
     await screenshot(page, "spa-signed-in");
     assert.deepEqual(page.problems, []);
 
-    // Signed in at Gatehouse already: straight to consent, and Deny answers access_denied.
+    // Signed in at Gatehouse already, consent remembered: straight back with a code.
     await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}`);
+    await submit(page, "#sign-in");
+    await page.waitForSelector("body[data-done=yes]");
+    assert.equal(JSON.parse(await page.textContent("#out")).status, 200);
+
+    // prompt=consent: the consent page again, and Deny answers access_denied.
+    await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}&prompt=consent`);
     await submit(page, "#sign-in");
     assert.equal(pathOf(page), "/consent");
     await submit(page, "button[value=deny]");
@@ -147,7 +154,9 @@ const scenarios = {
     await screenshot(other, "totp-code-refused");
     await other.fill("#code", totp(secret, 1));
     await submit(other, "button[type=submit]");
-    assert.equal(pathOf(other), "/consent");
+    // The consent given in the first browser is remembered: straight back with a code.
+    await other.waitForSelector("body[data-done=yes]");
+    assert.equal(JSON.parse(await other.textContent("#out")).status, 200);
     assert.deepEqual(other.problems, []);
   },
 
