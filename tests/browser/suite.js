@@ -17,6 +17,7 @@ const ISSUER = env("GATEHOUSE_URL");
 const SPA = env("SPA_URL");
 const SPA_CLIENT = env("SPA_CLIENT_ID");
 const MFA_CLIENT = env("MFA_CLIENT_ID");
+const OIDC_CLIENT = env("OIDC_CLIENT_ID");
 const SHOTS = env("SCREENSHOTS");
 const PASSWORD = env("USER_PASSWORD");
 const ADMIN_TOTP = env("ADMIN_TOTP_SECRET");
@@ -77,6 +78,14 @@ async function signInWithPassword(page, username, password) {
   await submit(page, "button[type=submit]");
 }
 
+// Waits until the OpenID Connect SPA marks its body with `state` (or with "error", shown).
+async function oidcState(page, state) {
+  await page.waitForSelector(`body[data-state=${state}], body[data-state=error]`);
+  const got = await page.getAttribute("body", "data-state");
+  const error = got === "error" ? await page.textContent("#error") : "";
+  assert.equal(got, state, `the SPA: ${error}`);
+}
+
 const scenarios = {
   // The SPA on its own origin: PKCE sign-in, a wrong password first, consent, and the token
   // exchange that needs a CORS preflight; then the remembered consent, and a denial when asked
@@ -116,6 +125,49 @@ const scenarios = {
     await submit(page, "button[value=deny]");
     await page.waitForSelector("body[data-done=yes]");
     assert.equal(JSON.parse(await page.textContent("#out")).error, "access_denied");
+    assert.deepEqual(page.problems, []);
+  },
+
+  // oidc-client-ts in an SPA on its own origin: discovery, sign-in with PKCE and a nonce, the
+  // profile from the ID token and userinfo, renewal with the refresh token, then RP-initiated
+  // sign-out back to the SPA, after which Gatehouse asks for the password again.
+  async "oidc-client-ts sign-in, profile, renewal and sign-out"(browser) {
+    const page = await open(browser);
+    await page.goto(`${SPA}/oidc.html?issuer=${encodeURIComponent(ISSUER)}&client_id=${OIDC_CLIENT}`);
+    await oidcState(page, "signed-out");
+    await screenshot(page, "oidc-spa");
+    await submit(page, "#sign-in");
+    assert.equal(pathOf(page), "/login");
+    await signInWithPassword(page, "erin", PASSWORD);
+    assert.equal(pathOf(page), "/consent");
+    assert.match(await page.textContent("main"), /e-mail address/);
+    await screenshot(page, "oidc-consent");
+    await submit(page, "button[value=approve]");
+    await oidcState(page, "signed-in");
+    assert.equal(new URL(page.url()).search, "", "the SPA cleared the answer from its address");
+    assert.equal(await page.textContent("#name"), "Erin Example");
+    assert.equal(await page.textContent("#preferred_username"), "erin");
+    assert.equal(await page.textContent("#email"), "erin@example.com");
+    const first = await page.textContent("#access-token");
+    assert.match(first, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    await screenshot(page, "oidc-signed-in");
+
+    await page.click("#renew");
+    await oidcState(page, "renewed");
+    const renewed = await page.textContent("#access-token");
+    assert.match(renewed, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    assert.notEqual(renewed, first, "a new access token");
+    assert.equal(await page.textContent("#name"), "Erin Example");
+    await screenshot(page, "oidc-renewed");
+
+    await submit(page, "#sign-out");
+    assert.equal(pathOf(page), "/oidc.html", "back at the SPA after signing out");
+    await oidcState(page, "signed-out");
+    assert.equal(await page.textContent("#status"), "Signed out");
+    await screenshot(page, "oidc-signed-out");
+    // Signed out at Gatehouse too: signing in again asks for the password.
+    await submit(page, "#sign-in");
+    assert.equal(pathOf(page), "/login");
     assert.deepEqual(page.problems, []);
   },
 
