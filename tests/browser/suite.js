@@ -142,8 +142,12 @@ const scenarios = {
     assert.equal(pathOf(page), "/consent");
     assert.match(await page.textContent("main"), /e-mail address/);
     await screenshot(page, "oidc-consent");
+    // loadUserInfo: the library calls userinfo (cross-origin) after the code exchange.
+    const userinfo = page.waitForResponse((r) => r.url() === `${ISSUER}/userinfo` && r.request().method() === "GET");
+    userinfo.catch(() => {}); // awaited below; no unhandled rejection when a step before fails
     await submit(page, "button[value=approve]");
     await oidcState(page, "signed-in");
+    assert.equal((await userinfo).status(), 200);
     assert.equal(new URL(page.url()).search, "", "the SPA cleared the answer from its address");
     assert.equal(await page.textContent("#name"), "Erin Example");
     assert.equal(await page.textContent("#preferred_username"), "erin");
@@ -160,7 +164,12 @@ const scenarios = {
     assert.equal(await page.textContent("#name"), "Erin Example");
     await screenshot(page, "oidc-renewed");
 
+    const endSession = page.waitForRequest((r) => r.url().startsWith(`${ISSUER}/end_session?`));
+    endSession.catch(() => {});
     await submit(page, "#sign-out");
+    const logout = new URL((await endSession).url()).searchParams;
+    assert.ok(logout.get("id_token_hint") && logout.get("state"), `id_token_hint and state in ${[...logout.keys()]}`);
+    assert.equal(logout.get("post_logout_redirect_uri"), `${SPA}/oidc.html`);
     assert.equal(pathOf(page), "/oidc.html", "back at the SPA after signing out");
     await oidcState(page, "signed-out");
     assert.equal(await page.textContent("#status"), "Signed out");

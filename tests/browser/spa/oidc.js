@@ -49,7 +49,8 @@ $("renew").addEventListener("click", () => {
   manager.signinSilent().then((user) => show(user, "renewed"), failed);
 });
 $("sign-out").addEventListener("click", () => {
-  manager.signoutRedirect().catch(failed);
+  // With state data the library sends `state` and checks it on the way back.
+  manager.signoutRedirect({ state: "signed-out" }).catch(failed);
 });
 
 async function start() {
@@ -58,8 +59,9 @@ async function start() {
     history.replaceState(null, "", here);
     show(user, "signed-in");
   } else if (params.has("state")) {
-    await manager.signoutCallback();
+    const response = await manager.signoutCallback();
     history.replaceState(null, "", here);
+    if (!response || response.userState !== "signed-out") throw new Error("not the state the sign-out sent");
     show(null, "signed-out");
   } else {
     const user = await manager.getUser();
