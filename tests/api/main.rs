@@ -26,6 +26,7 @@ mod keys;
 mod lockout;
 mod mfa;
 mod oidc;
+mod oidc_client;
 mod ops;
 mod rate_limits;
 mod readme;

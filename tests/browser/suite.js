@@ -17,6 +17,7 @@ const ISSUER = env("GATEHOUSE_URL");
 const SPA = env("SPA_URL");
 const SPA_CLIENT = env("SPA_CLIENT_ID");
 const MFA_CLIENT = env("MFA_CLIENT_ID");
+const OIDC_CLIENT = env("OIDC_CLIENT_ID");
 const SHOTS = env("SCREENSHOTS");
 const PASSWORD = env("USER_PASSWORD");
 const ADMIN_TOTP = env("ADMIN_TOTP_SECRET");
@@ -77,9 +78,18 @@ async function signInWithPassword(page, username, password) {
   await submit(page, "button[type=submit]");
 }
 
+// Waits until the OpenID Connect SPA marks its body with `state` (or with "error", shown).
+async function oidcState(page, state) {
+  await page.waitForSelector(`body[data-state=${state}], body[data-state=error]`);
+  const got = await page.getAttribute("body", "data-state");
+  const error = got === "error" ? await page.textContent("#error") : "";
+  assert.equal(got, state, `the SPA: ${error}`);
+}
+
 const scenarios = {
   // The SPA on its own origin: PKCE sign-in, a wrong password first, consent, and the token
-  // exchange that needs a CORS preflight; then a denial.
+  // exchange that needs a CORS preflight; then the remembered consent, and a denial when asked
+  // again with prompt=consent.
   async "spa sign-in, consent and a cross-origin token exchange"(browser) {
     const page = await open(browser);
     await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}`);
@@ -102,13 +112,71 @@ const scenarios = {
     await screenshot(page, "spa-signed-in");
     assert.deepEqual(page.problems, []);
 
-    // Signed in at Gatehouse already: straight to consent, and Deny answers access_denied.
+    // Signed in at Gatehouse already, consent remembered: straight back with a code.
     await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}`);
+    await submit(page, "#sign-in");
+    await page.waitForSelector("body[data-done=yes]");
+    assert.equal(JSON.parse(await page.textContent("#out")).status, 200);
+
+    // prompt=consent: the consent page again, and Deny answers access_denied.
+    await page.goto(`${SPA}/?issuer=${encodeURIComponent(ISSUER)}&client_id=${SPA_CLIENT}&prompt=consent`);
     await submit(page, "#sign-in");
     assert.equal(pathOf(page), "/consent");
     await submit(page, "button[value=deny]");
     await page.waitForSelector("body[data-done=yes]");
     assert.equal(JSON.parse(await page.textContent("#out")).error, "access_denied");
+    assert.deepEqual(page.problems, []);
+  },
+
+  // oidc-client-ts in an SPA on its own origin: discovery, sign-in with PKCE and a nonce, the
+  // profile from the ID token and userinfo, renewal with the refresh token, then RP-initiated
+  // sign-out back to the SPA, after which Gatehouse asks for the password again.
+  async "oidc-client-ts sign-in, profile, renewal and sign-out"(browser) {
+    const page = await open(browser);
+    await page.goto(`${SPA}/oidc.html?issuer=${encodeURIComponent(ISSUER)}&client_id=${OIDC_CLIENT}`);
+    await oidcState(page, "signed-out");
+    await screenshot(page, "oidc-spa");
+    await submit(page, "#sign-in");
+    assert.equal(pathOf(page), "/login");
+    await signInWithPassword(page, "erin", PASSWORD);
+    assert.equal(pathOf(page), "/consent");
+    assert.match(await page.textContent("main"), /e-mail address/);
+    await screenshot(page, "oidc-consent");
+    // loadUserInfo: the library calls userinfo (cross-origin) after the code exchange.
+    const userinfo = page.waitForResponse((r) => r.url() === `${ISSUER}/userinfo` && r.request().method() === "GET");
+    userinfo.catch(() => {}); // awaited below; no unhandled rejection when a step before fails
+    await submit(page, "button[value=approve]");
+    await oidcState(page, "signed-in");
+    assert.equal((await userinfo).status(), 200);
+    assert.equal(new URL(page.url()).search, "", "the SPA cleared the answer from its address");
+    assert.equal(await page.textContent("#name"), "Erin Example");
+    assert.equal(await page.textContent("#preferred_username"), "erin");
+    assert.equal(await page.textContent("#email"), "erin@example.com");
+    const first = await page.textContent("#access-token");
+    assert.match(first, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    await screenshot(page, "oidc-signed-in");
+
+    await page.click("#renew");
+    await oidcState(page, "renewed");
+    const renewed = await page.textContent("#access-token");
+    assert.match(renewed, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    assert.notEqual(renewed, first, "a new access token");
+    assert.equal(await page.textContent("#name"), "Erin Example");
+    await screenshot(page, "oidc-renewed");
+
+    const endSession = page.waitForRequest((r) => r.url().startsWith(`${ISSUER}/end_session?`));
+    endSession.catch(() => {});
+    await submit(page, "#sign-out");
+    const logout = new URL((await endSession).url()).searchParams;
+    assert.ok(logout.get("id_token_hint") && logout.get("state"), `id_token_hint and state in ${[...logout.keys()]}`);
+    assert.equal(logout.get("post_logout_redirect_uri"), `${SPA}/oidc.html`);
+    assert.equal(pathOf(page), "/oidc.html", "back at the SPA after signing out");
+    await oidcState(page, "signed-out");
+    assert.equal(await page.textContent("#status"), "Signed out");
+    await screenshot(page, "oidc-signed-out");
+    // Signed out at Gatehouse too: signing in again asks for the password.
+    await submit(page, "#sign-in");
+    assert.equal(pathOf(page), "/login");
     assert.deepEqual(page.problems, []);
   },
 
@@ -147,7 +215,9 @@ const scenarios = {
     await screenshot(other, "totp-code-refused");
     await other.fill("#code", totp(secret, 1));
     await submit(other, "button[type=submit]");
-    assert.equal(pathOf(other), "/consent");
+    // The consent given in the first browser is remembered: straight back with a code.
+    await other.waitForSelector("body[data-done=yes]");
+    assert.equal(JSON.parse(await other.textContent("#out")).status, 200);
     assert.deepEqual(other.problems, []);
   },
 

@@ -20,10 +20,13 @@ document.getElementById("sign-in").addEventListener("click", async () => {
   sessionStorage.setItem("issuer", issuer);
   sessionStorage.setItem("client_id", clientId);
   sessionStorage.setItem("pkce", JSON.stringify({ verifier, state }));
-  location.assign(issuer + "/authorize?" + new URLSearchParams({
+  const query = new URLSearchParams({
     response_type: "code", client_id: clientId, redirect_uri: redirectUri, scope: "api:read",
     code_challenge: b64url(new Uint8Array(digest)), code_challenge_method: "S256", state,
-  }));
+  });
+  // ?prompt=consent asks for consent again although it was given before.
+  if (params.get("prompt")) query.set("prompt", params.get("prompt"));
+  location.assign(issuer + "/authorize?" + query);
 });
 
 async function returned() {
