@@ -21,7 +21,6 @@
 //! an error, and the chain is seeded again (by a password grant, whose time is not sampled but
 //! does count against the connection's share of the run).
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -34,117 +33,14 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use diesel::connection::SimpleConnection as _;
 use diesel::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-/// `--key value` pairs after the subcommand.
-struct Args(HashMap<String, String>);
+#[path = "driver/mod.rs"]
+mod driver;
 
-impl Args {
-    fn parse(rest: impl Iterator<Item = String>) -> anyhow::Result<Args> {
-        let mut map = HashMap::new();
-        let mut it = rest;
-        while let Some(k) = it.next() {
-            let key = k
-                .strip_prefix("--")
-                .ok_or_else(|| anyhow!("unexpected argument {k}"))?;
-            let v = it.next().ok_or_else(|| anyhow!("--{key} needs a value"))?;
-            map.insert(key.to_owned(), v);
-        }
-        Ok(Args(map))
-    }
-
-    fn str(&self, key: &str) -> anyhow::Result<String> {
-        self.0
-            .get(key)
-            .cloned()
-            .ok_or_else(|| anyhow!("--{key} is required"))
-    }
-
-    fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> anyhow::Result<T> {
-        match self.0.get(key) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| anyhow!("--{key}: not a number")),
-        }
-    }
-}
-
-/// One HTTP/1.1 keep-alive connection, far lighter than an HTTP client library, so that the
-/// machine spends its time on the server.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: vec![0u8; 16 * 1024],
-        })
-    }
-
-    async fn send(&mut self, request: &[u8]) -> std::io::Result<Response> {
-        self.stream.write_all(request).await?;
-        let mut filled = 0;
-        loop {
-            if filled == self.buf.len() {
-                self.buf.resize(filled * 2, 0);
-            }
-            let n = self.stream.read(&mut self.buf[filled..]).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            filled += n;
-            let Some(head_end) = self.buf[..filled].windows(4).position(|w| w == b"\r\n\r\n")
-            else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
-            if head.contains("transfer-encoding: chunked") {
-                return Err(std::io::Error::other("chunked answers are not read"));
-            }
-            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0u16);
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let end = head_end + 4 + len;
-            if self.buf.len() < end {
-                self.buf.resize(end, 0);
-            }
-            if filled >= end {
-                return Ok(Response {
-                    status,
-                    body: self.buf[head_end + 4..end].to_vec(),
-                });
-            }
-        }
-    }
-}
+use driver::{enc, post_token, Args, Conn};
 
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
-}
-
-fn post_token(body: &str, basic: &str) -> Vec<u8> {
-    format!(
-        "POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {basic}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 fn basic(id: &str, secret: &str) -> String {
@@ -189,7 +85,7 @@ impl PasswordGrant {
         );
         let _one_at_a_time = self.seeding.lock().await;
         for _ in 0..50 {
-            let r = conn.send(&post_token(&body, &self.basic)).await?;
+            let r = conn.send(&post_token(&body, Some(&self.basic))).await?;
             match r.status {
                 200 => {
                     return refresh_token_of(&r.body)
@@ -209,7 +105,7 @@ impl PasswordGrant {
     fn rotate(&self, refresh: &str) -> Vec<u8> {
         post_token(
             &format!("grant_type=refresh_token&refresh_token={}", enc(refresh)),
-            &self.basic,
+            Some(&self.basic),
         )
     }
 }
@@ -325,7 +221,7 @@ async fn load(args: &Args) -> anyhow::Result<()> {
                 "grant_type=client_credentials&scope={}",
                 enc(&args.str("scope")?)
             ),
-            &basic(&args.str("cc-id")?, &args.str("cc-secret")?),
+            Some(&basic(&args.str("cc-id")?, &args.str("cc-secret")?)),
         ))),
         "refresh" => Workload::Refresh(Arc::new(PasswordGrant {
             basic: basic(&args.str("pw-id")?, &args.str("pw-secret")?),
@@ -379,7 +275,7 @@ async fn load(args: &Args) -> anyhow::Result<()> {
         format!("{:.2}", percentile(&micros, 50.0)),
         format!("{:.2}", percentile(&micros, 99.0)),
         errors.to_string(),
-        args.0.get("baseline").cloned().unwrap_or_default(),
+        args.get("baseline").unwrap_or_default(),
     ];
     eprintln!("   {}", row[..7].join("  "));
     let out = PathBuf::from(args.str("out")?);

@@ -17,7 +17,6 @@
 //! `flood --report FILE` prints the rows of every run as one table. A failure to set up (no
 //! server, a sign-in that does not work) exits non-zero; everything else is a measurement.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,116 +27,13 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context as _};
 use diesel::prelude::*;
 use gatehouse::store::schema::{interactions, sessions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+#[path = "driver/mod.rs"]
+mod driver;
+
+use driver::{enc, post_token, Args, Conn, Response};
 
 const PHASES: [&str; 3] = ["quiet", "flood", "after"];
-
-/// `--key value` pairs.
-struct Args(HashMap<String, String>);
-
-impl Args {
-    fn parse() -> anyhow::Result<Args> {
-        let mut map = HashMap::new();
-        let mut it = std::env::args().skip(1);
-        while let Some(k) = it.next() {
-            let key = k
-                .strip_prefix("--")
-                .ok_or_else(|| anyhow!("unexpected argument {k}"))?;
-            let v = it.next().ok_or_else(|| anyhow!("--{key} needs a value"))?;
-            map.insert(key.to_owned(), v);
-        }
-        Ok(Args(map))
-    }
-
-    fn str(&self, key: &str) -> anyhow::Result<String> {
-        self.0
-            .get(key)
-            .cloned()
-            .ok_or_else(|| anyhow!("--{key} is required"))
-    }
-
-    fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> anyhow::Result<T> {
-        match self.0.get(key) {
-            None => Ok(default),
-            Some(v) => v.parse().map_err(|_| anyhow!("--{key}: not a number")),
-        }
-    }
-}
-
-/// One HTTP/1.1 keep-alive connection, far lighter than an HTTP client library, so that the
-/// two-core machine spends its time on the server.
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: vec![0u8; 64 * 1024],
-        })
-    }
-
-    async fn send(&mut self, request: &[u8]) -> std::io::Result<Response> {
-        self.stream.write_all(request).await?;
-        let mut filled = 0;
-        loop {
-            if filled == self.buf.len() {
-                self.buf.resize(filled * 2, 0);
-            }
-            let n = self.stream.read(&mut self.buf[filled..]).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            filled += n;
-            let Some(head_end) = self.buf[..filled].windows(4).position(|w| w == b"\r\n\r\n")
-            else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&self.buf[..head_end]).to_ascii_lowercase();
-            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0u16);
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let end = head_end + 4 + len;
-            if self.buf.len() < end {
-                self.buf.resize(end, 0);
-            }
-            if filled >= end {
-                return Ok(Response {
-                    status,
-                    body: self.buf[head_end + 4..end].to_vec(),
-                });
-            }
-        }
-    }
-}
-
-fn post_token(body: &str, basic: Option<&str>) -> Vec<u8> {
-    let auth = basic
-        .map(|b| format!("Authorization: Basic {b}\r\n"))
-        .unwrap_or_default();
-    format!(
-        "POST /token HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
 
 /// The phase now running (an index into [`PHASES`]).
 struct Clock {
@@ -342,16 +238,21 @@ async fn refresh_token_by_sign_in(
         .send()
         .await?;
     let consent = location(&resp).context("sign-in refused")?;
-    let page = http.get(&consent).send().await?.text().await?;
-    let resp = http
-        .post(format!("{base}/consent"))
-        .form(&[
-            ("interaction", field(&page, "interaction")?.as_str()),
-            ("csrf", field(&page, "csrf")?.as_str()),
-            ("decision", "approve"),
-        ])
-        .send()
-        .await?;
+    let resp = http.get(&consent).send().await?;
+    // A consent given before is remembered: the page then answers with the code at once.
+    let resp = if resp.status().is_redirection() {
+        resp
+    } else {
+        let page = resp.text().await?;
+        http.post(format!("{base}/consent"))
+            .form(&[
+                ("interaction", field(&page, "interaction")?.as_str()),
+                ("csrf", field(&page, "csrf")?.as_str()),
+                ("decision", "approve"),
+            ])
+            .send()
+            .await?
+    };
     let callback = url::Url::parse(&location(&resp)?)?;
     let code = callback
         .query_pairs()
@@ -440,9 +341,9 @@ fn report(path: &Path) -> anyhow::Result<()> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let args = Args::parse()?;
-    if let Some(path) = args.0.get("report") {
-        return report(Path::new(path));
+    let args = Args::parse(std::env::args().skip(1))?;
+    if let Some(path) = args.get("report") {
+        return report(Path::new(&path));
     }
     let base = args.str("base")?;
     let addr: SocketAddr = base
