@@ -23,16 +23,7 @@ fn oidc_spa(app: &TestApp) -> TestClient {
 /// Alice with a profile.
 fn alice_with_profile(app: &TestApp) -> String {
     let id = app.user("alice", &[]);
-    gatehouse::store::users::User::set_profile(
-        &mut app.conn(),
-        &id,
-        &gatehouse::store::users::Profile {
-            name: Some("Alice Liddell".into()),
-            email: Some("alice@example.com".into()),
-            email_verified: true,
-        },
-    )
-    .expect("profile");
+    app.set_profile("alice", "Alice Liddell", "alice@example.com", true);
     id
 }
 

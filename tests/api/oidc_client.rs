@@ -229,16 +229,7 @@ fn oidc_client(app: &TestApp) -> TestClient {
 /// Alice, with a name and a verified e-mail address.
 fn alice(app: &TestApp) -> String {
     let id = app.user("alice", &[]);
-    gatehouse::store::users::User::set_profile(
-        &mut app.conn(),
-        &id,
-        &gatehouse::store::users::Profile {
-            name: Some("Alice Liddell".into()),
-            email: Some("alice@example.com".into()),
-            email_verified: true,
-        },
-    )
-    .expect("profile");
+    app.set_profile("alice", "Alice Liddell", "alice@example.com", true);
     id
 }
 
