@@ -21,6 +21,7 @@ mod end_session;
 mod endpoints;
 mod front_door;
 mod grants;
+mod instances;
 mod jwt_profile;
 mod keys;
 mod lockout;
