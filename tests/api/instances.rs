@@ -29,7 +29,8 @@ const LOAD: Duration = Duration::from_millis(1500);
 /// A retry window long enough to outlast a restart. A rotation the server committed just before
 /// it died leaves the client holding a rotated token whose successor it never saw; within the
 /// window presenting that token again is the lost response the window exists for, and yields the
-/// successor. Without it, presenting the token is (rightly) reuse.
+/// successor. Without it, presenting the token is (rightly) reuse, and a kill under load does
+/// land between such a commit and its answer.
 const RETRY_WINDOW: (&str, &str) = ("GATEHOUSE_TOKENS__REFRESH_RETRY_WINDOW_SECS", "60");
 
 // ---------------------------------------------------------------------------------------------
@@ -452,6 +453,7 @@ async fn crash_loses_nothing_a_client_received(deployment: Deployment) {
         chains.iter().all(|c| c.rotations > 0),
         "every chain rotated before the crash"
     );
+    eprintln!("{rotations} rotations received over {CHAINS} chains before the crash");
 
     // Started again on the same database: every refresh token last received rotates …
     let server = deployment.start().await;
@@ -977,6 +979,9 @@ async fn killing_one_of_three_instances_loses_no_committed_grant() {
         "nothing was received from the killed instance"
     );
     assert!(after > 0, "the survivors served nothing after the kill");
+    eprintln!(
+        "{from_killed} answers from the killed instance, {after} from the survivors after the kill"
+    );
 
     // Every refresh token last received, from whichever instance, rotates on a survivor; every
     // access token received is active there.
