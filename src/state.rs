@@ -16,6 +16,9 @@ use crate::store::{self, AnyConnection, Pool};
 pub struct AppState {
     pub settings: Settings,
     pub pool: Pool,
+    /// SQLite only: the one connection the token endpoint's writes go through, with group commit
+    /// (`store::writer`). `None` on PostgreSQL.
+    pub writer: Option<store::writer::Writer>,
     pub keys: Keys,
     pub master: MasterKey,
     /// Key of the CSRF tokens' HMAC, derived from the master key.
@@ -87,6 +90,12 @@ impl AppState {
             KeySet::load_or_init(conn, &master, &settings.keys.algorithm, now())
         })?;
         drop(conn);
+        let writer = match store::Backend::of(&settings.database.url) {
+            store::Backend::Sqlite => Some(store::writer::Writer::start(
+                &store::ConnectionManager::new(&settings.database.url),
+            )?),
+            store::Backend::Postgres => None,
+        };
         let mut metadata = Metadata::new(&settings.server.issuer, &settings.keys.algorithm);
         if crate::flows::registration::enabled(&settings) {
             metadata = metadata.with_registration();
@@ -109,6 +118,7 @@ impl AppState {
             clients: ClientCache::new(settings.clients.cache_secs),
             origins: crate::flows::origins::Origins::new(settings.clients.cache_secs),
             pool,
+            writer,
             settings,
         })
     }
@@ -146,5 +156,20 @@ impl AppState {
         })
         .await
         .map_err(|e| E::from(AppError::from(e)))?
+    }
+
+    /// Runs short database work that writes: on SQLite in the writer (`store::writer`), which
+    /// answers once the work's transaction has committed; on PostgreSQL like [`AppState::db`].
+    /// `f` must never wait on anything but the database (no password hashing, no signing).
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<AppError> + Send + 'static,
+    {
+        match &self.writer {
+            Some(writer) => writer.run(f).await.map_err(|e| E::from(AppError::new(e)))?,
+            None => self.db(f).await,
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod schema;
 pub mod sessions;
 pub mod users;
 pub mod wal;
+pub mod writer;
 
 use std::time::Duration;
 
@@ -305,16 +306,34 @@ impl Drop for WriterTurn<'_> {
     }
 }
 
+thread_local! {
+    /// Whether this thread holds the turn among the SQLite writers (the writer thread holds it for
+    /// a whole batch, whose jobs' own [`write_tx`] must not queue again behind it).
+    static HOLDS_TURN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Runs `f`, which writes, in its turn among the process's SQLite writers when `conn` is SQLite
-/// (on PostgreSQL, just runs it). Every write goes through it: [`write_tx`], the prune's and the
-/// audit purge's batches, the checkpoint of the write-ahead log. `f` must not write through
-/// another connection.
+/// (on PostgreSQL, just runs it). Every write goes through it: [`write_tx`], the writer's batches
+/// (`writer`), the prune's and the audit purge's batches, the checkpoint of the write-ahead log.
+/// `f` must not write through another connection. Inside a turn this thread already holds, it
+/// just runs `f`.
 pub fn serialised<T>(conn: &mut AnyConnection, f: impl FnOnce(&mut AnyConnection) -> T) -> T {
-    if matches!(conn, AnyConnection::Sqlite(_)) {
+    if matches!(conn, AnyConnection::Sqlite(_)) && !HOLDS_TURN.get() {
         let _turn = SQLITE_WRITERS.enter();
+        HOLDS_TURN.set(true);
+        let _release = ReleaseTurn;
         f(conn)
     } else {
         f(conn)
+    }
+}
+
+/// Marks this thread's turn as given back (also when `f` panics), before the turn passes on.
+struct ReleaseTurn;
+
+impl Drop for ReleaseTurn {
+    fn drop(&mut self) {
+        HOLDS_TURN.set(false);
     }
 }
 
@@ -334,7 +353,8 @@ pub fn contains_pattern(needle: &str) -> String {
 /// (waiting up to `busy_timeout`) before anything is read: a deferred transaction that read first
 /// could not upgrade under contention; and it runs [`serialised`], so writers of this process
 /// queue in the process rather than in SQLite's busy handler. On PostgreSQL the conditional
-/// `UPDATE`s inside take row locks.
+/// `UPDATE`s inside take row locks. Inside the SQLite writer's transaction (`writer`) it is a
+/// savepoint of that transaction.
 pub fn write_tx<T, E, F>(conn: &mut AnyConnection, f: F) -> Result<T, E>
 where
     F: FnOnce(&mut AnyConnection) -> Result<T, E>,
@@ -350,7 +370,14 @@ where
 {
     match conn {
         AnyConnection::Sqlite(c) => {
-            AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            let open = AnsiTransactionManager::transaction_manager_status_mut(c)
+                .transaction_depth()?
+                .is_some();
+            if open {
+                AnsiTransactionManager::begin_transaction(c)?
+            } else {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            }
         }
         #[cfg(feature = "postgres")]
         AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction(c)?,

@@ -92,3 +92,43 @@ pub fn rotate(conn: &mut AnyConnection, token_hash: &str, now: i64) -> QueryResu
     .execute(conn)
     .map(|n| n == 1)
 }
+
+/// PostgreSQL: marks the token rotated and inserts its successor in one statement (one round
+/// trip, atomic without a transaction of its own). True when this call rotated it; false when it
+/// was already rotated (nothing is inserted then). `None` on SQLite, whose `WITH` cannot update:
+/// there the two statements run in the caller's transaction.
+pub fn rotate_and_insert(
+    conn: &mut AnyConnection,
+    token_hash: &str,
+    successor: &NewRefresh,
+    now: i64,
+) -> QueryResult<Option<bool>> {
+    use diesel::sql_types::{BigInt, Nullable, Text};
+    #[cfg(feature = "postgres")]
+    if let AnyConnection::Postgresql(c) = conn {
+        return diesel::sql_query(
+            "WITH rotated AS (\
+                 UPDATE refresh_tokens SET rotated_at = $1 \
+                 WHERE token_hash = $2 AND rotated_at IS NULL RETURNING 1\
+             ) \
+             INSERT INTO refresh_tokens \
+                 (token_hash, grant_id, client_id, user_id, scope, audience, created_at, \
+                  expires_at, rotated_at) \
+             SELECT $3, $4, $5, $6, $7, $8, $9, $10, NULL FROM rotated",
+        )
+        .bind::<BigInt, _>(now)
+        .bind::<Text, _>(token_hash)
+        .bind::<Text, _>(&successor.token_hash)
+        .bind::<Text, _>(successor.grant_id.as_str())
+        .bind::<Text, _>(successor.client_id.as_str())
+        .bind::<Nullable<Text>, _>(successor.user_id.as_ref().map(|u| u.as_str()))
+        .bind::<Text, _>(&successor.scope)
+        .bind::<Text, _>(&successor.audience)
+        .bind::<BigInt, _>(successor.created_at)
+        .bind::<BigInt, _>(successor.expires_at)
+        .execute(c)
+        .map(|n| Some(n == 1));
+    }
+    let _ = (conn, token_hash, successor, now);
+    Ok(None)
+}

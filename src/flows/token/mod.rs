@@ -1,6 +1,8 @@
 //! The token endpoint's service (RFC 6749 §3.2): reads the clock once, authenticates the client
-//! in the same blocking-pool hop as the grant's reads, applies the grant's plan (`oauth::grants`)
-//! in one write transaction, and signs the access token after the commit.
+//! in the same hop as the grant's reads, applies the grant's plan (`oauth::grants`) in one write
+//! transaction, and signs the access token after the commit. The code exchange and the refresh
+//! make that hop in the SQLite writer (`store::writer`: one connection, group commit, answered
+//! after the commit) or, on PostgreSQL, in the pool.
 
 mod authorization_code;
 mod client_credentials;
@@ -92,7 +94,7 @@ pub async fn token(
     let hop = match request {
         TokenRequest::Password(r) => password::grant(state, ctx, creds, r).await,
         TokenRequest::AuthorizationCode(r) => {
-            in_pool(
+            in_writer(
                 state,
                 creds,
                 now,
@@ -102,7 +104,7 @@ pub async fn token(
             .await
         }
         TokenRequest::RefreshToken(r) => {
-            in_pool(
+            in_writer(
                 state,
                 creds,
                 now,
@@ -136,22 +138,51 @@ async fn in_pool(
         + 'static,
 ) -> Result<Hop<Issue>, EndpointError> {
     state
-        .db(move |conn| with_client(conn, &creds, now, grant_type, grant))
+        .db(move |conn| with_client(conn, &creds, None, now, grant_type, grant))
         .await
 }
 
-/// Authenticates the client, checks it may use the grant type, and runs `grant` with it; all in
-/// the caller's pool hop.
+/// One hop for a grant that writes (the code exchange, the refresh): [`with_client`] and the
+/// grant's transaction, on SQLite in the writer (`store::writer`, group commit), on PostgreSQL
+/// in the pool. A confidential client that authenticated a moment ago is taken from the client
+/// cache (`flows::client_cache`), so the hop does not read it again; one that authenticates now
+/// is remembered.
+async fn in_writer(
+    state: &AppState,
+    creds: ClientCredentials,
+    now: i64,
+    grant_type: GrantType,
+    grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<Issue, OAuthError>, EndpointError>
+        + Send
+        + 'static,
+) -> Result<Hop<Issue>, EndpointError> {
+    let known = state.clients.authenticate(&creds, now);
+    let cached = known.is_some();
+    let hop = state
+        .write(move |conn| with_client(conn, &creds, known, now, grant_type, grant))
+        .await?;
+    if let (Ok((client, _)), false) = (&hop, cached) {
+        state.clients.remember(client, now);
+    }
+    Ok(hop)
+}
+
+/// Authenticates the client (unless `known` is the client the cache authenticated), checks it
+/// may use the grant type, and runs `grant` with it; all in the caller's hop.
 fn with_client<T>(
     conn: &mut AnyConnection,
     creds: &ClientCredentials,
+    known: Option<Client>,
     now: i64,
     grant_type: GrantType,
     grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<T, OAuthError>, EndpointError>,
 ) -> Result<Hop<T>, EndpointError> {
-    let client = match authenticate_client(conn, creds, now)? {
-        Ok(c) => c,
-        Err(e) => return Ok(Err(e)),
+    let client = match known {
+        Some(c) => c,
+        None => match authenticate_client(conn, creds, now)? {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e)),
+        },
     };
     if let Err(e) = may_use(&client, grant_type) {
         return Ok(Ok((client, Err(e))));

@@ -32,18 +32,25 @@ pub(super) async fn grant(
     let now = ctx.now;
     let found = state
         .db(move |conn| {
-            with_client(conn, &creds, now, GrantType::Password, |conn, client| {
-                let target = match check_request(client, &request) {
-                    Ok(t) => t,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let user = User::find_by_username(conn, &username)?;
-                let factor = match &user {
-                    Some(u) => TotpFactor::find(conn, &u.id)?.filter(TotpFactor::is_active),
-                    None => None,
-                };
-                Ok(Ok((target, user, factor, request)))
-            })
+            with_client(
+                conn,
+                &creds,
+                None,
+                now,
+                GrantType::Password,
+                |conn, client| {
+                    let target = match check_request(client, &request) {
+                        Ok(t) => t,
+                        Err(e) => return Ok(Err(e)),
+                    };
+                    let user = User::find_by_username(conn, &username)?;
+                    let factor = match &user {
+                        Some(u) => TotpFactor::find(conn, &u.id)?.filter(TotpFactor::is_active),
+                        None => None,
+                    };
+                    Ok(Ok((target, user, factor, request)))
+                },
+            )
         })
         .await?;
     let (client, (target, user, factor, request)) = match found {

@@ -1,16 +1,18 @@
 //! The refresh token grant's service (RFC 6749 §6): one transaction of at most three statements
 //! (read, conditional rotate, insert the successor), decided by `oauth::grants::refresh_token`.
+//! On PostgreSQL the common case takes two statements and no transaction of its own
+//! ([`rotate_at_once`]).
 //!
 //! The successor of a presented token is derived from it (HMAC under a master-key subkey), so a
 //! retry within the window is given the same successor back without storing it in the clear.
 
 use crate::oauth::grants::refresh_token::{decide, lost_race, successor_needed, LostRace};
-use crate::oauth::grants::Issue;
+use crate::oauth::grants::{Issue, Outcome, Write};
 use crate::oauth::model::{Client, GrantType};
 use crate::oauth::token_request::RefreshRequest;
 use crate::oauth::OAuthError;
 use crate::secret::{hmac_b64, PlainToken, TokenHash};
-use crate::store::{refresh, AnyConnection};
+use crate::store::{self, refresh, AnyConnection};
 
 use super::{apply_writes, finish, transaction, Applied, Ctx, EndpointError};
 
@@ -30,6 +32,9 @@ pub(super) fn refresh(
 ) -> Result<Result<Issue, OAuthError>, EndpointError> {
     let hash = TokenHash::of(&request.refresh_token);
     let successor = successor_of(ctx, &request.refresh_token);
+    if let Some(issue) = rotate_at_once(conn, ctx, client, request, &hash, &successor)? {
+        return Ok(Ok(issue));
+    }
     let lifetimes = &ctx.lifetimes;
     transaction(conn, |conn| {
         let done = |conn: &mut AnyConnection, plan| {
@@ -75,4 +80,49 @@ pub(super) fn refresh(
             }
         }
     })
+}
+
+/// PostgreSQL, the common case in two round trips: read the token (with its grant and user), and,
+/// when the core's plan is the plain rotation, rotate it and insert its successor in one
+/// statement, whose compare-and-swap decides. `None` for anything else (SQLite, a refusal, a
+/// resend within the window, a reuse, a lost race): the transaction in [`refresh`] then reads
+/// again and decides with the same rules.
+fn rotate_at_once(
+    conn: &mut AnyConnection,
+    ctx: &Ctx,
+    client: &Client,
+    request: &RefreshRequest,
+    hash: &TokenHash,
+    successor: &PlainToken,
+) -> Result<Option<Issue>, EndpointError> {
+    if !store::is_postgres(conn) {
+        return Ok(None);
+    }
+    let Some(found) = refresh::find(conn, hash.as_str())? else {
+        return Ok(None);
+    };
+    if successor_needed(&found, &ctx.lifetimes, ctx.now) {
+        return Ok(None);
+    }
+    let plan = decide(
+        Some(&found),
+        None,
+        client,
+        request,
+        &ctx.lifetimes,
+        successor.clone(),
+        ctx.now,
+    );
+    let (
+        None,
+        Outcome::Issue(issue),
+        [Write::RotateRefresh { token_hash }, Write::InsertRefresh(new)],
+    ) = (&plan.event, plan.outcome, plan.writes.as_slice())
+    else {
+        return Ok(None);
+    };
+    match refresh::rotate_and_insert(conn, token_hash, new, ctx.now)? {
+        Some(true) => Ok(Some(issue)),
+        _ => Ok(None),
+    }
 }
