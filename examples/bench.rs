@@ -1,25 +1,39 @@
 //! Load driver and in-run baselines of `bench/run`.
 //!
-//! `bench/run` builds and starts the server and registers the clients; this program does the
-//! measuring, one subcommand at a time:
+//! `bench/run` builds and starts the servers and registers the clients and users; this program
+//! does the measuring, one subcommand at a time:
 //!
-//! - `load`: a closed loop against a running server, `--conns` keep-alive connections with one
-//!   request in flight each, for `--secs` seconds, at one `--endpoint` (`jwks`, `metadata`, `cc`
-//!   for client_credentials, `refresh` for refresh-token rotation, `bare` for the bare server's
-//!   handler). Appends one row (req/s, p50, p99, errors) to `--out`.
+//! - `load`: a closed loop against running servers, `--conns` keep-alive connections with one
+//!   request (or one sign-in) in flight each, for `--secs` seconds, at one `--endpoint`. With
+//!   `--base` given several times, connection i talks to base i mod n. Appends one row (req/s,
+//!   p50, p99, errors, and the baseline it stands next to) to `--out`. Endpoints:
+//!   - `jwks`, `metadata` (`--jwks-path`, `--metadata-path` when the server is not Gatehouse),
+//!     and `bare` (the bare server's handler): the same GET each time;
+//!   - `cc`: client_credentials with a confidential client (HTTP Basic);
+//!   - `refresh`: every connection rotates its own refresh-token chain, each answer's new
+//!     refresh token being the next request's. Chains are seeded before the clock starts, by a
+//!     password grant with a first-party confidential client (one at a time, as the lockout
+//!     requires of one user's sign-ins), or with `--seed-path` by a POST to that path answering
+//!     `{"refresh_token": ..}` (the peer's seeding route). A rotation that is not a 200 with a
+//!     new refresh token is an error, and the chain is seeded again, outside the samples;
+//!   - `signin`: one sample is a whole sign-in of a public client, as a browser does it:
+//!     `GET /authorize` (PKCE S256, `--scope`, a state, `prompt=consent`), the login page, the
+//!     login form (username and password, with the page's CSRF token and the cookies), the
+//!     consent page, the consent form, the redirect with the code, and the code exchange at
+//!     `/token`. Connection i signs in as `--user-prefix` followed by i (one user per
+//!     connection, so that the lockout never sees one user's sign-ins overlap), in a browser
+//!     that keeps its device cookie but starts each sign-in without a session;
+//!   - `code`: the code exchange alone. Each connection signs in once before the clock starts,
+//!     with a client that skips consent; then each iteration is a `GET /authorize` (answered at
+//!     once with a code, not sampled) and the `POST /token` that redeems the code, whose time
+//!     alone is sampled. Its req/s counts exchanges, each after its /authorize.
 //! - `sign`, `argon2`, `sqlite`: the raw work under the token path, on this thread alone (one
 //!   core): ES256 signatures, argon2id hashes at the configured parameters, SQLite write
 //!   transactions of a refresh rotation's size. Each prints `<per second>\t<what>`.
 //! - `bare --bind ADDR`: a bare actix-web server with one small JSON handler, the ceiling of the
 //!   HTTP stack alone under the same driver.
-//! - `report FILE`: the rows as one table.
-//!
-//! For `refresh`, every connection keeps its own refresh-token chain, seeded by a password grant
-//! (before the clock starts) with a first-party confidential client: each answer's new refresh
-//! token is the next request's. Chains are seeded one at a time, as the lockout requires of one
-//! user's sign-ins. A rotation that is not a 200 with a new refresh token counts as
-//! an error, and the chain is seeded again (by a password grant, whose time is not sampled but
-//! does count against the connection's share of the run).
+//! - `report --file FILE`: the rows as one Markdown table, with each row's ratio to the peer's
+//!   same endpoint and connections and to its baseline (for `pg×2`, `pg×3`: to `pg×1`).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -36,8 +50,11 @@ use diesel::prelude::*;
 
 #[path = "driver/mod.rs"]
 mod driver;
+#[path = "driver/signin.rs"]
+mod signin;
 
 use driver::{enc, post_token, Args, Conn};
+use signin::{Browser, Flow, Pkce, Step};
 
 fn get(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes()
@@ -53,53 +70,69 @@ fn refresh_token_of(body: &[u8]) -> Option<String> {
     v["refresh_token"].as_str().map(str::to_owned)
 }
 
-/// What a connection asks, and how it knows an answer is a success.
-#[derive(Clone)]
-enum Workload {
-    /// The same GET every time; a 200 is a success.
-    Get(Arc<Vec<u8>>),
-    /// The same client_credentials POST every time; a 200 with an access token is a success.
-    ClientCredentials(Arc<Vec<u8>>),
-    /// Refresh rotation along the connection's own chain.
-    Refresh(Arc<PasswordGrant>),
+/// How refresh-token chains begin.
+enum Seed {
+    /// A password grant of a first-party confidential client.
+    Password {
+        user: String,
+        password: String,
+        scope: String,
+        /// Chains are seeded one at a time: parallel sign-ins of one user are what the lockout
+        /// bounds (each is charged before its password is checked).
+        one_at_a_time: tokio::sync::Mutex<()>,
+    },
+    /// A POST to this path of the server, answering `{"refresh_token": ..}`.
+    Route(String),
 }
 
-struct PasswordGrant {
+struct Refresh {
     basic: String,
-    user: String,
-    password: String,
-    scope: String,
-    /// Chains are seeded one at a time: parallel sign-ins of one user are what the lockout
-    /// bounds (each is charged before its password is checked).
-    seeding: tokio::sync::Mutex<()>,
+    seed: Seed,
 }
 
-impl PasswordGrant {
-    /// A new refresh-token chain (an argon2 check on the server).
-    async fn seed(&self, conn: &mut Conn) -> anyhow::Result<String> {
-        let body = format!(
-            "grant_type=password&username={}&password={}&scope={}",
-            enc(&self.user),
-            enc(&self.password),
-            enc(&self.scope)
-        );
-        let _one_at_a_time = self.seeding.lock().await;
+impl Refresh {
+    /// A new refresh-token chain (an argon2 check on Gatehouse).
+    async fn seed(&self, conn: &mut Conn, addr: SocketAddr) -> anyhow::Result<String> {
+        let (request, _guard) = match &self.seed {
+            Seed::Password {
+                user,
+                password,
+                scope,
+                one_at_a_time,
+            } => {
+                let body = format!(
+                    "grant_type=password&username={}&password={}&scope={}",
+                    enc(user),
+                    enc(password),
+                    enc(scope)
+                );
+                let turn = one_at_a_time.lock().await;
+                // A connection that waited its turn idle may have been closed by the server.
+                *conn = Conn::open(addr).await?;
+                (post_token(&body, Some(&self.basic)), Some(turn))
+            }
+            Seed::Route(path) => (
+                format!("POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n")
+                    .into_bytes(),
+                None,
+            ),
+        };
         for _ in 0..50 {
-            let r = conn.send(&post_token(&body, Some(&self.basic))).await?;
+            let r = conn.send(&request).await?;
             match r.status {
                 200 => {
                     return refresh_token_of(&r.body)
-                        .ok_or_else(|| anyhow!("the password grant gave no refresh token"))
+                        .ok_or_else(|| anyhow!("the seeding answer had no refresh token"))
                 }
                 // The hash queue is full: wait as the answer asks.
                 503 | 429 => tokio::time::sleep(Duration::from_millis(100)).await,
                 s => bail!(
-                    "the password grant was refused ({s} {})",
+                    "seeding a chain was refused ({s} {})",
                     String::from_utf8_lossy(&r.body)
                 ),
             }
         }
-        bail!("the password grant stayed busy")
+        bail!("seeding a chain stayed busy")
     }
 
     fn rotate(&self, refresh: &str) -> Vec<u8> {
@@ -110,6 +143,27 @@ impl PasswordGrant {
     }
 }
 
+/// What the connections ask, and how they know an answer is a success.
+enum Workload {
+    /// The same GET every time; a 200 is a success.
+    Get(Vec<u8>),
+    /// The same client_credentials POST every time; a 200 with an access token is a success.
+    ClientCredentials(Vec<u8>),
+    /// Refresh rotation along each connection's own chain.
+    Refresh(Refresh),
+    /// Whole sign-ins, code exchange included.
+    SignIn { flow: Flow, user_prefix: String },
+    /// Code exchanges after a remembered sign-in.
+    Code { flow: Flow, user_prefix: String },
+}
+
+/// One connection's own state between two iterations.
+enum Own {
+    None,
+    Chain(Option<String>),
+    Browser(Browser),
+}
+
 /// One connection's results.
 #[derive(Default)]
 struct Tally {
@@ -117,22 +171,139 @@ struct Tally {
     errors: u64,
 }
 
+/// How one iteration ended, beside a broken connection.
+enum Outcome {
+    /// A success, in microseconds.
+    Sample(u64),
+    /// An answer that is not a success.
+    Failed,
+    /// Work outside the samples (seeding a chain again).
+    Unsampled,
+}
+
+impl From<Option<u64>> for Outcome {
+    fn from(micros: Option<u64>) -> Outcome {
+        micros.map_or(Outcome::Failed, Outcome::Sample)
+    }
+}
+
+/// One iteration; `Err` when the connection broke.
+async fn iteration(
+    work: &Workload,
+    own: &mut Own,
+    conn: &mut Conn,
+    addr: SocketAddr,
+) -> std::io::Result<Outcome> {
+    match (work, own) {
+        (Workload::Get(r), _) => {
+            let began = Instant::now();
+            let r = conn.send(r).await?;
+            Ok((r.status == 200).then(|| micros_since(began)).into())
+        }
+        (Workload::ClientCredentials(r), _) => {
+            let began = Instant::now();
+            let r = conn.send(r).await?;
+            let ok = r.status == 200 && r.body.windows(14).any(|w| w == b"\"access_token\"");
+            Ok(ok.then(|| micros_since(began)).into())
+        }
+        (Workload::Refresh(refresh), Own::Chain(chain)) => {
+            let Some(token) = chain.take() else {
+                // The chain broke: a new one, outside the samples.
+                *chain = refresh.seed(conn, addr).await.ok();
+                if chain.is_none() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return Ok(Outcome::Failed);
+                }
+                return Ok(Outcome::Unsampled);
+            };
+            let began = Instant::now();
+            let r = conn.send(&refresh.rotate(&token)).await?;
+            let micros = micros_since(began);
+            *chain = (r.status == 200)
+                .then(|| refresh_token_of(&r.body))
+                .flatten();
+            Ok(chain.is_some().then_some(micros).into())
+        }
+        (Workload::SignIn { flow, .. }, Own::Browser(browser)) => {
+            browser.sign_out();
+            let pkce = Pkce::fresh();
+            let began = Instant::now();
+            let code = match browser.authorize(conn, flow, &pkce).await? {
+                Step::Done(code) => code,
+                Step::Refused(why) => return Ok(refused(&why)),
+            };
+            let exchanged = browser.exchange(conn, flow, &code, &pkce).await?;
+            Ok(match exchanged {
+                Step::Done(()) => Outcome::Sample(micros_since(began)),
+                Step::Refused(why) => refused(&why),
+            })
+        }
+        (Workload::Code { flow, .. }, Own::Browser(browser)) => {
+            let pkce = Pkce::fresh();
+            let code = match browser.authorize(conn, flow, &pkce).await? {
+                Step::Done(code) => code,
+                Step::Refused(why) => return Ok(refused(&why)),
+            };
+            let began = Instant::now();
+            let exchanged = browser.exchange(conn, flow, &code, &pkce).await?;
+            Ok(match exchanged {
+                Step::Done(()) => Outcome::Sample(micros_since(began)),
+                Step::Refused(why) => refused(&why),
+            })
+        }
+        _ => Err(std::io::Error::other("a connection without its own state")),
+    }
+}
+
+/// A failed sign-in step; the run's first one is told, to say why a row has errors.
+fn refused(why: &str) -> Outcome {
+    static TOLD: std::sync::Once = std::sync::Once::new();
+    TOLD.call_once(|| eprintln!("   (first refusal: {why})"));
+    Outcome::Failed
+}
+
+fn micros_since(began: Instant) -> u64 {
+    began.elapsed().as_micros() as u64
+}
+
+/// What a connection sets up before the clock starts: its chain or its browser (signed in once
+/// for `code`).
+async fn set_up(
+    work: &Workload,
+    index: usize,
+    conn: &mut Conn,
+    addr: SocketAddr,
+) -> anyhow::Result<Own> {
+    Ok(match work {
+        Workload::Get(_) | Workload::ClientCredentials(_) => Own::None,
+        Workload::Refresh(refresh) => Own::Chain(Some(refresh.seed(conn, addr).await?)),
+        Workload::SignIn { user_prefix, .. } => {
+            Own::Browser(Browser::new(format!("{user_prefix}{index}")))
+        }
+        Workload::Code { flow, user_prefix } => {
+            let mut browser = Browser::new(format!("{user_prefix}{index}"));
+            match browser.authorize(conn, flow, &Pkce::fresh()).await? {
+                Step::Done(_) => Own::Browser(browser),
+                Step::Refused(why) => bail!("the first sign-in of {}: {why}", browser.user),
+            }
+        }
+    })
+}
+
 async fn connection(
     addr: SocketAddr,
-    work: Workload,
+    index: usize,
+    work: Arc<Workload>,
     ready: tokio::sync::mpsc::Sender<anyhow::Result<()>>,
     mut start: tokio::sync::watch::Receiver<bool>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<Tally> {
-    let set_up = async {
+    let prepared = async {
         let mut conn = Conn::open(addr).await.context("connecting")?;
-        let chain = match &work {
-            Workload::Refresh(pg) => Some(pg.seed(&mut conn).await?),
-            _ => None,
-        };
-        anyhow::Ok((conn, chain))
+        let own = set_up(&work, index, &mut conn, addr).await?;
+        anyhow::Ok((conn, own))
     };
-    let (mut conn, mut chain) = match set_up.await {
+    let (set_up_conn, mut own) = match prepared.await {
         Ok(c) => {
             let _ = ready.send(Ok(())).await;
             c
@@ -145,45 +316,21 @@ async fn connection(
     if start.wait_for(|go| *go).await.is_err() {
         return Ok(Tally::default());
     }
+    // The server may have closed a connection that waited idle for the others' set-up longer
+    // than its keep-alive: a fresh one, outside the samples.
+    drop(set_up_conn);
+    let mut conn = Conn::open(addr).await.context("connecting")?;
     let mut tally = Tally::default();
     while !stop.load(Ordering::Relaxed) {
-        let request = match (&work, &chain) {
-            (Workload::Get(r) | Workload::ClientCredentials(r), _) => r.to_vec(),
-            (Workload::Refresh(pg), Some(token)) => pg.rotate(token),
-            (Workload::Refresh(pg), None) => {
-                // The chain broke: a new one, outside the samples.
-                chain = pg.seed(&mut conn).await.ok();
-                if chain.is_none() {
-                    tally.errors += 1;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+        match iteration(&work, &mut own, &mut conn, addr).await {
+            Ok(Outcome::Sample(micros)) => tally.micros.push(micros),
+            Ok(Outcome::Failed) => tally.errors += 1,
+            Ok(Outcome::Unsampled) => {}
+            Err(_) => {
+                tally.errors += 1;
+                if let Own::Chain(chain) = &mut own {
+                    *chain = None;
                 }
-                continue;
-            }
-        };
-        let began = Instant::now();
-        let answer = conn.send(&request).await;
-        let micros = began.elapsed().as_micros() as u64;
-        let ok = match (&answer, &work) {
-            (Ok(r), Workload::Get(_)) => r.status == 200,
-            (Ok(r), Workload::ClientCredentials(_)) => {
-                r.status == 200 && r.body.windows(14).any(|w| w == b"\"access_token\"")
-            }
-            (Ok(r), Workload::Refresh(_)) => {
-                let next = (r.status == 200)
-                    .then(|| refresh_token_of(&r.body))
-                    .flatten();
-                let ok = next.is_some();
-                chain = next;
-                ok
-            }
-            (Err(_), _) => false,
-        };
-        if ok {
-            tally.micros.push(micros);
-        } else {
-            tally.errors += 1;
-            if answer.is_err() {
-                chain = None;
                 // A new connection; the server may be gone, so do not spin.
                 match Conn::open(addr).await {
                     Ok(c) => conn = c,
@@ -203,42 +350,81 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1] as f64 / 1e3
 }
 
-async fn load(args: &Args) -> anyhow::Result<()> {
-    let base = args.str("base")?;
-    let addr: SocketAddr = base
-        .strip_prefix("http://")
-        .ok_or_else(|| anyhow!("--base must be http://host:port"))?
-        .parse()?;
-    let endpoint = args.str("endpoint")?;
-    let conns: usize = args.num("conns", 16)?;
-    let secs: f64 = args.num("secs", 10.0)?;
-    let work = match endpoint.as_str() {
-        "jwks" => Workload::Get(Arc::new(get("/.well-known/jwks.json"))),
-        "metadata" => Workload::Get(Arc::new(get("/.well-known/oauth-authorization-server"))),
-        "bare" => Workload::Get(Arc::new(get("/"))),
-        "cc" => Workload::ClientCredentials(Arc::new(post_token(
+fn workload(args: &Args, endpoint: &str) -> anyhow::Result<Workload> {
+    let path = |key: &str, default: &str| args.get(key).unwrap_or_else(|| default.to_owned());
+    let flow = |prompt_consent: bool| -> anyhow::Result<Flow> {
+        Ok(Flow {
+            client_id: args.str("spa-id")?,
+            redirect_uri: args.str("redirect-uri")?,
+            scope: args.str("scope")?,
+            password: args.str("password")?,
+            prompt_consent,
+        })
+    };
+    Ok(match endpoint {
+        "jwks" => Workload::Get(get(&path("jwks-path", "/.well-known/jwks.json"))),
+        "metadata" => Workload::Get(get(&path(
+            "metadata-path",
+            "/.well-known/oauth-authorization-server",
+        ))),
+        "bare" => Workload::Get(get("/")),
+        "cc" => Workload::ClientCredentials(post_token(
             &format!(
                 "grant_type=client_credentials&scope={}",
                 enc(&args.str("scope")?)
             ),
             Some(&basic(&args.str("cc-id")?, &args.str("cc-secret")?)),
-        ))),
-        "refresh" => Workload::Refresh(Arc::new(PasswordGrant {
+        )),
+        "refresh" => Workload::Refresh(Refresh {
             basic: basic(&args.str("pw-id")?, &args.str("pw-secret")?),
-            user: args.str("user")?,
-            password: args.str("password")?,
-            scope: args.str("scope")?,
-            seeding: tokio::sync::Mutex::new(()),
-        })),
+            seed: match args.get("seed-path") {
+                Some(path) => Seed::Route(path),
+                None => Seed::Password {
+                    user: args.str("user")?,
+                    password: args.str("password")?,
+                    scope: args.str("scope")?,
+                    one_at_a_time: tokio::sync::Mutex::new(()),
+                },
+            },
+        }),
+        "signin" => Workload::SignIn {
+            flow: flow(true)?,
+            user_prefix: args.str("user-prefix")?,
+        },
+        "code" => Workload::Code {
+            flow: flow(false)?,
+            user_prefix: args.str("user-prefix")?,
+        },
         other => bail!("unknown endpoint {other}"),
-    };
+    })
+}
+
+async fn load(args: &Args) -> anyhow::Result<()> {
+    let addrs = args
+        .all("base")
+        .iter()
+        .map(|base| {
+            base.strip_prefix("http://")
+                .ok_or_else(|| anyhow!("--base must be http://host:port"))?
+                .parse::<SocketAddr>()
+                .with_context(|| format!("--base {base}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if addrs.is_empty() {
+        bail!("--base is required");
+    }
+    let endpoint = args.str("endpoint")?;
+    let conns: usize = args.num("conns", 16)?;
+    let secs: f64 = args.num("secs", 10.0)?;
+    let work = Arc::new(workload(args, &endpoint)?);
     let (ready, mut readies) = tokio::sync::mpsc::channel(conns);
     let (start, go) = tokio::sync::watch::channel(false);
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..conns)
-        .map(|_| {
+        .map(|i| {
             tokio::spawn(connection(
-                addr,
+                addrs[i % addrs.len()],
+                i,
                 work.clone(),
                 ready.clone(),
                 go.clone(),
@@ -246,7 +432,8 @@ async fn load(args: &Args) -> anyhow::Result<()> {
             ))
         })
         .collect();
-    // Every connection is open (and every chain seeded) before the clock starts.
+    // Every connection is open (every chain seeded, every browser set up) before the clock
+    // starts.
     for _ in 0..conns {
         match readies.recv().await {
             Some(Ok(())) => {}
@@ -268,14 +455,15 @@ async fn load(args: &Args) -> anyhow::Result<()> {
     let elapsed = began.elapsed().as_secs_f64();
     micros.sort_unstable();
     let row = [
-        endpoint,
         args.str("backend")?,
+        endpoint,
         conns.to_string(),
-        format!("{:.0}", micros.len() as f64 / elapsed),
+        format!("{:.1}", micros.len() as f64 / elapsed),
         format!("{:.2}", percentile(&micros, 50.0)),
         format!("{:.2}", percentile(&micros, 99.0)),
         errors.to_string(),
-        args.get("baseline").unwrap_or_default(),
+        args.get("baseline-name").unwrap_or_default(),
+        args.get("baseline-rate").unwrap_or_default(),
     ];
     eprintln!("   {}", row[..7].join("  "));
     let out = PathBuf::from(args.str("out")?);
@@ -406,49 +594,125 @@ async fn bare(bind: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One row of `--out`: what `load` measured.
+struct Row<'a> {
+    backend: &'a str,
+    endpoint: &'a str,
+    conns: &'a str,
+    rate: f64,
+    cells: Vec<&'a str>,
+    baseline_name: &'a str,
+    baseline_rate: Option<f64>,
+}
+
+/// `a / b` as a ratio cell: "1.85×".
+fn ratio(a: f64, b: f64) -> String {
+    if !(a.is_finite() && b.is_finite() && b > 0.0) {
+        return "-".to_owned();
+    }
+    let r = a / b;
+    match r {
+        r if r >= 100.0 => format!("{r:.0}×"),
+        r if r >= 10.0 => format!("{r:.1}×"),
+        r => format!("{r:.2}×"),
+    }
+}
+
 fn report(path: &Path) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let rows: Vec<Row> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let c: Vec<&str> = l.split('\t').collect();
+            let cell = |i: usize| c.get(i).copied().unwrap_or("");
+            Row {
+                backend: cell(0),
+                endpoint: cell(1),
+                conns: cell(2),
+                rate: cell(3).parse().unwrap_or(f64::NAN),
+                cells: (0..7).map(cell).collect(),
+                baseline_name: cell(7),
+                baseline_rate: cell(8).parse().ok(),
+            }
+        })
+        .collect();
+    let find = |backend: &str, r: &Row| {
+        rows.iter()
+            .find(|o| o.backend == backend && o.endpoint == r.endpoint && o.conns == r.conns)
+            .map(|o| o.rate)
+    };
     let header = [
-        "endpoint",
         "backend",
+        "endpoint",
         "conns",
         "req/s",
         "p50 ms",
         "p99 ms",
         "errors",
-        "baseline (same run)",
+        "vs peer",
+        "vs baseline",
     ];
-    let rows: Vec<Vec<&str>> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| l.split('\t').collect())
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let vs_peer = match (r.backend, find("peer", r)) {
+                ("peer", _) | (_, None) => "-".to_owned(),
+                (_, Some(peer)) => ratio(r.rate, peer),
+            };
+            // Several instances stand next to one instance; the rest next to their baseline.
+            let vs_base = match (r.backend, find("pg×1", r)) {
+                ("pg×2" | "pg×3", Some(one)) => format!("{} pg×1", ratio(r.rate, one)),
+                _ => match r.baseline_rate {
+                    Some(b) => format!("{} {}", ratio(r.rate, b), r.baseline_name),
+                    None => "-".to_owned(),
+                },
+            };
+            let mut cells: Vec<String> = r.cells.iter().map(|c| (*c).to_owned()).collect();
+            // Whole requests per second read better without the decimal.
+            if r.rate >= 100.0 {
+                cells[3] = format!("{:.0}", r.rate);
+            }
+            cells.push(vs_peer);
+            cells.push(vs_base);
+            cells
+        })
         .collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for r in &rows {
+    for r in &table {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: &[&str]| {
-        let mut s = String::new();
+    // Markdown: numbers to the right.
+    let right = |i: usize| (2..8).contains(&i);
+    let line = |cells: &[String]| {
+        let mut s = String::from("|");
         for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
             let pad = " ".repeat(w - c.chars().count());
-            if (2..7).contains(&i) {
-                s.push_str(&pad);
-                s.push_str(c);
+            if right(i) {
+                s.push_str(&format!(" {pad}{c} |"));
             } else {
-                s.push_str(c);
-                s.push_str(&pad);
+                s.push_str(&format!(" {c}{pad} |"));
             }
-            s.push_str("  ");
         }
-        println!("{}", s.trim_end());
+        println!("{s}");
     };
-    line(&header);
-    let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
-    line(&rules.iter().map(String::as_str).collect::<Vec<_>>());
-    for r in &rows {
+    line(&header.map(str::to_owned));
+    let rules: Vec<String> = widths
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            if right(i) {
+                format!("{}:", "-".repeat(w - 1))
+            } else {
+                "-".repeat(*w)
+            }
+        })
+        .collect();
+    line(&rules);
+    for r in &table {
         line(r);
     }
     Ok(())

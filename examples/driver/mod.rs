@@ -8,37 +8,43 @@ use anyhow::anyhow;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// `--key value` pairs.
-pub struct Args(HashMap<String, String>);
+/// `--key value` pairs; a key may be given several times.
+pub struct Args(HashMap<String, Vec<String>>);
 
 impl Args {
     pub fn parse(rest: impl Iterator<Item = String>) -> anyhow::Result<Args> {
-        let mut map = HashMap::new();
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
         let mut it = rest;
         while let Some(k) = it.next() {
             let key = k
                 .strip_prefix("--")
                 .ok_or_else(|| anyhow!("unexpected argument {k}"))?;
             let v = it.next().ok_or_else(|| anyhow!("--{key} needs a value"))?;
-            map.insert(key.to_owned(), v);
+            map.entry(key.to_owned()).or_default().push(v);
         }
         Ok(Args(map))
     }
 
-    /// The value of `--key`, if given.
+    /// The value of `--key` (the last one when given several times), if given.
     pub fn get(&self, key: &str) -> Option<String> {
-        self.0.get(key).cloned()
+        self.0.get(key).and_then(|v| v.last()).cloned()
+    }
+
+    /// Every value of `--key`, in order.
+    #[allow(
+        dead_code,
+        reason = "the bench driver reads repeated keys, flood does not"
+    )]
+    pub fn all(&self, key: &str) -> Vec<String> {
+        self.0.get(key).cloned().unwrap_or_default()
     }
 
     pub fn str(&self, key: &str) -> anyhow::Result<String> {
-        self.0
-            .get(key)
-            .cloned()
-            .ok_or_else(|| anyhow!("--{key} is required"))
+        self.get(key).ok_or_else(|| anyhow!("--{key} is required"))
     }
 
     pub fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> anyhow::Result<T> {
-        match self.0.get(key) {
+        match self.get(key) {
             None => Ok(default),
             Some(v) => v.parse().map_err(|_| anyhow!("--{key}: not a number")),
         }
@@ -54,6 +60,12 @@ pub struct Conn {
 
 pub struct Response {
     pub status: u16,
+    /// The header lines, as sent.
+    #[allow(
+        dead_code,
+        reason = "the bench driver's sign-in reads headers, flood does not"
+    )]
+    pub head: String,
     pub body: Vec<u8>,
 }
 
@@ -100,6 +112,7 @@ impl Conn {
             if filled >= end {
                 return Ok(Response {
                     status,
+                    head: String::from_utf8_lossy(&self.buf[..head_end]).into_owned(),
                     body: self.buf[head_end + 4..end].to_vec(),
                 });
             }
