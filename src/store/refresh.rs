@@ -103,9 +103,9 @@ pub fn rotate_and_insert(
     successor: &NewRefresh,
     now: i64,
 ) -> QueryResult<Option<bool>> {
-    use diesel::sql_types::{BigInt, Nullable, Text};
     #[cfg(feature = "postgres")]
     if let AnyConnection::Postgresql(c) = conn {
+        use diesel::sql_types::{BigInt, Nullable, Text};
         return diesel::sql_query(
             "WITH rotated AS (\
                  UPDATE refresh_tokens SET rotated_at = $1 \

@@ -15,12 +15,15 @@
 //!   once per batch, so it never waits in SQLite's busy handler, and nothing else waits there
 //!   for it. Reads that are not part of a write stay on the pool's connections.
 //!
+//! - the copy of the write-ahead log into the database (a checkpoint, with its `fsync`) is made
+//!   by a thread of its own after the writer's commits ([`checkpoint`]), never by the writer.
+//!
 //! Jobs must be short and never wait on anything but this connection: no password hashing, no
 //! signing, no network. On PostgreSQL there is no writer (row locks let writers run side by side).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use diesel::connection::{AnsiTransactionManager, TransactionManager};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection as _, TransactionManager};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{serialised, AnyConnection, ConnectError, ConnectionManager};
@@ -58,17 +61,31 @@ pub struct Writer {
 impl Writer {
     /// Opens the writer's connection and starts its thread.
     pub fn start(manager: &ConnectionManager) -> Result<Writer, ConnectError> {
-        let conn = manager.connect()?;
+        let mut conn = manager.connect()?;
+        // The writer never checkpoints: the checkpointer does, on a connection of its own.
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+        let mut checkpoints = manager.connect()?;
         let (queue, jobs) = mpsc::channel(QUEUE);
+        let (kick, kicked) = std::sync::mpsc::sync_channel(1);
         let manager = manager.clone();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || run(&manager, conn, jobs))
-            .map_err(|e| {
-                ConnectError::Connection(diesel::ConnectionError::BadConnection(format!(
-                    "starting the SQLite writer: {e}"
-                )))
-            })?;
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(work)
+                .map_err(|e| {
+                    ConnectError::Connection(diesel::ConnectionError::BadConnection(format!(
+                        "starting the SQLite writer: {e}"
+                    )))
+                })
+        };
+        spawn(
+            "sqlite-checkpoint",
+            Box::new(move || checkpoint(&mut checkpoints, &kicked)),
+        )?;
+        spawn(
+            "sqlite-writer",
+            Box::new(move || run(&manager, conn, jobs, &kick)),
+        )?;
         Ok(Writer { queue })
     }
 
@@ -99,7 +116,28 @@ impl Writer {
     }
 }
 
-fn run(manager: &ConnectionManager, mut conn: AnyConnection, mut jobs: mpsc::Receiver<Job>) {
+/// Copies the write-ahead log into the database after the writer's commits, at most every
+/// [`CHECKPOINT_PAUSE`], off the writer's thread: a `PASSIVE` checkpoint runs beside the writer's
+/// transactions (it takes no write lock), so the writer never stops for the copy or its `fsync`.
+/// It ends with the writer.
+fn checkpoint(conn: &mut AnyConnection, kicked: &std::sync::mpsc::Receiver<()>) {
+    while kicked.recv().is_ok() {
+        if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+            tracing::warn!(error = %e, "checkpointing the write-ahead log failed: trying again");
+        }
+        std::thread::sleep(CHECKPOINT_PAUSE);
+    }
+}
+
+/// The least time between two of the checkpointer's checkpoints.
+const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+fn run(
+    manager: &ConnectionManager,
+    mut conn: AnyConnection,
+    mut jobs: mpsc::Receiver<Job>,
+    kick: &std::sync::mpsc::SyncSender<()>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(job) = jobs.blocking_recv() {
         batch.push(job);
@@ -110,9 +148,14 @@ fn run(manager: &ConnectionManager, mut conn: AnyConnection, mut jobs: mpsc::Rec
             }
         }
         let begun = serialised(&mut conn, |conn| run_batch(conn, &mut batch));
+        // A checkpoint already asked for covers this commit too.
+        let _ = kick.try_send(());
         if !begun {
             // The connection may be broken: the next batch gets a new one if it can be opened.
-            match manager.connect() {
+            match manager.connect().and_then(|mut fresh| {
+                fresh.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+                Ok(fresh)
+            }) {
                 Ok(fresh) => conn = fresh,
                 Err(e) => tracing::error!(error = %e, "the SQLite writer could not reconnect"),
             }
@@ -124,7 +167,7 @@ fn run(manager: &ConnectionManager, mut conn: AnyConnection, mut jobs: mpsc::Rec
 /// when the transaction could not begin (the batch's jobs are dropped unrun, so their requests
 /// fail).
 fn run_batch(conn: &mut AnyConnection, batch: &mut Vec<Job>) -> bool {
-    let AnyConnection::Sqlite(c) = conn else {
+    let Some(c) = sqlite(conn) else {
         tracing::error!("the SQLite writer holds a connection that is not SQLite");
         batch.clear();
         return false;
@@ -140,7 +183,7 @@ fn run_batch(conn: &mut AnyConnection, batch: &mut Vec<Job>) -> bool {
             replies.push(reply);
         }
     }
-    let AnyConnection::Sqlite(c) = conn else {
+    let Some(c) = sqlite(conn) else {
         return false;
     };
     let committed = AnsiTransactionManager::commit_transaction(c).map_err(|e| {
@@ -157,18 +200,14 @@ fn run_batch(conn: &mut AnyConnection, batch: &mut Vec<Job>) -> bool {
 /// Runs one job in a savepoint; `None` when it panicked (its writes are undone, and its request
 /// is answered by the dropped sender).
 fn run_job(conn: &mut AnyConnection, job: Job) -> Option<Reply> {
-    let AnyConnection::Sqlite(c) = conn else {
-        return None;
-    };
+    let c = sqlite(conn)?;
     if let Err(e) = AnsiTransactionManager::begin_transaction(c) {
         tracing::error!(error = %e, "the SQLite writer could not open a savepoint");
         return None;
     }
     let own = depth(c);
     let outcome = catch_unwind(AssertUnwindSafe(|| job(conn)));
-    let AnyConnection::Sqlite(c) = conn else {
-        return None;
-    };
+    let c = sqlite(conn)?;
     match outcome {
         Ok((true, reply)) => match AnsiTransactionManager::commit_transaction(c) {
             Ok(()) => Some(reply),
@@ -196,6 +235,15 @@ fn run_job(conn: &mut AnyConnection, job: Job) -> Option<Reply> {
             let _ = AnsiTransactionManager::rollback_transaction(c);
             None
         }
+    }
+}
+
+/// The SQLite connection inside; `None` for any other (the writer is only started on SQLite).
+fn sqlite(conn: &mut AnyConnection) -> Option<&mut diesel::sqlite::SqliteConnection> {
+    match conn {
+        AnyConnection::Sqlite(c) => Some(c),
+        #[cfg(feature = "postgres")]
+        AnyConnection::Postgresql(_) => None,
     }
 }
 
