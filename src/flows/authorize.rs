@@ -269,35 +269,38 @@ pub async fn start(
     let host = ip.map(|ip| state.host_hash(ip));
     let mfa_for_all = state.settings.mfa.required_for_all_clients;
     let lifetimes = CodeLifetimes::of(state);
-    state
+    let issue_later = state.writer.is_some();
+    let read_issuer = issuer.clone();
+    let found = state
         .db(move |conn| {
+            let issuer = read_issuer;
             let client = match authorize::client_id(&params) {
                 Some(id) => Client::find(conn, id)?,
                 None => None,
             };
             let bound = match authorize::bind(&params, client.as_ref()) {
                 Ok(b) => b,
-                Err(e) => return Ok(Start::BadRequest(e.0.into_owned())),
+                Err(e) => return Ok(Found::Answer(Start::BadRequest(e.0.into_owned()))),
             };
             let Some(client) = client else {
-                return Ok(Start::BadRequest(
+                return Ok(Found::Answer(Start::BadRequest(
                     "The application is not registered here.".into(),
-                ));
+                )));
             };
             let validated = match authorize::validate(&params, &client, bound) {
                 Ok(v) => v,
                 Err((bound, e)) => {
-                    return Ok(Start::Redirect(authorize::error_redirect(
+                    return Ok(Found::Answer(Start::Redirect(authorize::error_redirect(
                         &bound, &issuer, &e,
-                    )))
+                    ))))
                 }
             };
             let refuse = |e: &OAuthError| {
-                Ok(Start::Redirect(authorize::error_redirect(
+                Ok(Found::Answer(Start::Redirect(authorize::error_redirect(
                     &validated.bound,
                     &issuer,
                     e,
-                )))
+                ))))
             };
             let existing = match session_cookie {
                 Some(c) => Session::find_live(conn, TokenHash::of(&c).as_str(), now)?,
@@ -334,7 +337,7 @@ pub async fn start(
                 Next::Refuse(e) => return refuse(&e),
                 Next::Issue => {
                     let (Some(session), Some(user)) = (&existing, &user) else {
-                        return Ok(Start::BadRequest(EXPIRED.into()));
+                        return Ok(Found::Answer(Start::BadRequest(EXPIRED.into())));
                     };
                     let approved = Approved {
                         client_id: client.id.to_string(),
@@ -344,19 +347,17 @@ pub async fn start(
                         code_challenge: validated.code_challenge.clone(),
                         nonce: validated.oidc.nonce.clone(),
                     };
-                    let location = write_tx(conn, |conn| {
-                        issue_code(
-                            conn,
-                            &approved,
-                            &validated.bound,
-                            &user.id,
-                            session,
-                            &issuer,
-                            &lifetimes,
-                            now,
-                        )
-                    })?;
-                    return Ok(Start::Redirect(location));
+                    let code = CodeToIssue {
+                        approved,
+                        bound: validated.bound.clone(),
+                        user_id: user.id.clone(),
+                        session: session.clone(),
+                    };
+                    if issue_later {
+                        return Ok(Found::Issue(Box::new(code)));
+                    }
+                    let location = code.issue(conn, &issuer, &lifetimes, now)?;
+                    return Ok(Found::Answer(Start::Redirect(location)));
                 }
                 Next::Login => paths::LOGIN,
                 Next::Consent => paths::CONSENT,
@@ -368,7 +369,7 @@ pub async fn start(
                 if let Some(wait) =
                     over_session_cap(conn, host.as_deref(), now, session_ttl, max_from_host)?
                 {
-                    return Ok(Start::TooMany(wait));
+                    return Ok(Found::Answer(Start::TooMany(wait)));
                 }
             }
             // Expired rows are pruned by the background task (`flows::prune`), never here. The
@@ -415,12 +416,63 @@ pub async fn start(
                 }
                 Ok::<_, diesel::result::Error>(new_session)
             })?;
-            Ok(Start::Continue {
+            Ok::<_, AppError>(Found::Answer(Start::Continue {
                 location: with_interaction(page, id.expose()),
                 new_session,
-            })
+            }))
         })
-        .await
+        .await?;
+    match found {
+        Found::Answer(start) => Ok(start),
+        // On SQLite the code is issued in the writer (`store::writer`): its commit is shared with
+        // the token endpoint's writes instead of queueing before them.
+        Found::Issue(code) => {
+            let location = state
+                .write(move |conn| code.issue(conn, &issuer, &lifetimes, now))
+                .await?;
+            Ok(Start::Redirect(location))
+        }
+    }
+}
+
+/// What the read of `GET /authorize` found: its answer, or a code to issue.
+enum Found {
+    Answer(Start),
+    Issue(Box<CodeToIssue>),
+}
+
+/// A code to issue to a signed-in session that needs no page.
+struct CodeToIssue {
+    approved: Approved,
+    bound: BoundRedirect,
+    user_id: String,
+    session: Session,
+}
+
+impl CodeToIssue {
+    /// Issues the code in one write transaction; the redirect that carries it (or the error for
+    /// a nonce used meanwhile).
+    fn issue(
+        &self,
+        conn: &mut crate::store::AnyConnection,
+        issuer: &str,
+        lifetimes: &CodeLifetimes,
+        now: i64,
+    ) -> Result<String, AppError> {
+        let location = write_tx(conn, |conn| {
+            issue_code(
+                conn,
+                &self.approved,
+                &self.bound,
+                &self.user_id,
+                &self.session,
+                issuer,
+                lifetimes,
+                now,
+            )
+        })?;
+        Ok(location)
+    }
 }
 
 /// The error for a nonce this browser session used before.

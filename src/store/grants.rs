@@ -3,30 +3,12 @@
 
 use diesel::prelude::*;
 
+use super::prepared::{self, Value};
 use super::schema::{clients, grants, users};
 use super::users::{account, AccountRow, ACCOUNT_COLUMNS};
 use super::AnyConnection;
 use crate::oauth::model::{GrantState, NewGrant};
 use crate::oauth::userinfo::Holder;
-
-/// A grant as stored.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = grants)]
-struct GrantRow {
-    id: String,
-    client_id: String,
-    user_id: Option<String>,
-    /// The browser session whose login produced it (none for the password grant); logging that
-    /// session out revokes the grant.
-    session_hash: Option<String>,
-    created_at: i64,
-    /// Absolute end of the family: no refresh token from it lives longer.
-    expires_at: i64,
-    revoked_at: Option<i64>,
-    amr: String,
-    auth_time: Option<i64>,
-    nonce: Option<String>,
-}
 
 /// The columns of `grants` a join reads for [`state`].
 pub type StateColumns = (
@@ -73,21 +55,24 @@ pub fn state(row: StateRow) -> GrantState {
 
 /// Stores a new grant.
 pub fn insert(conn: &mut AnyConnection, grant: &NewGrant) -> QueryResult<()> {
-    diesel::insert_into(grants::table)
-        .values(GrantRow {
-            id: grant.id.to_string(),
-            client_id: grant.client_id.to_string(),
-            user_id: grant.user_id.as_ref().map(ToString::to_string),
-            session_hash: grant.session_hash.clone(),
-            created_at: grant.created_at,
-            expires_at: grant.expires_at,
-            revoked_at: None,
-            amr: super::encode_list(&grant.amr),
-            auth_time: grant.auth_time,
-            nonce: grant.nonce.clone(),
-        })
-        .execute(conn)
-        .map(|_| ())
+    let amr = super::encode_list(&grant.amr);
+    prepared::execute(
+        conn,
+        "INSERT INTO grants (id, client_id, user_id, session_hash, created_at, expires_at, \
+         revoked_at, amr, auth_time, nonce) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+        &[
+            Value::Text(grant.id.as_str()),
+            Value::Text(grant.client_id.as_str()),
+            Value::NullableText(grant.user_id.as_ref().map(|u| u.as_str())),
+            Value::NullableText(grant.session_hash.as_deref()),
+            Value::Int(grant.created_at),
+            Value::Int(grant.expires_at),
+            Value::Text(&amr),
+            Value::NullableInt(grant.auth_time),
+            Value::NullableText(grant.nonce.as_deref()),
+        ],
+    )
+    .map(|_| ())
 }
 
 /// Revokes the grant: every refresh token of its family, and every access token carrying its

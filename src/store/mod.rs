@@ -13,6 +13,7 @@ pub mod interactions;
 pub mod keys;
 pub mod lockout;
 pub mod mfa;
+pub mod prepared;
 pub mod prune;
 pub mod refresh;
 pub mod registrations;
@@ -22,7 +23,7 @@ pub mod users;
 pub mod wal;
 pub mod writer;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 #[cfg(feature = "postgres")]
@@ -161,23 +162,59 @@ impl ConnectionManager {
     }
 }
 
+/// A connection of the pool, with when it last came back from a request. It stands in for an
+/// [`AnyConnection`] wherever one is asked for.
+pub struct Pooled {
+    conn: AnyConnection,
+    returned: Instant,
+}
+
+impl std::ops::Deref for Pooled {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Pooled {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+}
+
+/// A connection back from a request less than this long ago is handed out again without the
+/// `SELECT 1` that checks an idle one: under load that check would cost a round trip per request.
+/// A connection the server closed is still never handed out twice: its failed statement leaves
+/// libpq's transaction status unknown, Diesel then counts its transaction manager as broken, and
+/// the pool drops it on its return ([`has_broken`](diesel::r2d2::ManageConnection::has_broken)).
+pub const RECENTLY_USED: Duration = Duration::from_secs(1);
+
 impl diesel::r2d2::ManageConnection for ConnectionManager {
-    type Connection = AnyConnection;
+    type Connection = Pooled;
     type Error = ConnectError;
 
-    fn connect(&self) -> Result<AnyConnection, ConnectError> {
-        ConnectionManager::connect(self)
+    fn connect(&self) -> Result<Pooled, ConnectError> {
+        Ok(Pooled {
+            conn: ConnectionManager::connect(self)?,
+            returned: Instant::now(),
+        })
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
-        conn.batch_execute("SELECT 1")?;
+    /// Checks a connection before it is handed out: one idle for [`RECENTLY_USED`] or longer
+    /// runs `SELECT 1` (the server may have closed it meanwhile).
+    fn is_valid(&self, conn: &mut Pooled) -> Result<(), ConnectError> {
+        if conn.returned.elapsed() < RECENTLY_USED {
+            return Ok(());
+        }
+        conn.conn.batch_execute("SELECT 1")?;
         Ok(())
     }
 
-    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        // Like Diesel's own manager: a connection given back while panicking, or left inside a
-        // transaction, is not reused.
-        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(conn)
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        // Like Diesel's own manager: a connection given back while panicking, left inside a
+        // transaction, or closed by the server is not reused.
+        conn.returned = Instant::now();
+        std::thread::panicking() || diesel::r2d2::R2D2Connection::is_broken(&mut conn.conn)
     }
 }
 

@@ -119,10 +119,22 @@ impl Writer {
 /// Copies the write-ahead log into the database after the writer's commits, at most every
 /// [`CHECKPOINT_PAUSE`], off the writer's thread: a `PASSIVE` checkpoint runs beside the writer's
 /// transactions (it takes no write lock), so the writer never stops for the copy or its `fsync`.
-/// It ends with the writer.
+///
+/// Such a checkpoint never catches up with a writer that commits all the time, and the log starts
+/// again from its beginning only after one that did, so under steady load the `-wal` file would
+/// only grow (until `flows::wal` truncates it, which stops every writer meanwhile). So once the
+/// log holds [`RESTART_FRAMES`] or more, the checkpointer copies the few frames committed since
+/// while it holds the writers' turn ([`serialised`]): that checkpoint is complete, and the
+/// writer's next transaction starts the log again. It ends with the writer.
 fn checkpoint(conn: &mut AnyConnection, kicked: &std::sync::mpsc::Receiver<()>) {
     while kicked.recv().is_ok() {
-        if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+        let done = passive(conn).and_then(|frames| {
+            if frames >= RESTART_FRAMES {
+                serialised(conn, passive)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = done {
             tracing::warn!(error = %e, "checkpointing the write-ahead log failed: trying again");
         }
         std::thread::sleep(CHECKPOINT_PAUSE);
@@ -131,6 +143,25 @@ fn checkpoint(conn: &mut AnyConnection, kicked: &std::sync::mpsc::Receiver<()>) 
 
 /// The least time between two of the checkpointer's checkpoints.
 const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// How many frames (pages) the log may hold before the checkpointer makes it start again (about
+/// 4 MiB with SQLite's 4 KiB pages: SQLite's own automatic checkpoint threshold).
+const RESTART_FRAMES: i32 = 1000;
+
+#[derive(diesel::QueryableByName)]
+struct CheckpointRow {
+    /// The frames in the log (-1 when the database is not in WAL mode).
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    log: i32,
+}
+
+/// A `PASSIVE` checkpoint; how many frames the log held.
+fn passive(conn: &mut AnyConnection) -> diesel::QueryResult<i32> {
+    use diesel::RunQueryDsl as _;
+    diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
+        .get_result::<CheckpointRow>(conn)
+        .map(|row| row.log)
+}
 
 fn run(
     manager: &ConnectionManager,

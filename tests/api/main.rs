@@ -29,6 +29,7 @@ mod mfa;
 mod oidc;
 mod oidc_client;
 mod ops;
+mod pool;
 mod rate_limits;
 mod readme;
 mod refresh_window;
