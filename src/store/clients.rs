@@ -40,7 +40,7 @@ impl Client {
         clients::table
             .find(id)
             .select(ClientRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
             .map(|row| row.map(Client::from))
     }

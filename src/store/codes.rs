@@ -58,7 +58,7 @@ impl AuthCode {
             .inner_join(grants::table)
             .filter(auth_codes::code_hash.eq(code_hash))
             .select((AuthCode::as_select(), ACCOUNT_COLUMNS, STATE_COLUMNS))
-            .first::<(AuthCode, AccountRow, StateRow)>(c)
+            .get_result::<(AuthCode, AccountRow, StateRow)>(c)
             .optional())
         .map(|r| {
             r.map(|(code, user, grant)| StoredCode {

@@ -25,7 +25,7 @@ pub fn find(
     consents::table
         .find((user_id, client_id))
         .select((consents::scopes, consents::audiences))
-        .first::<(String, String)>(conn)
+        .get_result::<(String, String)>(conn)
         .optional()
         .map(|r| r.map(|(scopes, audiences)| consented(&scopes, &audiences)))
 }

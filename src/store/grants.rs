@@ -147,7 +147,7 @@ pub fn is_live(conn: &mut AnyConnection, id: &str) -> QueryResult<bool> {
     grants::table
         .find(id)
         .select(grants::revoked_at)
-        .first::<Option<i64>>(conn)
+        .get_result::<Option<i64>>(conn)
         .optional()
         .map(|r| matches!(r, Some(None)))
 }
@@ -167,7 +167,7 @@ pub fn holder(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<(Holder,
             ACCOUNT_COLUMNS,
             clients::allowed_origins,
         ))
-        .first::<(String, String, StateRow, AccountRow, String)>(conn)
+        .get_result::<(String, String, StateRow, AccountRow, String)>(conn)
         .optional()
         .map(|r| {
             r.map(|(client_id, user_id, grant, user, origins)| {

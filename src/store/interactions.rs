@@ -48,7 +48,7 @@ impl Interaction {
             .filter(interactions::session_hash.eq(session_hash))
             .filter(interactions::expires_at.gt(now))
             .select(Interaction::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 

@@ -31,7 +31,7 @@ pub fn find(conn: &mut AnyConnection, key: &Key) -> QueryResult<Option<Counter>>
     t::table
         .find((&key.user_id, key.device.key(), key.factor.as_str()))
         .select(Row::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
         .map(|r| {
             r.map(|r| Counter {

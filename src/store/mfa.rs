@@ -37,7 +37,7 @@ impl TotpFactor {
         totp_factors::table
             .find(user_id)
             .select(TotpFactor::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 

@@ -62,7 +62,7 @@ pub fn find(conn: &mut AnyConnection, token_hash: &str) -> QueryResult<Option<St
             STATE_COLUMNS,
             ACCOUNT_COLUMNS.nullable(),
         ))
-        .first::<(RefreshRow, StateRow, Option<AccountRow>)>(c)
+        .get_result::<(RefreshRow, StateRow, Option<AccountRow>)>(c)
         .optional())
     .map(|r| {
         r.map(|(row, grant, user)| {

@@ -67,7 +67,7 @@ impl InitialToken {
         }
         t.filter(registration_tokens::token_hash.eq(token_hash))
             .select(registration_tokens::id)
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 }
@@ -103,7 +103,7 @@ impl Registration {
         client_registrations::table
             .filter(client_registrations::access_token_hash.eq(access_token_hash))
             .select(Registration::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 

@@ -141,7 +141,7 @@ impl Session {
             .find(id_hash)
             .filter(sessions::expires_at.gt(now))
             .select(Session::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
     }
 
@@ -159,7 +159,7 @@ impl Session {
                 diesel::dsl::count_star(),
                 diesel::dsl::min(sessions::expires_at),
             ))
-            .first::<(i64, Option<i64>)>(conn)?;
+            .get_result::<(i64, Option<i64>)>(conn)?;
         Ok(FromHost {
             count,
             first_expiry,

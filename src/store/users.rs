@@ -67,7 +67,7 @@ impl User {
         users::table
             .find(id)
             .select(UserRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
             .map(|r| r.map(User::from))
     }
@@ -83,7 +83,7 @@ impl User {
                     .sql(")"),
             )
             .select(UserRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()
             .map(|r| r.map(User::from))
     }
