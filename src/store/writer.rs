@@ -144,9 +144,11 @@ fn checkpoint(conn: &mut AnyConnection, kicked: &std::sync::mpsc::Receiver<()>) 
 /// The least time between two of the checkpointer's checkpoints.
 const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// How many frames (pages) the log may hold before the checkpointer makes it start again (about
-/// 4 MiB with SQLite's 4 KiB pages: SQLite's own automatic checkpoint threshold).
-const RESTART_FRAMES: i32 = 1000;
+/// How many frames (pages) the log may hold before the checkpointer makes it start again: about
+/// 16 MiB with SQLite's 4 KiB pages. Each restart holds the writers for the last frames' copy and
+/// two `fsync`s (a few milliseconds), so a larger log means rarer pauses (measured: the code
+/// exchange's p99 at 16 connections went from 9 to 7 ms when this went from 1,000 to 4,000).
+const RESTART_FRAMES: i32 = 4000;
 
 #[derive(diesel::QueryableByName)]
 struct CheckpointRow {
