@@ -29,14 +29,21 @@ fn terminate(db: &PgDatabase, pid: i32) {
     std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
+/// A pool of one connection whose server has just closed it, with that connection's server pid;
+/// `None` without PostgreSQL.
+fn pool_whose_connection_was_closed(prefix: &str) -> Option<(PgDatabase, store::Pool, i32)> {
+    let db = PgDatabase::create(prefix)?;
+    let pool = store::pool(&db.url, 1).expect("pool");
+    let pid = backend_pid(&mut pool.get().expect("connection")).expect("pid");
+    terminate(&db, pid);
+    Some((db, pool, pid))
+}
+
 #[test]
 fn pool_never_hands_out_a_connection_the_server_closed_twice() {
-    let Some(db) = PgDatabase::create("pool_closed") else {
+    let Some((_db, pool, first)) = pool_whose_connection_was_closed("pool_closed") else {
         return;
     };
-    let pool = store::pool(&db.url, 1).expect("pool");
-    let first = backend_pid(&mut pool.get().expect("connection")).expect("pid");
-    terminate(&db, first);
     // Back from a request a moment ago, the closed connection may be handed out unchecked: its
     // statement fails...
     let _ = backend_pid(&mut pool.get().expect("connection"));
@@ -47,12 +54,9 @@ fn pool_never_hands_out_a_connection_the_server_closed_twice() {
 
 #[test]
 fn pool_checks_a_connection_idle_past_the_bound_before_handing_it_out() {
-    let Some(db) = PgDatabase::create("pool_idle") else {
+    let Some((_db, pool, first)) = pool_whose_connection_was_closed("pool_idle") else {
         return;
     };
-    let pool = store::pool(&db.url, 1).expect("pool");
-    let first = backend_pid(&mut pool.get().expect("connection")).expect("pid");
-    terminate(&db, first);
     std::thread::sleep(store::RECENTLY_USED);
     // Idle past the bound: checked, found closed, replaced; no request sees the failure.
     let second = backend_pid(&mut pool.get().expect("connection")).expect("a working connection");
