@@ -23,10 +23,15 @@ const CHECKPOINT_WAIT_MS: u32 = 500;
 /// Pause between two attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(2);
 
+/// The answer of `PRAGMA wal_checkpoint(...)` (here and in the writer's checkpointer).
 #[derive(QueryableByName)]
-struct CheckpointRow {
+pub(super) struct CheckpointRow {
+    /// 1 when the checkpoint could not finish (SQLITE_BUSY).
     #[diesel(sql_type = Integer)]
-    busy: i32,
+    pub busy: i32,
+    /// The frames in the log (-1 when the database is not in WAL mode).
+    #[diesel(sql_type = Integer)]
+    pub log: i32,
 }
 
 /// What [`truncate`] did.
@@ -57,7 +62,7 @@ pub fn truncate(conn: &mut AnyConnection) -> QueryResult<Checkpoint> {
             diesel::sql_query("PRAGMA wal_checkpoint(TRUNCATE)").get_result::<CheckpointRow>(conn)
         });
         match attempt {
-            Ok(CheckpointRow { busy: 0 }) => break Ok(Checkpoint::Truncated),
+            Ok(CheckpointRow { busy: 0, .. }) => break Ok(Checkpoint::Truncated),
             Ok(_) if Instant::now() < deadline => std::thread::sleep(RETRY_PAUSE),
             Ok(_) => break Ok(Checkpoint::Busy),
             Err(e) => break Err(e),

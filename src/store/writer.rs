@@ -150,18 +150,11 @@ const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(5
 /// exchange's p99 at 16 connections went from 9 to 7 ms when this went from 1,000 to 4,000).
 const RESTART_FRAMES: i32 = 4000;
 
-#[derive(diesel::QueryableByName)]
-struct CheckpointRow {
-    /// The frames in the log (-1 when the database is not in WAL mode).
-    #[diesel(sql_type = diesel::sql_types::Integer)]
-    log: i32,
-}
-
 /// A `PASSIVE` checkpoint; how many frames the log held.
 fn passive(conn: &mut AnyConnection) -> diesel::QueryResult<i32> {
     use diesel::RunQueryDsl as _;
     diesel::sql_query("PRAGMA wal_checkpoint(PASSIVE)")
-        .get_result::<CheckpointRow>(conn)
+        .get_result::<super::wal::CheckpointRow>(conn)
         .map(|row| row.log)
 }
 

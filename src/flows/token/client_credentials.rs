@@ -1,7 +1,7 @@
 //! The client credentials grant's service (RFC 6749 §4.4): nothing written, one signature. A
 //! client that authenticated a moment ago is answered from the client cache
 //! (`flows::client_cache`) without a database hop; any other presentation reads the client in
-//! one hop, and a success is remembered.
+//! one hop, and a client that authenticates there is remembered.
 
 use crate::oauth::client_auth::ClientCredentials;
 use crate::oauth::grants::client_credentials::decide;
@@ -10,7 +10,7 @@ use crate::oauth::model::GrantType;
 use crate::oauth::token_request::ClientCredentialsRequest;
 use crate::state::AppState;
 
-use super::{in_pool, may_use, EndpointError, Hop};
+use super::{in_hop, may_use, EndpointError, Hop};
 
 pub(super) async fn grant(
     state: &AppState,
@@ -23,16 +23,13 @@ pub(super) async fn grant(
             .and_then(|()| decide(&client, &request).into_result());
         return Ok(Ok((client, result)));
     }
-    let hop = in_pool(
+    in_hop(
         state,
         creds,
         now,
         GrantType::ClientCredentials,
+        false,
         move |_, client| Ok(decide(client, &request).into_result()),
     )
-    .await?;
-    if let Ok((client, Ok(_))) = &hop {
-        state.clients.remember(client, now);
-    }
-    Ok(hop)
+    .await
 }

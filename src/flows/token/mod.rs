@@ -94,21 +94,23 @@ pub async fn token(
     let hop = match request {
         TokenRequest::Password(r) => password::grant(state, ctx, creds, r).await,
         TokenRequest::AuthorizationCode(r) => {
-            in_writer(
+            in_hop(
                 state,
                 creds,
                 now,
                 GrantType::AuthorizationCode,
+                true,
                 move |conn, client| authorization_code::exchange(conn, &ctx, client, &r),
             )
             .await
         }
         TokenRequest::RefreshToken(r) => {
-            in_writer(
+            in_hop(
                 state,
                 creds,
                 now,
                 GrantType::RefreshToken,
+                true,
                 move |conn, client| refresh_token::refresh(conn, &ctx, client, &r),
             )
             .await
@@ -127,40 +129,30 @@ pub async fn token(
     }
 }
 
-/// One blocking-pool hop: [`with_client`], then the grant's work with the same connection.
-async fn in_pool(
+/// One database hop: [`with_client`], then the grant's work with the same connection. A grant
+/// that `writes` (the code exchange, the refresh) goes through `AppState::write` (on SQLite the
+/// writer, `store::writer`, with group commit), the others to the pool. A confidential client
+/// that authenticated a moment ago is taken from the client cache (`flows::client_cache`), so
+/// the hop does not read it again; one that authenticates now is remembered.
+async fn in_hop(
     state: &AppState,
     creds: ClientCredentials,
     now: i64,
     grant_type: GrantType,
-    grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<Issue, OAuthError>, EndpointError>
-        + Send
-        + 'static,
-) -> Result<Hop<Issue>, EndpointError> {
-    state
-        .db(move |conn| with_client(conn, &creds, None, now, grant_type, grant))
-        .await
-}
-
-/// One hop for a grant that writes (the code exchange, the refresh): [`with_client`] and the
-/// grant's transaction, on SQLite in the writer (`store::writer`, group commit), on PostgreSQL
-/// in the pool. A confidential client that authenticated a moment ago is taken from the client
-/// cache (`flows::client_cache`), so the hop does not read it again; one that authenticates now
-/// is remembered.
-async fn in_writer(
-    state: &AppState,
-    creds: ClientCredentials,
-    now: i64,
-    grant_type: GrantType,
+    writes: bool,
     grant: impl FnOnce(&mut AnyConnection, &Client) -> Result<Result<Issue, OAuthError>, EndpointError>
         + Send
         + 'static,
 ) -> Result<Hop<Issue>, EndpointError> {
     let known = state.clients.authenticate(&creds, now);
     let cached = known.is_some();
-    let hop = state
-        .write(move |conn| with_client(conn, &creds, known, now, grant_type, grant))
-        .await?;
+    let work =
+        move |conn: &mut AnyConnection| with_client(conn, &creds, known, now, grant_type, grant);
+    let hop = if writes {
+        state.write(work).await?
+    } else {
+        state.db(work).await?
+    };
     if let (Ok((client, _)), false) = (&hop, cached) {
         state.clients.remember(client, now);
     }
