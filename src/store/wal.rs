@@ -32,6 +32,9 @@ pub(super) struct CheckpointRow {
     /// The frames in the log (-1 when the database is not in WAL mode).
     #[diesel(sql_type = Integer)]
     pub log: i32,
+    /// The frames of the log copied into the database (-1 when not in WAL mode).
+    #[diesel(sql_type = Integer)]
+    pub checkpointed: i32,
 }
 
 /// What [`truncate`] did.
