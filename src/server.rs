@@ -20,6 +20,12 @@ pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
     crate::flows::wal::spawn_guard(&state.clone().into_inner());
     let https = state.settings.is_https();
     let workers = state.settings.server.workers;
+    // A worker's blocking work is database hops (at most `pool_size` at once, `AppState::db`) and
+    // password hashes (at most `concurrent_hashes`); two more for anything else. Beyond that, a
+    // task waits for a thread rather than the pool growing by one thread per waiting request.
+    let blocking_threads = state.settings.database.pool_size.max(1) as usize
+        + state.settings.passwords.concurrent_hashes()
+        + 2;
     // One set of limits for every worker, so an address's budget is per instance.
     let limits = web::Data::new(RateLimits::new(&state.settings.rate_limits));
     let mut server = HttpServer::new(move || {
@@ -35,6 +41,7 @@ pub fn build(state: web::Data<AppState>, listener: TcpListener) -> std::io::Resu
             .wrap(from_fn(http::access_log::access_log))
             .configure(http::routes)
     })
+    .worker_max_blocking_threads(blocking_threads)
     .listen(listener)?;
     if workers > 0 {
         server = server.workers(workers);

@@ -186,6 +186,13 @@ impl std::ops::DerefMut for Pooled {
     }
 }
 
+/// The page cache (KiB) of each of the pool's SQLite connections. Their reads are of a few rows by
+/// key (clients, users, sessions), and a page missing from this cache is read from the operating
+/// system's; the writer (`writer`), whose index pages are rewritten by every batch, keeps
+/// SQLite's default of 2,000 KiB. So resident memory stays bounded by about `pool_size` × this
+/// rather than `pool_size` × 2 MiB.
+pub const POOL_CACHE_KIB: u32 = 512;
+
 /// A connection back from a request less than this long ago is handed out again without the
 /// `SELECT 1` that checks an idle one: under load that check would cost a round trip per request.
 /// A connection the server closed is still never handed out twice: its failed statement leaves
@@ -198,8 +205,12 @@ impl diesel::r2d2::ManageConnection for ConnectionManager {
     type Error = ConnectError;
 
     fn connect(&self) -> Result<Pooled, ConnectError> {
+        let mut conn = ConnectionManager::connect(self)?;
+        if let AnyConnection::Sqlite(c) = &mut conn {
+            c.batch_execute(&format!("PRAGMA cache_size = -{POOL_CACHE_KIB}"))?;
+        }
         Ok(Pooled {
-            conn: ConnectionManager::connect(self)?,
+            conn,
             returned: Instant::now(),
         })
     }
@@ -225,11 +236,14 @@ impl diesel::r2d2::ManageConnection for ConnectionManager {
 /// The connection pool.
 pub type Pool = diesel::r2d2::Pool<ConnectionManager>;
 
+/// How long a request waits for a free connection before it fails.
+pub const POOL_WAIT: Duration = Duration::from_secs(10);
+
 /// Builds a pool; fails when the database cannot be reached.
 pub fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
     let pool = diesel::r2d2::Pool::builder()
         .max_size(size.max(1))
-        .connection_timeout(Duration::from_secs(10))
+        .connection_timeout(POOL_WAIT)
         .build(ConnectionManager::new(url))?;
     Ok(pool)
 }
@@ -494,5 +508,33 @@ mod tests {
             drop(first);
         });
         assert_eq!(*order.lock().unwrap(), vec![0, 1, 2, 3]);
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct CacheSize {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        cache_size: i32,
+    }
+
+    fn cache_size(conn: &mut super::AnyConnection) -> i32 {
+        use diesel::RunQueryDsl as _;
+        diesel::sql_query("PRAGMA cache_size")
+            .get_result::<CacheSize>(conn)
+            .unwrap()
+            .cache_size
+    }
+
+    /// The pool's SQLite connections keep a small page cache each; a connection opened for
+    /// anything else (the writer, the command line) keeps SQLite's default.
+    #[test]
+    fn pool_connections_keep_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/c.db", dir.path().display());
+        let pool = super::pool(&url, 2).unwrap();
+        let mut pooled = pool.get().unwrap();
+        let expected = -i32::try_from(super::POOL_CACHE_KIB).unwrap();
+        assert_eq!(cache_size(&mut pooled), expected);
+        let mut own = super::ConnectionManager::new(&url).connect().unwrap();
+        assert_eq!(cache_size(&mut own), -2000);
     }
 }
