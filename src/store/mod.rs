@@ -206,8 +206,12 @@ impl diesel::r2d2::ManageConnection for ConnectionManager {
 
     fn connect(&self) -> Result<Pooled, ConnectError> {
         let mut conn = ConnectionManager::connect(self)?;
-        if let AnyConnection::Sqlite(c) = &mut conn {
-            c.batch_execute(&format!("PRAGMA cache_size = -{POOL_CACHE_KIB}"))?;
+        match &mut conn {
+            AnyConnection::Sqlite(c) => {
+                c.batch_execute(&format!("PRAGMA cache_size = -{POOL_CACHE_KIB}"))?;
+            }
+            #[cfg(feature = "postgres")]
+            AnyConnection::Postgresql(_) => {}
         }
         Ok(Pooled {
             conn,
