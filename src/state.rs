@@ -19,7 +19,7 @@ pub struct AppState {
     /// One slot per pooled connection: a request waits for its connection here, without a
     /// thread, and enters the blocking pool only once a connection is free. Waiting inside the
     /// blocking pool instead held a thread per waiting request (and that thread's allocator
-    /// cache): at 64 concurrent sign-ins the process grew by about a hundred threads.
+    /// cache): at 64 concurrent `/authorize` requests the process grew by about a hundred threads.
     db_slots: Arc<tokio::sync::Semaphore>,
     /// SQLite only: the one connection the token endpoint's writes go through, with group commit
     /// (`store::writer`). `None` on PostgreSQL.
