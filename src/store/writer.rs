@@ -21,7 +21,11 @@
 //! Jobs must be short and never wait on anything but this connection: no password hashing, no
 //! signing, no network. On PostgreSQL there is no writer (row locks let writers run side by side).
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection as _, TransactionManager};
 use tokio::sync::{mpsc, oneshot};
@@ -74,6 +78,7 @@ impl Writer {
         // The writer never checkpoints: the checkpointer does, on a connection of its own.
         conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
         let mut checkpoints = manager.connect()?;
+        let file = database_file(&mut checkpoints).and_then(|path| flushing_handle(&path));
         let (queue, jobs) = mpsc::channel(QUEUE);
         let (kick, kicked) = std::sync::mpsc::sync_channel(1);
         let manager = manager.clone();
@@ -89,7 +94,9 @@ impl Writer {
         };
         spawn(
             "sqlite-checkpoint",
-            Box::new(move || checkpoint(&mut checkpoints, restart_frames, &kicked)),
+            Box::new(move || {
+                checkpoint(&mut checkpoints, file.as_deref(), restart_frames, &kicked);
+            }),
         )?;
         spawn(
             "sqlite-writer",
@@ -136,13 +143,14 @@ impl Writer {
 /// ends with the writer.
 fn checkpoint(
     conn: &mut AnyConnection,
+    file: Option<&File>,
     restart_frames: i32,
     kicked: &std::sync::mpsc::Receiver<()>,
 ) {
     while kicked.recv().is_ok() {
         let done = passive(conn).and_then(|row| {
             if row.log >= restart_frames {
-                restart(conn, row.log)?;
+                restart(conn, file, row.log)?;
             }
             Ok(())
         });
@@ -160,10 +168,17 @@ fn checkpoint(
 /// Each `PASSIVE` round copies what was committed during the round before, so the backlog
 /// shrinks until a round finds at most [`CAUGHT_UP_FRAMES`] new frames (or [`CATCH_UP_ROUNDS`]
 /// have run); the writers then wait only for that short copy and its two `fsync`s, not for the
-/// whole log's. `log` is the log's length at the checkpoint that asked for the restart.
-fn restart(conn: &mut AnyConnection, mut log: i32) -> diesel::QueryResult<()> {
+/// whole log's. A `PASSIVE` round that does not reach the log's end leaves the pages it copied
+/// unflushed, and the complete checkpoint would flush them all under the turn (on a grown
+/// database, thousands of pages: up to 20 ms), so each round's pages are flushed after it
+/// through `file` (see [`flushing_handle`]). `log` is the log's length at the checkpoint that
+/// asked for the restart.
+fn restart(conn: &mut AnyConnection, file: Option<&File>, mut log: i32) -> diesel::QueryResult<()> {
     for _ in 0..CATCH_UP_ROUNDS {
         let row = passive(conn)?;
+        if let Some(Err(e)) = file.map(File::sync_data) {
+            tracing::warn!(error = %e, "flushing the database file before the log's restart failed");
+        }
         let new = row.log - log;
         log = row.log;
         if new <= CAUGHT_UP_FRAMES && row.checkpointed == row.log {
@@ -171,6 +186,45 @@ fn restart(conn: &mut AnyConnection, mut log: i32) -> diesel::QueryResult<()> {
         }
     }
     serialised(conn, passive).map(|_| ())
+}
+
+/// The file of the connection's main database (`None` for one in memory).
+fn database_file(conn: &mut AnyConnection) -> Option<PathBuf> {
+    use diesel::RunQueryDsl as _;
+    #[derive(diesel::QueryableByName)]
+    struct Main {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        file: String,
+    }
+    let main = diesel::sql_query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+        .get_result::<Main>(conn)
+        .ok()?;
+    (!main.file.is_empty()).then(|| PathBuf::from(main.file))
+}
+
+/// A descriptor of the database file for [`restart`]'s flushes: one per file for the whole life
+/// of the process, never closed. Closing any descriptor of a file drops every POSIX advisory lock
+/// the process holds on it, SQLite's included (<https://sqlite.org/howtocorrupt.html>, 2.2), and
+/// another process could then take the database from under the server's connections. So the
+/// descriptor stays in a map that is never dropped, and writers of the same file share it.
+/// `None` when the file cannot be opened (the restart then works without the early flushes).
+fn flushing_handle(path: &Path) -> Option<Arc<File>> {
+    static FILES: OnceLock<Mutex<HashMap<PathBuf, Arc<File>>>> = OnceLock::new();
+    let mut files = FILES.get_or_init(Mutex::default).lock().ok()?;
+    if let Some(file) = files.get(path) {
+        return Some(Arc::clone(file));
+    }
+    match File::open(path) {
+        Ok(file) => {
+            let file = Arc::new(file);
+            files.insert(path.to_owned(), Arc::clone(&file));
+            Some(file)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the database file could not be opened for flushes");
+            None
+        }
+    }
 }
 
 /// The most `PASSIVE` rounds before the checkpointer takes the writers' turn for a restart.
@@ -400,6 +454,26 @@ mod tests {
             .load(&mut manager.connect().unwrap())
             .unwrap();
         assert_eq!(u64::try_from(rows[0].x).unwrap() * 4, written_pages);
+    }
+
+    /// The descriptor the checkpointer flushes the database file through is opened once per file
+    /// and outlives the writer: closing it would drop SQLite's locks on the file.
+    #[tokio::test]
+    async fn the_database_file_is_opened_once_for_flushes_and_never_closed() {
+        let (dir, manager) = database();
+        let path = super::database_file(&mut manager.connect().unwrap()).unwrap();
+        assert_eq!(
+            path.canonicalize().unwrap(),
+            dir.path().join("w.db").canonicalize().unwrap()
+        );
+        let first = super::flushing_handle(&path).unwrap();
+        let writer = Writer::start(&manager).unwrap();
+        writer.run(|conn| insert(conn, 1)).await.unwrap().unwrap();
+        drop(writer);
+        let again = super::flushing_handle(&path).unwrap();
+        assert!(std::sync::Arc::ptr_eq(&first, &again));
+        // The map holds it besides the two handles here: nothing closes it.
+        assert!(std::sync::Arc::strong_count(&again) >= 3);
     }
 
     #[tokio::test]
