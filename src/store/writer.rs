@@ -74,9 +74,7 @@ impl Writer {
         manager: &ConnectionManager,
         restart_frames: i32,
     ) -> Result<Writer, ConnectError> {
-        let mut conn = manager.connect()?;
-        // The writer never checkpoints: the checkpointer does, on a connection of its own.
-        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+        let conn = writer_connection(manager)?;
         let mut checkpoints = manager.connect()?;
         let file = database_file(&mut checkpoints).and_then(|path| flushing_handle(&path));
         let (queue, jobs) = mpsc::channel(QUEUE);
@@ -130,6 +128,14 @@ impl Writer {
         // A job that was not run to its end dropped its sender without answering.
         answered.await.unwrap_or(Err(WriterError::NoAnswer))
     }
+}
+
+/// A connection for the writer. It never checkpoints: the checkpointer does, on a connection of
+/// its own.
+fn writer_connection(manager: &ConnectionManager) -> Result<AnyConnection, ConnectError> {
+    let mut conn = manager.connect()?;
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+    Ok(conn)
 }
 
 /// Copies the write-ahead log into the database after the writer's commits, at most every
@@ -269,10 +275,7 @@ fn run(
         let _ = kick.try_send(());
         if !begun {
             // The connection may be broken: the next batch gets a new one if it can be opened.
-            match manager.connect().and_then(|mut fresh| {
-                fresh.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
-                Ok(fresh)
-            }) {
+            match writer_connection(manager) {
                 Ok(fresh) => conn = fresh,
                 Err(e) => tracing::error!(error = %e, "the SQLite writer could not reconnect"),
             }
