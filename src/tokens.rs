@@ -46,7 +46,7 @@ pub fn mint(
     let mut header = Header::new(signer.alg);
     header.typ = Some("at+jwt".to_owned());
     header.kid = Some(signer.kid.clone());
-    let jwt = jsonwebtoken::encode(&header, &claims, &signer.key)?;
+    let jwt = signer.encode(&header, &claims)?;
     Ok((jwt, claims))
 }
 

@@ -1,7 +1,8 @@
 //! Signing keys: generation, encryption at rest, the published JWKS, and the key that signs.
 //!
-//! Keys are parsed once (at start and on reload), never per request. The JWKS document is
-//! precomputed bytes with an ETag. `kid` is the RFC 7638 thumbprint of the public key.
+//! Keys are parsed once (at start and on reload), never per request: [`Signer::encode`] signs
+//! with the parsed key pair. The JWKS document is precomputed bytes with an ETag. `kid` is the
+//! RFC 7638 thumbprint of the public key.
 
 pub mod master;
 pub mod rotation;
@@ -27,7 +28,86 @@ use crate::store::AnyConnection;
 pub struct Signer {
     pub kid: String,
     pub alg: Algorithm,
+    /// The key as jsonwebtoken takes it (tests forge tokens with it).
     pub key: EncodingKey,
+    /// The same key parsed once into aws-lc's key pair: [`Signer::encode`] signs with it, where
+    /// `jsonwebtoken::encode` would parse (and check) the private key again at every signature.
+    pair: KeyPair,
+}
+
+/// A parsed private key, ready to sign.
+enum KeyPair {
+    Es256(EcdsaKeyPair),
+    Rs256(aws_lc_rs::rsa::KeyPair),
+    EdDsa(Ed25519KeyPair),
+}
+
+impl KeyPair {
+    /// Parses a stored private key (PKCS#8 v1 DER) for `alg`.
+    fn parse(alg: Algorithm, pkcs8_der: &[u8]) -> anyhow::Result<KeyPair> {
+        let unusable = |_| anyhow::anyhow!("the {alg:?} private key cannot be parsed");
+        Ok(match alg {
+            Algorithm::ES256 => KeyPair::Es256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8_der)
+                    .map_err(unusable)?,
+            ),
+            Algorithm::RS256 => {
+                KeyPair::Rs256(aws_lc_rs::rsa::KeyPair::from_pkcs8(pkcs8_der).map_err(unusable)?)
+            }
+            Algorithm::EdDSA => {
+                KeyPair::EdDsa(Ed25519KeyPair::from_pkcs8(pkcs8_der).map_err(unusable)?)
+            }
+            other => anyhow::bail!("unsupported signing algorithm {other:?}"),
+        })
+    }
+
+    /// The JWS signature of `message` (RFC 7518 §3: ES256 as the fixed-width `R || S`).
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, jsonwebtoken::errors::Error> {
+        let failed = |_| jsonwebtoken::errors::ErrorKind::InvalidKeyFormat;
+        Ok(match self {
+            KeyPair::Es256(pair) => pair
+                .sign(&SystemRandom::new(), message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+            KeyPair::Rs256(pair) => {
+                let mut signature = vec![0; pair.public_modulus_len()];
+                pair.sign(
+                    &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    message,
+                    &mut signature,
+                )
+                .map_err(failed)?;
+                signature
+            }
+            KeyPair::EdDsa(pair) => pair.sign(message).as_ref().to_vec(),
+        })
+    }
+}
+
+impl Signer {
+    /// A compact JWS (RFC 7515 §7.1) of `claims` under `header`, signed with this key: what
+    /// `jsonwebtoken::encode` makes with [`Signer::key`], without parsing the key again.
+    pub fn encode<T: serde::Serialize>(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &T,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine as _;
+        if header.alg != self.alg {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidAlgorithm.into());
+        }
+        let mut jws = String::with_capacity(1024);
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(header)?, &mut jws);
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut jws);
+        let signature = self.pair.sign(jws.as_bytes())?;
+        jws.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+        Ok(jws)
+    }
 }
 
 /// Everything the server needs of its keys, parsed once.
@@ -127,11 +207,12 @@ impl KeySet {
             Some(row) => {
                 let alg = parse_alg(&row.alg)?;
                 let der = master.open(&row.private_jwe)?;
+                let unusable = || format!("stored private key {} is unusable", row.kid);
                 Some(Signer {
                     kid: row.kid.clone(),
                     alg,
-                    key: encoding_key(alg, &der)
-                        .with_context(|| format!("stored private key {} is unusable", row.kid))?,
+                    key: encoding_key(alg, &der).with_context(unusable)?,
+                    pair: KeyPair::parse(alg, &der).with_context(unusable)?,
                 })
             }
             None => None,
@@ -367,6 +448,41 @@ mod tests {
                 Some(claims),
                 "{alg}"
             );
+        }
+    }
+
+    #[test]
+    fn signer_signs_once_parsed_as_jsonwebtoken_would() {
+        use jsonwebtoken::{decode, Header, Validation};
+        let master = MasterKey::generate();
+        let claims = serde_json::json!({"sub": "usr_1", "exp": 4_000_000_000_i64, "n": "ü"});
+        for alg in ["ES256", "RS256", "EdDSA"] {
+            let row = generate(&master, alg, 100, 100).unwrap();
+            let set = KeySet::from_rows(std::slice::from_ref(&row), &master, 100).unwrap();
+            let signer = set.signer().unwrap();
+            let mut header = Header::new(signer.alg);
+            header.kid = Some(signer.kid.clone());
+            let ours = signer.encode(&header, &claims).unwrap();
+            let theirs = jsonwebtoken::encode(&header, &claims, &signer.key).unwrap();
+            // The same header and payload; RS256 and EdDSA signatures are deterministic, so
+            // the same token; ES256's are not, so it must verify instead.
+            let (signed, _) = ours.rsplit_once('.').unwrap();
+            assert_eq!(signed, theirs.rsplit_once('.').unwrap().0, "{alg}");
+            if alg != "ES256" {
+                assert_eq!(ours, theirs, "{alg}");
+            }
+            let (key_alg, key) = set.verifier(&signer.kid).unwrap();
+            let mut validation = Validation::new(*key_alg);
+            validation.required_spec_claims.clear();
+            let decoded = decode::<serde_json::Value>(&ours, key, &validation).unwrap();
+            assert_eq!(decoded.claims, claims, "{alg}");
+            // A header naming another algorithm is refused, not signed.
+            let other = Header::new(if alg == "RS256" {
+                Algorithm::ES256
+            } else {
+                Algorithm::RS256
+            });
+            assert!(signer.encode(&other, &claims).is_err(), "{alg}");
         }
     }
 
