@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::schema::clients;
 use super::{decode_list, encode_list, AnyConnection};
 use crate::oauth::model::{Client, GrantType, PreviousSecret};
+use crate::on_backend;
 
 /// A registered client as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -37,12 +38,12 @@ impl Client {
     }
 
     pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<Client>> {
-        clients::table
+        on_backend!(conn, |c| clients::table
             .find(id)
             .select(ClientRow::as_select())
-            .get_result(conn)
-            .optional()
-            .map(|row| row.map(Client::from))
+            .get_result(c)
+            .optional())
+        .map(|row| row.map(Client::from))
     }
 
     pub fn list(conn: &mut AnyConnection) -> QueryResult<Vec<Client>> {

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::schema::{clients, consents};
 use super::{decode_list, encode_list, AnyConnection};
 use crate::oauth::oidc::Consented;
+use crate::on_backend;
 
 /// A user's consent to one client, as the account page lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,12 +23,12 @@ pub fn find(
     user_id: &str,
     client_id: &str,
 ) -> QueryResult<Option<Consented>> {
-    consents::table
+    on_backend!(conn, |c| consents::table
         .find((user_id, client_id))
         .select((consents::scopes, consents::audiences))
-        .get_result::<(String, String)>(conn)
-        .optional()
-        .map(|r| r.map(|(scopes, audiences)| consented(&scopes, &audiences)))
+        .get_result::<(String, String)>(c)
+        .optional())
+    .map(|r| r.map(|(scopes, audiences)| consented(&scopes, &audiences)))
 }
 
 fn consented(scopes: &str, audiences: &str) -> Consented {

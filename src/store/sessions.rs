@@ -4,6 +4,7 @@ use diesel::prelude::*;
 
 use super::schema::{grants, interactions, sessions};
 use super::AnyConnection;
+use crate::on_backend;
 
 /// A session row. `user_id` is `None` until the browser has signed in with every factor it
 /// needs; between the password and the second factor (or enrolment) the user is in
@@ -137,12 +138,12 @@ impl Session {
         id_hash: &str,
         now: i64,
     ) -> QueryResult<Option<Session>> {
-        sessions::table
+        on_backend!(conn, |c| sessions::table
             .find(id_hash)
             .filter(sessions::expires_at.gt(now))
             .select(Session::as_select())
-            .get_result(conn)
-            .optional()
+            .get_result(c)
+            .optional())
     }
 
     /// How many live sessions not yet signed in came from the host with this hash (the index

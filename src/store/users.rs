@@ -6,6 +6,7 @@ use super::schema::users;
 use super::{decode_list, encode_list, AnyConnection};
 use crate::oauth::model::Account;
 pub use crate::oauth::model::Profile;
+use crate::on_backend;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -64,12 +65,12 @@ impl User {
     }
 
     pub fn find(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<User>> {
-        users::table
+        on_backend!(conn, |c| users::table
             .find(id)
             .select(UserRow::as_select())
-            .get_result(conn)
-            .optional()
-            .map(|r| r.map(User::from))
+            .get_result(c)
+            .optional())
+        .map(|r| r.map(User::from))
     }
 
     /// The user with this login name in any letter case (`ALICE` finds `alice`): login names
