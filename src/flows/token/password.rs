@@ -15,7 +15,7 @@ use crate::oauth::grants::password::{check_request, decide, Fresh, SecondFactor}
 use crate::oauth::grants::Issue;
 use crate::oauth::model::{Client, GrantType};
 use crate::oauth::token_request::PasswordRequest;
-use crate::secret::{new_id, PlainToken};
+use crate::secret::{new_ordered_id, PlainToken};
 use crate::state::AppState;
 use crate::store::mfa::TotpFactor;
 use crate::store::users::User;
@@ -118,7 +118,7 @@ pub(super) async fn grant(
         &client,
         &ctx.lifetimes,
         Fresh {
-            grant_id: new_id("gr").into(),
+            grant_id: new_ordered_id("gr", ctx.now).into(),
             refresh: PlainToken::generate(),
         },
         ctx.now,
