@@ -85,17 +85,14 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", URL_SAFE_NO_PAD.encode(random_bytes::<16>()))
 }
 
-/// A new identifier that sorts after those made before it: the prefix, the creation time in
-/// milliseconds as 12 hex digits (`now`'s seconds and the wall clock's milliseconds within
-/// them), then 128 random bits as [`new_id`] has. For rows inserted at every request (grants):
-/// their key's index then grows at its end, as a log does, instead of at a random page, so a
-/// write touches a page that is cached and already being written. The random part alone keeps
-/// the ids unique and unguessable; the time part says no more than the `iat` of the tokens.
-pub fn new_ordered_id(prefix: &str, now: i64) -> String {
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::from(d.subsec_millis()));
-    let at = now.max(0).saturating_mul(1000).saturating_add(millis) & 0xffff_ffff_ffff;
+/// A new identifier that sorts after those made before it: the prefix, `at_millis` (the
+/// creation time in unix milliseconds, `state::in_millis`) as 12 hex digits, then 128 random
+/// bits as [`new_id`] has. For rows inserted at every request (grants): their key's index then
+/// grows at its end, as a log does, instead of at a random page, so a write touches a page that
+/// is cached and already being written. The random part alone keeps the ids unique and
+/// unguessable; the time part says no more than the `iat` of the tokens.
+pub fn new_ordered_id(prefix: &str, at_millis: i64) -> String {
+    let at = at_millis.max(0) & 0xffff_ffff_ffff;
     format!(
         "{prefix}_{at:012x}{}",
         URL_SAFE_NO_PAD.encode(random_bytes::<16>())
@@ -131,14 +128,18 @@ mod tests {
 
     #[test]
     fn ordered_ids_sort_by_creation_and_stay_unguessable() {
-        let earlier = new_ordered_id("gr", 1_800_000_000);
-        let later = new_ordered_id("gr", 1_800_000_001);
+        let earlier = new_ordered_id("gr", 1_800_000_000_999);
+        let later = new_ordered_id("gr", 1_800_000_001_000);
         assert!(earlier < later, "{earlier} then {later}");
         assert!(later.starts_with("gr_") && later.len() == 3 + 12 + 22);
-        let same_second: std::collections::HashSet<_> = (0..100)
-            .map(|_| new_ordered_id("gr", 1_800_000_000))
+        let same_millisecond: std::collections::HashSet<_> = (0..100)
+            .map(|_| new_ordered_id("gr", 1_800_000_000_000))
             .collect();
-        assert_eq!(same_second.len(), 100, "the random part keeps them unique");
+        assert_eq!(
+            same_millisecond.len(),
+            100,
+            "the random part keeps them unique"
+        );
         // Before 1970 or past the 48 bits, the time part is still 12 hex digits.
         assert_eq!(new_ordered_id("gr", -5).len(), 37);
         assert_eq!(new_ordered_id("gr", i64::MAX).len(), 37);

@@ -82,6 +82,20 @@ pub fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// `now` (unix seconds, as [`Clock::now`] read it) in milliseconds, with the wall clock's
+/// milliseconds within the second: the order of ids made within one second
+/// (`secret::new_ordered_id`), never an input to a decision.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "only the sub-second order of ids, beside the one read of the clock"
+)]
+pub fn in_millis(now: i64) -> i64 {
+    let within = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::from(d.subsec_millis()));
+    now.saturating_mul(1000).saturating_add(within)
+}
+
 impl AppState {
     /// Connects, migrates, loads (or creates) the signing key: everything `serve` needs.
     pub fn init(settings: Settings, master: MasterKey) -> anyhow::Result<AppState> {

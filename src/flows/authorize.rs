@@ -566,7 +566,7 @@ fn issue_code(
     }
     let code = PlainToken::generate();
     let grant = NewGrant {
-        id: crate::secret::new_ordered_id("gr", now).into(),
+        id: crate::secret::new_ordered_id("gr", crate::state::in_millis(now)).into(),
         client_id: approved.client_id.as_str().into(),
         user_id: Some(user_id.into()),
         session_hash: Some(session.id_hash.clone()),

@@ -118,7 +118,7 @@ pub(super) async fn grant(
         &client,
         &ctx.lifetimes,
         Fresh {
-            grant_id: new_ordered_id("gr", ctx.now).into(),
+            grant_id: new_ordered_id("gr", crate::state::in_millis(ctx.now)).into(),
             refresh: PlainToken::generate(),
         },
         ctx.now,
