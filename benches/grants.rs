@@ -342,7 +342,7 @@ async fn main() {
         let claims = serde_json::json!({"sub": user, "exp": now() + 900});
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(signer.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &signer.key).expect("sign");
+        signer.encode(&header, &claims).expect("sign");
         prev = next.expose().to_owned();
     }
     let floor_rate = n as f64 / start.elapsed().as_secs_f64();
@@ -401,7 +401,7 @@ async fn main() {
     for _ in 0..n {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(signer.kid.clone());
-        jsonwebtoken::encode(&header, &sample_claims, &signer.key).expect("sign");
+        signer.encode(&header, &sample_claims).expect("sign");
     }
     let sign_rate = n as f64 / start.elapsed().as_secs_f64();
     println!(

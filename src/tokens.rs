@@ -170,20 +170,20 @@ mod tests {
         let mut forged = Header::new(Algorithm::ES256);
         forged.typ = Some("at+jwt".into());
         forged.kid = Some("not-a-published-kid".into());
-        let unknown_kid = jsonwebtoken::encode(&forged, &claims, &signer.key).unwrap();
+        let unknown_kid = signer.encode(&forged, &claims).unwrap();
         assert_eq!(verify_own(&keys, ISS, &unknown_kid, NOW), None);
 
         let mut jwt_typ = Header::new(Algorithm::ES256);
         jwt_typ.typ = Some("JWT".into());
         jwt_typ.kid = Some(signer.kid.clone());
-        let wrong_typ = jsonwebtoken::encode(&jwt_typ, &claims, &signer.key).unwrap();
+        let wrong_typ = signer.encode(&jwt_typ, &claims).unwrap();
         assert_eq!(verify_own(&keys, ISS, &wrong_typ, NOW), None);
 
         let mut jku = Header::new(Algorithm::ES256);
         jku.typ = Some("at+jwt".into());
         jku.kid = Some(signer.kid.clone());
         jku.jku = Some("https://evil.example/jwks.json".into());
-        let with_jku = jsonwebtoken::encode(&jku, &claims, &signer.key).unwrap();
+        let with_jku = signer.encode(&jku, &claims).unwrap();
         assert_eq!(verify_own(&keys, ISS, &with_jku, NOW), None);
 
         // A payload changed after signing.
@@ -249,7 +249,7 @@ mod forged_variants {
             h.kid = Some(signer.kid.clone());
             h
         };
-        let sign = |h: &Header, c: &Value| jsonwebtoken::encode(h, c, &signer.key).unwrap();
+        let sign = |h: &Header, c: &Value| signer.encode(h, c).unwrap();
         let with_header = |change: &dyn Fn(&mut Header)| {
             let mut h = header();
             change(&mut h);

@@ -402,7 +402,7 @@ mod tests {
     }
 
     fn sign(f: &Fixture, header: Header, claims: &serde_json::Value) -> String {
-        jsonwebtoken::encode(&header, claims, &f.keys.signer().unwrap().key).unwrap()
+        f.keys.signer().unwrap().encode(&header, claims).unwrap()
     }
 
     fn header(f: &Fixture) -> Header {

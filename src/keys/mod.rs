@@ -28,10 +28,8 @@ use crate::store::AnyConnection;
 pub struct Signer {
     pub kid: String,
     pub alg: Algorithm,
-    /// The key as jsonwebtoken takes it (tests forge tokens with it).
-    pub key: EncodingKey,
-    /// The same key parsed once into aws-lc's key pair: [`Signer::encode`] signs with it, where
-    /// `jsonwebtoken::encode` would parse (and check) the private key again at every signature.
+    /// The private key parsed once into aws-lc's key pair: [`Signer::encode`] signs with it,
+    /// where `jsonwebtoken::encode` would parse (and check) the private key at every signature.
     pair: KeyPair,
 }
 
@@ -88,7 +86,7 @@ impl KeyPair {
 
 impl Signer {
     /// A compact JWS (RFC 7515 §7.1) of `claims` under `header`, signed with this key: what
-    /// `jsonwebtoken::encode` makes with [`Signer::key`], without parsing the key again.
+    /// `jsonwebtoken::encode` makes with the same key, without parsing the key again.
     pub fn encode<T: serde::Serialize>(
         &self,
         header: &jsonwebtoken::Header,
@@ -207,12 +205,11 @@ impl KeySet {
             Some(row) => {
                 let alg = parse_alg(&row.alg)?;
                 let der = master.open(&row.private_jwe)?;
-                let unusable = || format!("stored private key {} is unusable", row.kid);
                 Some(Signer {
                     kid: row.kid.clone(),
                     alg,
-                    key: encoding_key(alg, &der).with_context(unusable)?,
-                    pair: KeyPair::parse(alg, &der).with_context(unusable)?,
+                    pair: KeyPair::parse(alg, &der)
+                        .with_context(|| format!("stored private key {} is unusable", row.kid))?,
                 })
             }
             None => None,
@@ -463,7 +460,8 @@ mod tests {
             let mut header = Header::new(signer.alg);
             header.kid = Some(signer.kid.clone());
             let ours = signer.encode(&header, &claims).unwrap();
-            let theirs = jsonwebtoken::encode(&header, &claims, &signer.key).unwrap();
+            let key = encoding_key(signer.alg, &master.open(&row.private_jwe).unwrap()).unwrap();
+            let theirs = jsonwebtoken::encode(&header, &claims, &key).unwrap();
             // The same header and payload; RS256 and EdDSA signatures are deterministic, so
             // the same token; ES256's are not, so it must verify instead.
             let (signed, _) = ours.rsplit_once('.').unwrap();
