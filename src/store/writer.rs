@@ -174,12 +174,17 @@ fn checkpoint(
 /// Each `PASSIVE` round copies what was committed during the round before, so the backlog
 /// shrinks until a round finds at most [`CAUGHT_UP_FRAMES`] new frames (or [`CATCH_UP_ROUNDS`]
 /// have run); the writers then wait only for that short copy and its two `fsync`s, not for the
-/// whole log's. A `PASSIVE` round that does not reach the log's end leaves the pages it copied
+/// whole log's. When the writer commits about as fast as a round copies, the backlog does not
+/// shrink and every round only lets the log grow: so once a round finds more than half as many
+/// new frames as the round before it copied, the checkpointer takes the writers' turn at once,
+/// and the log holds at most about two rounds' frames before it starts again. A `PASSIVE` round that does not reach the log's end leaves the pages it copied
 /// unflushed, and the complete checkpoint would flush them all under the turn (on a grown
 /// database, thousands of pages: up to 20 ms), so each round's pages are flushed after it
 /// through `file` (see [`flushing_handle`]). `log` is the log's length at the checkpoint that
 /// asked for the restart.
 fn restart(conn: &mut AnyConnection, file: Option<&File>, mut log: i32) -> diesel::QueryResult<()> {
+    // What the round before copied: the checkpoint that asked for the restart copied up to `log`.
+    let mut copied = log;
     for _ in 0..CATCH_UP_ROUNDS {
         let row = passive(conn)?;
         if let Some(Err(e)) = file.map(File::sync_data) {
@@ -187,11 +192,22 @@ fn restart(conn: &mut AnyConnection, file: Option<&File>, mut log: i32) -> diese
         }
         let new = row.log - log;
         log = row.log;
-        if new <= CAUGHT_UP_FRAMES && row.checkpointed == row.log {
+        if !keeps_catching_up(new, copied, row.checkpointed == row.log) {
             break;
         }
+        copied = new;
     }
     serialised(conn, passive).map(|_| ())
+}
+
+/// Whether another `PASSIVE` round is worth making before the checkpointer takes the writers'
+/// turn: the round that just ran found `new` frames committed while the round before copied
+/// `copied`, and copied the whole log (`complete`) or not. Not once the backlog is short
+/// ([`CAUGHT_UP_FRAMES`]) and copied, nor when it did not at least halve.
+fn keeps_catching_up(new: i32, copied: i32, complete: bool) -> bool {
+    let caught_up = new <= CAUGHT_UP_FRAMES && complete;
+    let shrinking = new.saturating_mul(2) <= copied;
+    !caught_up && shrinking
 }
 
 /// The file of the connection's main database (`None` for one in memory).
@@ -381,7 +397,7 @@ mod tests {
     use diesel::connection::SimpleConnection as _;
     use diesel::prelude::*;
 
-    use super::{Writer, WriterError};
+    use super::{keeps_catching_up, Writer, WriterError, BATCH, CAUGHT_UP_FRAMES};
     use crate::store::{write_tx, AnyConnection, ConnectionManager};
 
     fn database() -> (tempfile::TempDir, ConnectionManager) {
@@ -418,45 +434,95 @@ mod tests {
         rows
     }
 
+    /// The restart's catch-up rounds go on only while they gain on the writer: a round that
+    /// finds more than half as many new frames as the round before copied takes the turn at
+    /// once, so a writer as fast as the copy cannot make the log grow round after round.
+    #[test]
+    fn a_checkpointer_that_does_not_gain_on_the_writer_takes_the_turn_at_once() {
+        // The backlog halves: another round.
+        assert!(keeps_catching_up(1000, 4000, true));
+        assert!(keeps_catching_up(2000, 4000, true));
+        // It does not: the turn now.
+        assert!(!keeps_catching_up(2001, 4000, true));
+        assert!(!keeps_catching_up(5000, 4000, true));
+        // Caught up: the turn for the last short copy.
+        assert!(!keeps_catching_up(CAUGHT_UP_FRAMES, 4000, true));
+        // Short but not all copied (a reader held the rest back): another round.
+        assert!(keeps_catching_up(CAUGHT_UP_FRAMES, 4000, false));
+    }
+
     /// Under writes that never stop, the checkpointer still makes the log start again: the
     /// `-wal` file stays far smaller than everything written through it (a `PASSIVE` checkpoint
     /// alone never completes under such a load, so the log would only grow).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_log_starts_again_under_writes_that_never_stop() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        const ROWS: u64 = 64;
         let (dir, manager) = database();
         let writer = Writer::start_with(&manager, 64).unwrap();
         let wal = dir.path().join("w.db-wal");
-        // Each job writes a row of its own of four pages or more (a 16 KiB blob), one after the
-        // other. Without a restart the log holds every page written.
-        let job = |conn: &mut AnyConnection| {
-            diesel::sql_query("INSERT INTO blobs (b) VALUES (zeroblob(16384))").execute(conn)
-        };
         manager
             .connect()
             .unwrap()
-            .batch_execute("CREATE TABLE blobs (b BLOB NOT NULL)")
+            .batch_execute(
+                "CREATE TABLE blobs (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, b BLOB NOT NULL);
+                 WITH RECURSIVE k(id) AS (SELECT 1 UNION ALL SELECT id + 1 FROM k WHERE id < 64)
+                 INSERT INTO blobs (id, n, b) SELECT id, 0, randomblob(65536) FROM k;",
+            )
             .unwrap();
-        let mut written_pages = 0u64;
+        // Each job rewrites one of the rows, a 64 KiB blob (sixteen pages or more), as a server's
+        // writes rewrite its hot pages: the log gets every commit's pages, while the database
+        // keeps the same few thousand. More tasks than a batch holds keep the writer's queue from
+        // ever running dry, and each job holds the transaction a moment, so the writer begins
+        // its next transaction as soon as it commits: a `PASSIVE` checkpoint completes while a
+        // transaction is open, and its commit is already beyond it. Without a restart the log
+        // holds every page written.
+        let jobs = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = tokio::task::JoinSet::new();
+        for task in 0..BATCH as u64 + 64 {
+            let (writer, jobs, stop) = (writer.clone(), jobs.clone(), stop.clone());
+            tasks.spawn(async move {
+                let row = task % ROWS + 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let job = move |conn: &mut AnyConnection| {
+                        let done = diesel::sql_query(format!(
+                            "UPDATE blobs SET n = n + 1, b = randomblob(65536) WHERE id = {row}"
+                        ))
+                        .execute(conn);
+                        std::thread::sleep(std::time::Duration::from_micros(100));
+                        done
+                    };
+                    assert_eq!(writer.run(job).await.unwrap().unwrap(), 1);
+                    jobs.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
         let mut restarted = false;
-        for _ in 0..400 {
-            for _ in 0..50 {
-                writer.run(job).await.unwrap().unwrap();
-                written_pages += 4;
-            }
+        let mut written = 0;
+        while written < 80_000 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            written = jobs.load(Ordering::Relaxed) * 16;
             let wal_pages = std::fs::metadata(&wal).unwrap().len() / 4096;
-            if written_pages >= 4000 && wal_pages * 2 < written_pages {
+            if written >= 8_000 && wal_pages * 4 < written {
                 restarted = true;
                 break;
             }
         }
+        stop.store(true, Ordering::Relaxed);
+        while let Some(done) = tasks.join_next().await {
+            done.unwrap();
+        }
         assert!(
             restarted,
-            "the -wal file grew with every write ({written_pages} pages written)"
+            "the -wal file grew with every write ({written} pages written)"
         );
-        let rows: Vec<Row> = diesel::sql_query("SELECT count(*) AS x FROM blobs")
+        let jobs = jobs.load(Ordering::Relaxed);
+        let rows: Vec<Row> = diesel::sql_query("SELECT sum(n) AS x FROM blobs")
             .load(&mut manager.connect().unwrap())
             .unwrap();
-        assert_eq!(u64::try_from(rows[0].x).unwrap() * 4, written_pages);
+        assert_eq!(u64::try_from(rows[0].x).unwrap(), jobs, "no write is lost");
     }
 
     /// The descriptor the checkpointer flushes the database file through is opened once per file
