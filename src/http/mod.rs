@@ -34,10 +34,11 @@ use crate::oauth::metadata::paths;
 /// Each path is one resource: a method it does not serve gets 405 with `Allow` and a JSON
 /// error, not the HTML 404 of unknown paths. Unknown paths under `/token`, `/revoke` and
 /// `/introspect` get a JSON 404 too.
+///
+/// actix tries the resources in the order they are registered, on every request and again when
+/// the access log names the request's route, and a pattern with a `{segment}` costs a regular
+/// expression each time: so the protocol's static paths come first, and the patterns after them.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    // The admin console (`/admin`, exact paths: `/admin/api/…` is registered on its own).
-    admin_console::routes(cfg);
-
     let options = || web::method(Method::OPTIONS);
     cfg.service(
         at(paths::METADATA, "GET, OPTIONS")
@@ -114,6 +115,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(at("/favicon.ico", "GET").route(web::get().to(pages::no_icon)))
     .service(at("/demo", "GET").route(web::get().to(pages::demo)))
     .service(at(pages::DEMO_SCRIPT_PATH, "GET").route(web::get().to(pages::demo_script)));
+    // The admin console (`/admin`, exact paths: `/admin/api/…` is registered on its own).
+    admin_console::routes(cfg);
     // The JSON endpoints answer JSON below their paths too.
     for path in [paths::TOKEN, paths::REVOKE, paths::INTROSPECT] {
         cfg.service(
