@@ -30,6 +30,8 @@
 //! - `sign`, `argon2`, `sqlite`: the raw work under the token path, on this thread alone (one
 //!   core): ES256 signatures, argon2id hashes at the configured parameters, SQLite write
 //!   transactions of a refresh rotation's size. Each prints `<per second>\t<what>`.
+//! - `postgres --url URL --conns N`: refresh rotations as the server makes them on PostgreSQL
+//!   (one statement each), from N connections at once, on a fresh database; prints the same way.
 //! - `bare --bind ADDR`: a bare actix-web server with one small JSON handler, the ceiling of the
 //!   HTTP stack alone under the same driver.
 //! - `report --file FILE`: the rows as one Markdown table, with each row's ratio to the peer's
@@ -578,6 +580,89 @@ fn sqlite(secs: f64, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refresh rotations on PostgreSQL as the server makes them: one statement that marks the old
+/// token rotated and inserts its successor, committed on its own, from `conns` connections at
+/// once (the server's pool size), each following its own chain, on a table made for the run in
+/// the fresh database at `url`. Unlike the other baselines this one is not one core: PostgreSQL's
+/// backends run on every core, as they do under the server.
+#[cfg(feature = "postgres")]
+fn postgres(secs: f64, url: &str, conns: usize) -> anyhow::Result<()> {
+    use diesel::pg::PgConnection;
+    use diesel::sql_types::{BigInt, Text};
+    use std::sync::atomic::AtomicU64;
+
+    let mut setup = PgConnection::establish(url)?;
+    setup.batch_execute(
+        "CREATE TABLE refresh_tokens (
+             token_hash TEXT PRIMARY KEY NOT NULL, grant_id TEXT NOT NULL, client_id TEXT NOT NULL,
+             user_id TEXT, scope TEXT NOT NULL, audience TEXT NOT NULL,
+             created_at BIGINT NOT NULL, expires_at BIGINT NOT NULL, rotated_at BIGINT);
+         CREATE INDEX refresh_tokens_grant_id ON refresh_tokens(grant_id);",
+    )?;
+    let hash_of = |chain: usize, n: u64| {
+        gatehouse::secret::TokenHash::of(&format!("{chain}.{n}"))
+            .as_str()
+            .to_owned()
+    };
+    for chain in 0..conns {
+        diesel::sql_query(
+            "INSERT INTO refresh_tokens (token_hash, grant_id, client_id, user_id, scope, audience,
+             created_at, expires_at) VALUES ($1, 'gr_0123456789abcdef', 'cl_0123456789abcdef',
+             'usr_0123456789abcdef', 'api:read', 'https://api.example.com', 1800000000, 1802592000)",
+        )
+        .bind::<Text, _>(hash_of(chain, 0))
+        .execute(&mut setup)?;
+    }
+    let done = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let began = Instant::now();
+    let workers: Vec<_> = (0..conns)
+        .map(|chain| {
+            let (done, count, url) = (done.clone(), count.clone(), url.to_owned());
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let mut conn = PgConnection::establish(&url)?;
+                let mut n = 0u64;
+                while !done.load(Ordering::Relaxed) {
+                    let rotated = diesel::sql_query(
+                        "WITH rotated AS (
+                             UPDATE refresh_tokens SET rotated_at = $1
+                             WHERE token_hash = $2 AND rotated_at IS NULL RETURNING 1)
+                         INSERT INTO refresh_tokens (token_hash, grant_id, client_id, user_id,
+                             scope, audience, created_at, expires_at, rotated_at)
+                         SELECT $3, 'gr_0123456789abcdef', 'cl_0123456789abcdef',
+                             'usr_0123456789abcdef', 'api:read', 'https://api.example.com',
+                             1800000000, 1802592000, NULL FROM rotated",
+                    )
+                    .bind::<BigInt, _>(1_800_000_001i64)
+                    .bind::<Text, _>(hash_of(chain, n))
+                    .bind::<Text, _>(hash_of(chain, n + 1))
+                    .execute(&mut conn)?;
+                    if rotated != 1 {
+                        bail!("chain {chain}: rotation {n} found no unrotated token");
+                    }
+                    n += 1;
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    done.store(true, Ordering::Relaxed);
+    let elapsed = began.elapsed().as_secs_f64();
+    let rotations = count.load(Ordering::Relaxed);
+    for worker in workers {
+        worker
+            .join()
+            .map_err(|_| anyhow!("a baseline connection's thread panicked"))??;
+    }
+    let rate = rotations as f64 / elapsed;
+    println!(
+        "{rate:.0}\tPostgreSQL rotate+insert statements/s from {conns} connections (one statement and commit each; PostgreSQL on every core)"
+    );
+    Ok(())
+}
+
 /// A bare actix-web server: one handler answering a small JSON document, default workers.
 async fn bare(bind: &str) -> anyhow::Result<()> {
     use actix_web::{web, App, HttpResponse, HttpServer};
@@ -730,6 +815,8 @@ fn main() -> anyhow::Result<()> {
         "sign" => sign(secs),
         "argon2" => argon2(secs),
         "sqlite" => sqlite(secs, Path::new(&args.str("dir")?)),
+        #[cfg(feature = "postgres")]
+        "postgres" => postgres(secs, &args.str("url")?, args.num("conns", 8)?),
         "report" => report(Path::new(&args.str("file")?)),
         "bare" => actix_web::rt::System::new().block_on(bare(&args.str("bind")?)),
         // One thread: the driver takes at most one core from the server it measures.
@@ -737,6 +824,6 @@ fn main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(load(&args)),
-        _ => bail!("usage: bench load|sign|argon2|sqlite|bare|report [--key value ...]"),
+        _ => bail!("usage: bench load|sign|argon2|sqlite|postgres|bare|report [--key value ...]"),
     }
 }
