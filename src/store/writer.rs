@@ -177,11 +177,13 @@ fn checkpoint(
 /// whole log's. When the writer commits about as fast as a round copies, the backlog does not
 /// shrink and every round only lets the log grow: so once a round finds more than half as many
 /// new frames as the round before it copied, the checkpointer takes the writers' turn at once,
-/// and the log holds at most about two rounds' frames before it starts again. A `PASSIVE` round that does not reach the log's end leaves the pages it copied
-/// unflushed, and the complete checkpoint would flush them all under the turn (on a grown
-/// database, thousands of pages: up to 20 ms), so each round's pages are flushed after it
-/// through `file` (see [`flushing_handle`]). `log` is the log's length at the checkpoint that
-/// asked for the restart.
+/// and the log holds at most about two rounds' frames before it starts again.
+///
+/// A `PASSIVE` round that does not reach the log's end leaves the pages it copied unflushed,
+/// and the complete checkpoint would flush them all under the turn (on a grown database,
+/// thousands of pages: up to 20 ms), so each round's pages are flushed after it through `file`
+/// (see [`flushing_handle`]). `log` is the log's length at the checkpoint that asked for the
+/// restart.
 fn restart(conn: &mut AnyConnection, file: Option<&File>, mut log: i32) -> diesel::QueryResult<()> {
     // What the round before copied: the checkpoint that asked for the restart copied up to `log`.
     let mut copied = log;
