@@ -6,10 +6,10 @@
 # ---- build ---------------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
 
-# libpq: Diesel's PostgreSQL backend; OpenSSL headers: josekit. (SQLite is bundled.)
+# OpenSSL headers: josekit and the TLS of the bundled libpq. (SQLite and libpq are built in.)
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libpq-dev libssl-dev pkg-config \
+        libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -32,7 +32,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        libpq5 libssl3 ca-certificates \
+        libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 
 # An unprivileged user; its home is the working directory (keys/ lands there when no

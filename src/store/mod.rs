@@ -243,10 +243,15 @@ pub type Pool = diesel::r2d2::Pool<ConnectionManager>;
 /// How long a request waits for a free connection before it fails.
 pub const POOL_WAIT: Duration = Duration::from_secs(10);
 
+/// Connections the pool keeps open when idle; it opens more, up to its size, as requests need
+/// them, and closes those beyond this one after ten minutes unused.
+pub const MIN_IDLE: u32 = 1;
+
 /// Builds a pool; fails when the database cannot be reached.
 pub fn pool(url: &str, size: u32) -> anyhow::Result<Pool> {
     let pool = diesel::r2d2::Pool::builder()
         .max_size(size.max(1))
+        .min_idle(Some(MIN_IDLE))
         .connection_timeout(POOL_WAIT)
         .build(ConnectionManager::new(url))?;
     Ok(pool)
@@ -540,5 +545,23 @@ mod tests {
         assert_eq!(cache_size(&mut pooled), expected);
         let mut own = super::ConnectionManager::new(&url).connect().unwrap();
         assert_eq!(cache_size(&mut own), -2000);
+    }
+
+    /// The pool opens one connection at start and more only as requests hold them at once, up
+    /// to its size: an idle server keeps one open.
+    #[test]
+    fn pool_opens_connections_as_requests_need_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/p.db", dir.path().display());
+        let pool = super::pool(&url, 4).unwrap();
+        assert_eq!(pool.state().connections, super::MIN_IDLE);
+        let held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+        assert_eq!(pool.state().connections, 4);
+        assert_eq!(pool.state().idle_connections, 0);
+        drop(held);
+        assert_eq!(pool.state().idle_connections, 4);
+        assert!(pool
+            .get_timeout(std::time::Duration::from_millis(50))
+            .is_ok());
     }
 }
