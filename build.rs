@@ -70,6 +70,7 @@ fn pack_relative_relocations() {
 
 /// Whether the C compiler's libc.so.6 defines the `GLIBC_ABI_DT_RELR` version.
 fn libc_supports_relr() -> bool {
+    println!("cargo:rerun-if-env-changed=CC");
     let compiler = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
     let Ok(out) = Command::new(compiler)
         .arg("-print-file-name=libc.so.6")
