@@ -1,12 +1,15 @@
-//! Confidential clients that authenticated with their secret a moment ago, remembered for
-//! `clients.cache_secs` so that client_credentials needs no database hop (DESIGN.md budgets
-//! "one indexed read or a bounded cache").
+//! Clients that authenticated at the token endpoint a moment ago, remembered for
+//! `clients.cache_secs` so that client_credentials needs no database hop, and the code exchange
+//! and refresh of a public client (an SPA) need no read of the client in their write (DESIGN.md
+//! budgets "one indexed read or a bounded cache").
 //!
 //! Only successes are remembered, and only a presentation that matches a remembered client is
-//! answered from here: any other (unknown client, wrong or rotated secret) goes to the database
-//! as before, so a failure costs what it always cost (checklist 25) and a new secret works at
-//! once. An entry is only ever made by a client that proved its secret, so anonymous requests
-//! cannot grow the cache. Deleting or editing a client takes effect on every instance within
+//! answered from here: any other (unknown client, wrong or rotated secret, a secret sent for a
+//! public client) goes to the database as before, so a failure costs what it always cost
+//! (checklist 25) and a new secret works at once. An entry is only ever made for a registered
+//! client that passed its authentication (its secret, or its id for a public client), so
+//! requests naming unknown clients cannot grow the cache: it holds at most the registered
+//! clients. Deleting or editing a client takes effect on every instance within
 //! `clients.cache_secs`.
 
 use std::collections::HashMap;
@@ -49,9 +52,9 @@ impl ClientCache {
         }
     }
 
-    /// Remembers a confidential client that has just authenticated with its secret.
+    /// Remembers a client that has just authenticated (with its secret when it has one).
     pub fn remember(&self, client: &Client, now: i64) {
-        if self.ttl_secs <= 0 || !client.is_confidential() {
+        if self.ttl_secs <= 0 {
             return;
         }
         if let Ok(mut entries) = self.entries.write() {
@@ -126,14 +129,30 @@ mod tests {
     }
 
     #[test]
-    fn public_clients_and_a_zero_bound_are_not_cached() {
+    fn public_client_is_remembered_by_its_id_and_never_with_a_secret() {
         let mut public = machine();
         public.secret_hash = None;
         let cache = ClientCache::new(5);
         cache.remember(&public, NOW);
-        assert!(cache.entries.read().unwrap().is_empty());
+        let by_id = ClientCredentials {
+            client_id: "cl_machine".into(),
+            secret: None,
+            method: AuthMethod::None,
+        };
+        assert_eq!(cache.authenticate(&by_id, NOW + 1), Some(public));
+        assert_eq!(
+            cache.authenticate(&creds("cl_machine", "anything"), NOW + 1),
+            None,
+            "a secret sent for a public client goes to the database"
+        );
+        assert_eq!(cache.authenticate(&by_id, NOW + 5), None);
+    }
+
+    #[test]
+    fn zero_bound_caches_nothing() {
         let off = ClientCache::new(0);
         off.remember(&machine(), NOW);
+        assert!(off.entries.read().unwrap().is_empty());
         assert_eq!(off.authenticate(&creds("cl_machine", "s3cret"), NOW), None);
     }
 }

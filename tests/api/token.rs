@@ -674,10 +674,13 @@ async fn grant_types_allow_listed(app: TestApp) {
     };
     refused(read(app.refresh(&code_only, "some-refresh-token").await).await);
 
-    // A client whose refresh grant is withdrawn cannot use the refresh token it holds.
+    // A client whose refresh grant is withdrawn cannot use the refresh token it holds, once the
+    // client cache's bound has passed (the change is made in the database, as another instance
+    // or the command line makes it).
     let spa = app.spa();
     let t = app.tokens_for(&spa, "alice").await;
     app.set_grant_types(&spa, r#"["authorization_code"]"#);
+    app.advance_clock(app.settings.clients.cache_secs);
     refused(read(app.refresh(&spa, &s(&t, "refresh_token")).await).await);
 
     // Grant types the client is not registered for.

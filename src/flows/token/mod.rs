@@ -131,9 +131,10 @@ pub async fn token(
 
 /// One database hop: [`with_client`], then the grant's work with the same connection. A grant
 /// that `writes` (the code exchange, the refresh) goes through `AppState::write` (on SQLite the
-/// writer, `store::writer`, with group commit), the others to the pool. A confidential client
-/// that authenticated a moment ago is taken from the client cache (`flows::client_cache`), so
-/// the hop does not read it again; one that authenticates now is remembered.
+/// writer, `store::writer`, with group commit), the others to the pool. A client that
+/// authenticated a moment ago (a confidential one with the same secret, a public one by its id)
+/// is taken from the client cache (`flows::client_cache`), so the hop does not read it again;
+/// one that authenticates now is remembered.
 async fn in_hop(
     state: &AppState,
     creds: ClientCredentials,
