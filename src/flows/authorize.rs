@@ -356,8 +356,8 @@ pub async fn start(
                     if issue_later {
                         return Ok(Found::Issue(Box::new(code)));
                     }
-                    let location = code.issue(conn, &issuer, &lifetimes, now)?;
-                    return Ok(Found::Answer(Start::Redirect(location)));
+                    let issued = code.issue(conn, &lifetimes, now)?;
+                    return Ok(Found::Answer(Start::Redirect(issued.location(&issuer))));
                 }
                 Next::Login => paths::LOGIN,
                 Next::Consent => paths::CONSENT,
@@ -427,10 +427,10 @@ pub async fn start(
         // On SQLite the code is issued in the writer (`store::writer`): its commit is shared with
         // the token endpoint's writes instead of queueing before them.
         Found::Issue(code) => {
-            let location = state
-                .write(move |conn| code.issue(conn, &issuer, &lifetimes, now))
+            let issued = state
+                .write(move |conn| code.issue(conn, &lifetimes, now))
                 .await?;
-            Ok(Start::Redirect(location))
+            Ok(Start::Redirect(issued.location(&issuer)))
         }
     }
 }
@@ -450,28 +450,83 @@ struct CodeToIssue {
 }
 
 impl CodeToIssue {
-    /// Issues the code in one write transaction; the redirect that carries it (or the error for
-    /// a nonce used meanwhile).
+    /// Issues the code in one write transaction. The code and its grant's id are made before,
+    /// and the redirect after ([`Issued::location`]), so that on SQLite the writer's turn holds
+    /// only the statements.
     fn issue(
         &self,
         conn: &mut crate::store::AnyConnection,
-        issuer: &str,
         lifetimes: &CodeLifetimes,
         now: i64,
-    ) -> Result<String, AppError> {
-        let location = write_tx(conn, |conn| {
+    ) -> Result<Issued, AppError> {
+        let code = NewCode::generate(now);
+        let outcome = write_tx(conn, |conn| {
             issue_code(
                 conn,
                 &self.approved,
-                &self.bound,
                 &self.user_id,
                 &self.session,
-                issuer,
                 lifetimes,
                 now,
+                &code,
             )
         })?;
-        Ok(location)
+        Ok(code.issued(
+            self.bound.clone(),
+            &self.approved.client_id,
+            &self.user_id,
+            outcome,
+        ))
+    }
+}
+
+/// A code about to be issued: its value and its grant's id.
+struct NewCode {
+    code: PlainToken,
+    grant_id: String,
+}
+
+impl NewCode {
+    fn generate(now: i64) -> NewCode {
+        NewCode {
+            code: PlainToken::generate(),
+            grant_id: crate::secret::new_ordered_id("gr", crate::state::in_millis(now)),
+        }
+    }
+
+    /// What became of it; an issued code is logged.
+    fn issued(
+        self,
+        bound: BoundRedirect,
+        client_id: &str,
+        user_id: &str,
+        outcome: Result<(), OAuthError>,
+    ) -> Issued {
+        if outcome.is_ok() {
+            tracing::info!(client_id = %client_id, user_id = %user_id, grant = %self.grant_id, "authorization code issued");
+        }
+        Issued {
+            bound,
+            code: self.code,
+            outcome,
+        }
+    }
+}
+
+/// A code issued (or refused, for a nonce used before), to be sent back to the client.
+struct Issued {
+    bound: BoundRedirect,
+    code: PlainToken,
+    outcome: Result<(), OAuthError>,
+}
+
+impl Issued {
+    /// The redirect to the client that carries the code, or the error.
+    fn location(&self, issuer: &str) -> String {
+        match &self.outcome {
+            Ok(()) => authorize::redirect_url(&self.bound, issuer, &[("code", self.code.expose())]),
+            Err(e) => authorize::error_redirect(&self.bound, issuer, e),
+        }
     }
 }
 
@@ -542,31 +597,26 @@ impl Approved {
 }
 
 /// Issues the code of an approved request in the caller's transaction: a grant carrying the
-/// session's sign-in (`amr`, `auth_time`) and the request's nonce, and the code. Returns the
-/// redirect to the client: the code, or `invalid_request` when the session used the nonce
-/// before (a second check, in the transaction that records it).
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the request, who approved it and the settings, named at each call"
-)]
+/// session's sign-in (`amr`, `auth_time`) and the request's nonce, and the code (`new`, made
+/// before the transaction). The error is `invalid_request` when the session used the nonce before
+/// (a second check, in the transaction that records it); [`Issued::location`] makes either the
+/// redirect to the client.
 fn issue_code(
     conn: &mut crate::store::AnyConnection,
     approved: &Approved,
-    bound: &BoundRedirect,
     user_id: &str,
     session: &Session,
-    issuer: &str,
     lifetimes: &CodeLifetimes,
     now: i64,
-) -> Result<String, diesel::result::Error> {
+    new: &NewCode,
+) -> Result<Result<(), OAuthError>, diesel::result::Error> {
     if let Some(nonce) = &approved.nonce {
         if grants::nonce_used(conn, &session.id_hash, nonce)? {
-            return Ok(authorize::error_redirect(bound, issuer, &nonce_reused()));
+            return Ok(Err(nonce_reused()));
         }
     }
-    let code = PlainToken::generate();
     let grant = NewGrant {
-        id: crate::secret::new_ordered_id("gr", crate::state::in_millis(now)).into(),
+        id: new.grant_id.as_str().into(),
         client_id: approved.client_id.as_str().into(),
         user_id: Some(user_id.into()),
         session_hash: Some(session.id_hash.clone()),
@@ -578,8 +628,8 @@ fn issue_code(
     };
     grants::insert(conn, &grant)?;
     AuthCode {
-        code_hash: code.hash().0,
-        grant_id: grant.id.to_string(),
+        code_hash: new.code.hash().0,
+        grant_id: new.grant_id.clone(),
         client_id: approved.client_id.clone(),
         user_id: user_id.to_owned(),
         redirect_uri: approved.redirect_uri.clone(),
@@ -591,12 +641,7 @@ fn issue_code(
         consumed_at: None,
     }
     .insert(conn)?;
-    tracing::info!(client_id = %approved.client_id, user_id = %user_id, grant = %grant.id, "authorization code issued");
-    Ok(authorize::redirect_url(
-        bound,
-        issuer,
-        &[("code", code.expose())],
-    ))
+    Ok(Ok(()))
 }
 
 /// What a sign-in is for, as loaded: the authorization request and its client, or the console.
@@ -1053,18 +1098,13 @@ async fn finish(state: &AppState, ctx: Context, remember: bool) -> Result<Outcom
                         crate::store::audit::record(conn, &entry)?;
                     }
                 }
-                let location = issue_code(
-                    conn,
-                    &Approved::of(&interaction),
-                    &bound,
-                    &user.id,
-                    &session,
-                    &issuer,
-                    &lifetimes,
-                    now,
-                )?;
+                let approved = Approved::of(&interaction);
+                let code = NewCode::generate(now);
+                let outcome =
+                    issue_code(conn, &approved, &user.id, &session, &lifetimes, now, &code)?;
+                let issued = code.issued(bound, &approved.client_id, &user.id, outcome);
                 Ok::<_, AppError>(Outcome::SeeOther {
-                    location,
+                    location: issued.location(&issuer),
                     new_session: None,
                 })
             })

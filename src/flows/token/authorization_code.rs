@@ -20,9 +20,10 @@ pub(super) fn exchange(
     request: &CodeRequest,
 ) -> Result<Result<Issue, OAuthError>, EndpointError> {
     let hash = TokenHash::of(&request.code);
+    // Made before the transaction, so that on SQLite the writer's turn holds only the statements.
+    let refresh = PlainToken::generate();
     transaction(conn, |conn| {
         let found = AuthCode::find(conn, hash.as_str())?;
-        let refresh = PlainToken::generate();
         let plan = decide(
             found.as_ref(),
             client,
