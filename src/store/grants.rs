@@ -132,7 +132,8 @@ pub fn revoke_all_for_session(
 }
 
 /// Whether this session approved a grant whose ID token carries `nonce` (a nonce is used once
-/// per session).
+/// per session). One search of the index on (session, nonce), however many grants the session
+/// has.
 pub fn nonce_used(conn: &mut AnyConnection, session_hash: &str, nonce: &str) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         grants::table
@@ -179,4 +180,53 @@ pub fn holder(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<(Holder,
                 (holder, super::decode_list(&origins))
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::RunQueryDsl as _;
+
+    use crate::store::{migrate, AnyConnection, ConnectionManager};
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// The nonce check is one search of the index on (session, nonce), not a walk through the
+    /// session's grants: the plan SQLite makes for the statement `nonce_used` sends.
+    #[test]
+    fn nonce_check_searches_one_index_entry() {
+        use diesel::connection::InstrumentationEvent;
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/n.db", dir.path().display());
+        let mut conn: AnyConnection = ConnectionManager::new(&url).connect().unwrap();
+        migrate(&mut conn).unwrap();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let seen = sent.clone();
+        diesel::Connection::set_instrumentation(
+            &mut conn,
+            move |event: InstrumentationEvent<'_>| {
+                if let InstrumentationEvent::StartQuery { query, .. } = event {
+                    seen.lock().unwrap().push(query.to_string());
+                }
+            },
+        );
+        assert!(!super::nonce_used(&mut conn, "s", "n").unwrap());
+        let statement = sent.lock().unwrap().last().cloned().unwrap();
+        // The text without the binds Diesel lists after it; unbound parameters are NULL.
+        let sql = statement.split(" -- binds").next().unwrap();
+        let plan = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load::<PlanRow>(&mut conn)
+            .unwrap();
+        let details: Vec<&str> = plan.iter().map(|r| r.detail.as_str()).collect();
+        assert!(
+            details
+                .iter()
+                .any(|d| d.contains("INDEX grants_session_nonce (session_hash=? AND nonce=?)")),
+            "{statement}: {details:?}"
+        );
+    }
 }
