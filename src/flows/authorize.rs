@@ -352,11 +352,13 @@ pub async fn start(
                         bound: validated.bound.clone(),
                         user_id: user.id.clone(),
                         session: session.clone(),
+                        new: NewCode::generate(now),
                     };
                     if issue_later {
                         return Ok(Found::Issue(Box::new(code)));
                     }
-                    let issued = code.issue(conn, &lifetimes, now)?;
+                    let outcome = code.write(conn, &lifetimes, now)?;
+                    let issued = code.issued(outcome);
                     return Ok(Found::Answer(Start::Redirect(issued.location(&issuer))));
                 }
                 Next::Login => paths::LOGIN,
@@ -427,10 +429,13 @@ pub async fn start(
         // On SQLite the code is issued in the writer (`store::writer`): its commit is shared with
         // the token endpoint's writes instead of queueing before them.
         Found::Issue(code) => {
-            let issued = state
-                .write(move |conn| code.issue(conn, &lifetimes, now))
+            let (code, outcome) = state
+                .write(move |conn| {
+                    let outcome = code.write(conn, &lifetimes, now)?;
+                    Ok::<_, AppError>((code, outcome))
+                })
                 .await?;
-            Ok(Start::Redirect(issued.location(&issuer)))
+            Ok(Start::Redirect(code.issued(outcome).location(&issuer)))
         }
     }
 }
@@ -447,19 +452,19 @@ struct CodeToIssue {
     bound: BoundRedirect,
     user_id: String,
     session: Session,
+    /// Made with the read, so that on SQLite the writer's turn holds only the statements.
+    new: NewCode,
 }
 
 impl CodeToIssue {
-    /// Issues the code in one write transaction. The code and its grant's id are made before,
-    /// and the redirect after ([`Issued::location`]), so that on SQLite the writer's turn holds
-    /// only the statements.
-    fn issue(
+    /// Writes the code in one write transaction; the redirect is made after it
+    /// ([`CodeToIssue::issued`]).
+    fn write(
         &self,
         conn: &mut crate::store::AnyConnection,
         lifetimes: &CodeLifetimes,
         now: i64,
-    ) -> Result<Issued, AppError> {
-        let code = NewCode::generate(now);
+    ) -> Result<Result<(), OAuthError>, AppError> {
         let outcome = write_tx(conn, |conn| {
             issue_code(
                 conn,
@@ -468,15 +473,16 @@ impl CodeToIssue {
                 &self.session,
                 lifetimes,
                 now,
-                &code,
+                &self.new,
             )
         })?;
-        Ok(code.issued(
-            self.bound.clone(),
-            &self.approved.client_id,
-            &self.user_id,
-            outcome,
-        ))
+        Ok(outcome)
+    }
+
+    /// What became of the code once written.
+    fn issued(self, outcome: Result<(), OAuthError>) -> Issued {
+        self.new
+            .issued(self.bound, &self.approved.client_id, &self.user_id, outcome)
     }
 }
 
