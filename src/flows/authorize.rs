@@ -358,8 +358,9 @@ pub async fn start(
                         return Ok(Found::Issue(Box::new(code)));
                     }
                     let outcome = code.write(conn, &lifetimes, now)?;
-                    let issued = code.issued(outcome);
-                    return Ok(Found::Answer(Start::Redirect(issued.location(&issuer))));
+                    return Ok(Found::Answer(Start::Redirect(
+                        code.redirect(&issuer, outcome),
+                    )));
                 }
                 Next::Login => paths::LOGIN,
                 Next::Consent => paths::CONSENT,
@@ -435,7 +436,7 @@ pub async fn start(
                     Ok::<_, AppError>((code, outcome))
                 })
                 .await?;
-            Ok(Start::Redirect(code.issued(outcome).location(&issuer)))
+            Ok(Start::Redirect(code.redirect(&issuer, outcome)))
         }
     }
 }
@@ -458,7 +459,7 @@ struct CodeToIssue {
 
 impl CodeToIssue {
     /// Writes the code in one write transaction; the redirect is made after it
-    /// ([`CodeToIssue::issued`]).
+    /// ([`CodeToIssue::redirect`]).
     fn write(
         &self,
         conn: &mut crate::store::AnyConnection,
@@ -479,10 +480,16 @@ impl CodeToIssue {
         Ok(outcome)
     }
 
-    /// What became of the code once written.
-    fn issued(self, outcome: Result<(), OAuthError>) -> Issued {
-        self.new
-            .issued(self.bound, &self.approved.client_id, &self.user_id, outcome)
+    /// The redirect to the client once the code is written.
+    fn redirect(self, issuer: &str, outcome: Result<(), OAuthError>) -> String {
+        let CodeToIssue {
+            approved,
+            bound,
+            user_id,
+            new,
+            ..
+        } = self;
+        new.redirect(&bound, issuer, &approved.client_id, &user_id, outcome)
     }
 }
 
@@ -500,38 +507,22 @@ impl NewCode {
         }
     }
 
-    /// What became of it; an issued code is logged.
-    fn issued(
+    /// The redirect to the client that carries the code (logged as issued), or the error of
+    /// `outcome`.
+    fn redirect(
         self,
-        bound: BoundRedirect,
+        bound: &BoundRedirect,
+        issuer: &str,
         client_id: &str,
         user_id: &str,
         outcome: Result<(), OAuthError>,
-    ) -> Issued {
-        if outcome.is_ok() {
-            tracing::info!(client_id = %client_id, user_id = %user_id, grant = %self.grant_id, "authorization code issued");
-        }
-        Issued {
-            bound,
-            code: self.code,
-            outcome,
-        }
-    }
-}
-
-/// A code issued (or refused, for a nonce used before), to be sent back to the client.
-struct Issued {
-    bound: BoundRedirect,
-    code: PlainToken,
-    outcome: Result<(), OAuthError>,
-}
-
-impl Issued {
-    /// The redirect to the client that carries the code, or the error.
-    fn location(&self, issuer: &str) -> String {
-        match &self.outcome {
-            Ok(()) => authorize::redirect_url(&self.bound, issuer, &[("code", self.code.expose())]),
-            Err(e) => authorize::error_redirect(&self.bound, issuer, e),
+    ) -> String {
+        match outcome {
+            Ok(()) => {
+                tracing::info!(client_id = %client_id, user_id = %user_id, grant = %self.grant_id, "authorization code issued");
+                authorize::redirect_url(bound, issuer, &[("code", self.code.expose())])
+            }
+            Err(e) => authorize::error_redirect(bound, issuer, &e),
         }
     }
 }
@@ -605,7 +596,7 @@ impl Approved {
 /// Issues the code of an approved request in the caller's transaction: a grant carrying the
 /// session's sign-in (`amr`, `auth_time`) and the request's nonce, and the code (`new`, made
 /// before the transaction). The error is `invalid_request` when the session used the nonce before
-/// (a second check, in the transaction that records it); [`Issued::location`] makes either the
+/// (a second check, in the transaction that records it); [`NewCode::redirect`] makes either the
 /// redirect to the client.
 fn issue_code(
     conn: &mut crate::store::AnyConnection,
@@ -1108,9 +1099,10 @@ async fn finish(state: &AppState, ctx: Context, remember: bool) -> Result<Outcom
                 let code = NewCode::generate(now);
                 let outcome =
                     issue_code(conn, &approved, &user.id, &session, &lifetimes, now, &code)?;
-                let issued = code.issued(bound, &approved.client_id, &user.id, outcome);
+                let location =
+                    code.redirect(&bound, &issuer, &approved.client_id, &user.id, outcome);
                 Ok::<_, AppError>(Outcome::SeeOther {
-                    location: issued.location(&issuer),
+                    location,
                     new_session: None,
                 })
             })
