@@ -132,9 +132,16 @@ impl Writer {
 
 /// A connection for the writer. It never checkpoints: the checkpointer does, on a connection of
 /// its own.
+///
+/// Its temporary storage is memory (`temp_store = MEMORY`), for the jobs' savepoints: each
+/// savepoint keeps a copy of every page its job changes (the sub-journal). By default a
+/// sub-journal past 64 KiB moves to a temporary file, and a file is not emptied when the
+/// savepoint is released, so every later job of the batch would write its copies to the file
+/// too, and each spill creates and deletes a file. In memory the copies are dropped as each job
+/// ends: a job's copies are at most the pages it changes, and jobs are short.
 fn writer_connection(manager: &ConnectionManager) -> Result<AnyConnection, ConnectError> {
     let mut conn = manager.connect()?;
-    conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+    conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY")?;
     Ok(conn)
 }
 
@@ -434,6 +441,26 @@ mod tests {
             .collect();
         rows.sort_unstable();
         rows
+    }
+
+    /// The writer's savepoints (one per job) keep their page copies in memory, never in a
+    /// temporary file that the rest of the batch would then write to as well.
+    #[tokio::test]
+    async fn the_writers_savepoints_never_spill_to_a_file() {
+        #[derive(QueryableByName)]
+        struct TempStore {
+            #[diesel(sql_type = diesel::sql_types::Integer)]
+            temp_store: i32,
+        }
+        let (_dir, manager) = database();
+        let writer = Writer::start(&manager).unwrap();
+        let setting = writer
+            .run(|conn| diesel::sql_query("PRAGMA temp_store").get_result::<TempStore>(conn))
+            .await
+            .unwrap()
+            .unwrap();
+        // 2 is MEMORY (0, the default, and 1 allow files).
+        assert_eq!(setting.temp_store, 2);
     }
 
     /// The restart's catch-up rounds go on only while they gain on the writer: a round that
