@@ -93,3 +93,55 @@ pub fn registration_tokens(conn: &mut AnyConnection, now: i64) -> QueryResult<us
         &format!("expires_at <= {now}"),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use diesel::RunQueryDsl as _;
+
+    use crate::store::{migrate, AnyConnection, ConnectionManager};
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct IndexRow {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        partial: i32,
+    }
+
+    /// The index of revoked grants holds only revoked ones (a live grant's insert writes nothing
+    /// to it), and the prune still finds ended grants through it and the expiry index, not by
+    /// reading the table.
+    #[test]
+    fn only_revoked_grants_are_indexed_by_revocation_and_the_prune_searches_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/p.db", dir.path().display());
+        let mut conn: AnyConnection = ConnectionManager::new(&url).connect().unwrap();
+        migrate(&mut conn).unwrap();
+        let index = diesel::sql_query(
+            "SELECT partial FROM pragma_index_list('grants') WHERE name = 'grants_revoked_at'",
+        )
+        .get_result::<IndexRow>(&mut conn)
+        .unwrap();
+        assert_eq!(index.partial, 1, "grants_revoked_at is a partial index");
+        let sql = format!(
+            "SELECT id FROM grants WHERE {} LIMIT 1",
+            super::ended_grant(1_800_000_000, 1_799_000_000)
+        );
+        let plan = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load::<PlanRow>(&mut conn)
+            .unwrap();
+        let details: Vec<&str> = plan.iter().map(|r| r.detail.as_str()).collect();
+        for index in ["grants_expires_at", "grants_revoked_at"] {
+            assert!(
+                details
+                    .iter()
+                    .any(|d| d.contains(&format!("SEARCH grants USING INDEX {index}"))),
+                "{sql}: {details:?}"
+            );
+        }
+    }
+}
