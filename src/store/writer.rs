@@ -135,10 +135,10 @@ impl Writer {
 ///
 /// Its temporary storage is memory (`temp_store = MEMORY`), for the jobs' savepoints: each
 /// savepoint keeps a copy of every page its job changes (the sub-journal). By default a
-/// sub-journal past 64 KiB moves to a temporary file, and a file is not emptied when the
-/// savepoint is released, so every later job of the batch would write its copies to the file
-/// too, and each spill creates and deletes a file. In memory the copies are dropped as each job
-/// ends: a job's copies are at most the pages it changes, and jobs are short.
+/// sub-journal past 64 KiB moves to a temporary file, which stays its place until the
+/// transaction ends, so every later job of the batch would write its copies to the file too, and
+/// each spill creates and deletes a file. In memory the copies are dropped as each job ends: a
+/// job's copies are at most the pages it changes, and jobs are short.
 fn writer_connection(manager: &ConnectionManager) -> Result<AnyConnection, ConnectError> {
     let mut conn = manager.connect()?;
     conn.batch_execute("PRAGMA wal_autocheckpoint = 0; PRAGMA temp_store = MEMORY")?;
