@@ -184,15 +184,7 @@ pub fn holder(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<(Holder,
 
 #[cfg(test)]
 mod tests {
-    use diesel::RunQueryDsl as _;
-
-    use crate::store::{migrate, AnyConnection, ConnectionManager};
-
-    #[derive(diesel::QueryableByName)]
-    struct PlanRow {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
+    use crate::store::plans;
 
     /// The nonce check is one search of the index on (session, nonce), not a walk through the
     /// session's grants: the plan SQLite makes for the statement `nonce_used` sends.
@@ -200,10 +192,7 @@ mod tests {
     fn nonce_check_searches_one_index_entry() {
         use diesel::connection::InstrumentationEvent;
         use std::sync::{Arc, Mutex};
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/n.db", dir.path().display());
-        let mut conn: AnyConnection = ConnectionManager::new(&url).connect().unwrap();
-        migrate(&mut conn).unwrap();
+        let (_dir, mut conn) = plans::migrated();
         let sent = Arc::new(Mutex::new(Vec::new()));
         let seen = sent.clone();
         diesel::Connection::set_instrumentation(
@@ -218,10 +207,7 @@ mod tests {
         let statement = sent.lock().unwrap().last().cloned().unwrap();
         // The text without the binds Diesel lists after it; unbound parameters are NULL.
         let sql = statement.split(" -- binds").next().unwrap();
-        let plan = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-            .load::<PlanRow>(&mut conn)
-            .unwrap();
-        let details: Vec<&str> = plan.iter().map(|r| r.detail.as_str()).collect();
+        let details = plans::of(&mut conn, sql);
         assert!(
             details
                 .iter()

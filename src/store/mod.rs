@@ -492,6 +492,39 @@ pub fn decode_list(text: &str) -> Vec<String> {
     serde_json::from_str(text).unwrap_or_default()
 }
 
+/// For tests that read SQLite's query plans.
+#[cfg(test)]
+pub(crate) mod plans {
+    use diesel::RunQueryDsl as _;
+
+    use super::{migrate, AnyConnection, ConnectionManager};
+
+    #[derive(diesel::QueryableByName)]
+    struct PlanRow {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+
+    /// A migrated SQLite database in a temporary directory (kept while the directory lives).
+    pub fn migrated() -> (tempfile::TempDir, AnyConnection) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/plans.db", dir.path().display());
+        let mut conn: AnyConnection = ConnectionManager::new(&url).connect().unwrap();
+        migrate(&mut conn).unwrap();
+        (dir, conn)
+    }
+
+    /// The steps of the plan SQLite makes for `sql` (`EXPLAIN QUERY PLAN`).
+    pub fn of(conn: &mut AnyConnection, sql: &str) -> Vec<String> {
+        diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
+            .load::<PlanRow>(conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.detail)
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::WriterQueue;

@@ -98,13 +98,7 @@ pub fn registration_tokens(conn: &mut AnyConnection, now: i64) -> QueryResult<us
 mod tests {
     use diesel::RunQueryDsl as _;
 
-    use crate::store::{migrate, AnyConnection, ConnectionManager};
-
-    #[derive(diesel::QueryableByName)]
-    struct PlanRow {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
-    }
+    use crate::store::plans;
 
     #[derive(diesel::QueryableByName)]
     struct IndexRow {
@@ -117,10 +111,7 @@ mod tests {
     /// reading the table.
     #[test]
     fn only_revoked_grants_are_indexed_by_revocation_and_the_prune_searches_them() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}/p.db", dir.path().display());
-        let mut conn: AnyConnection = ConnectionManager::new(&url).connect().unwrap();
-        migrate(&mut conn).unwrap();
+        let (_dir, mut conn) = plans::migrated();
         let index = diesel::sql_query(
             "SELECT partial FROM pragma_index_list('grants') WHERE name = 'grants_revoked_at'",
         )
@@ -131,10 +122,7 @@ mod tests {
             "SELECT id FROM grants WHERE {} LIMIT 1",
             super::ended_grant(1_800_000_000, 1_799_000_000)
         );
-        let plan = diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}"))
-            .load::<PlanRow>(&mut conn)
-            .unwrap();
-        let details: Vec<&str> = plan.iter().map(|r| r.detail.as_str()).collect();
+        let details = plans::of(&mut conn, &sql);
         for index in ["grants_expires_at", "grants_revoked_at"] {
             assert!(
                 details
