@@ -435,15 +435,19 @@ async fn admin_api_rotates_a_secret_with_a_grace_period(app: TestApp) {
     let path = format!("/clients/{}/rotate-secret", job.id);
 
     // The default grace period: both secrets work, the new one shown once.
+    let before = app.now();
     let (status, _, rotated) = call(&app, t, Method::POST, &path, None).await;
     assert_eq!(status, 200, "{rotated}");
     let new = TestClient {
         id: job.id.clone(),
         secret: Some(s(&rotated, "client_secret")),
     };
-    assert_eq!(
-        rotated["previous_secret_expires_at"],
-        app.now() + app.settings.clients.secret_rotation_grace_secs
+    // The server read its clock during the call (a second may have begun meanwhile).
+    let grace = app.settings.clients.secret_rotation_grace_secs;
+    let until = rotated["previous_secret_expires_at"].as_i64().unwrap();
+    assert!(
+        (before + grace..=app.now() + grace).contains(&until),
+        "{rotated}"
     );
     app.token().client_credentials().basic(&job).ok().await;
     app.token().client_credentials().basic(&new).ok().await;
@@ -815,11 +819,15 @@ async fn admin_api_lists_and_rotates_keys(app: TestApp) {
     let (status, _, keys) = call(&app, t, Method::GET, "/keys", None).await;
     assert_eq!(status, 200);
     assert_eq!(keys["keys"].as_array().unwrap().len(), 1);
+    let before = app.now();
     let (status, _, rotated) = call(&app, t, Method::POST, "/keys/rotate", None).await;
     assert_eq!(status, 201, "{rotated}");
-    assert_eq!(
-        rotated["activate_at"],
-        app.now() + app.settings.keys.publish_delay_secs
+    // The server read its clock during the call (a second may have begun meanwhile).
+    let delay = app.settings.keys.publish_delay_secs;
+    let activate_at = rotated["activate_at"].as_i64().unwrap();
+    assert!(
+        (before + delay..=app.now() + delay).contains(&activate_at),
+        "{rotated}"
     );
     // A second rotation while one waits is a conflict that says why.
     let (status, _, body) = call(&app, t, Method::POST, "/keys/rotate", None).await;
