@@ -466,7 +466,7 @@ impl CodeToIssue {
         lifetimes: &CodeLifetimes,
         now: i64,
     ) -> Result<Result<(), OAuthError>, AppError> {
-        let outcome = write_tx(conn, |conn| {
+        Ok(write_tx(conn, |conn| {
             issue_code(
                 conn,
                 &self.approved,
@@ -476,8 +476,7 @@ impl CodeToIssue {
                 now,
                 &self.new,
             )
-        })?;
-        Ok(outcome)
+        })?)
     }
 
     /// The redirect to the client once the code is written.
