@@ -30,6 +30,23 @@ impl PlainToken {
         PlainToken(URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
     }
 
+    /// A fresh token whose hash sorts by `at_millis` (unix milliseconds, `state::in_millis`), for
+    /// tokens stored at every request (codes, refresh tokens): [`PlainToken::ordered`] of 256
+    /// random bits as [`PlainToken::generate`] has them.
+    pub fn generate_ordered(at_millis: i64) -> PlainToken {
+        PlainToken::ordered(at_millis, &URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+    }
+
+    /// `body` (43 characters of base64url: random, or derived as a refresh token's successor is)
+    /// behind `at_millis` (unix milliseconds) as 12 lower-case hex digits: 55 characters.
+    /// [`TokenHash::of`] keeps those digits in front of the hash, so the index of these hashes
+    /// grows at its end instead of at a random page, and a write touches pages that are cached
+    /// and already being written. The time says no more than the `iat` of the tokens issued
+    /// with it.
+    pub fn ordered(at_millis: i64, body: &str) -> PlainToken {
+        PlainToken(format!("{:012x}{body}", at_millis & MAX_ORDERED_AT))
+    }
+
     /// Wraps a value received from a client.
     pub fn from_presented(value: impl Into<String>) -> PlainToken {
         PlainToken(value.into())
@@ -52,25 +69,51 @@ impl fmt::Debug for PlainToken {
     }
 }
 
-/// Hex SHA-256 of a secret value.
+/// What an ordered token's 12 hex digits hold of its time (unix milliseconds), as
+/// [`new_ordered_id`] keeps it.
+const MAX_ORDERED_AT: i64 = 0xffff_ffff_ffff;
+
+/// The length of an ordered token ([`PlainToken::ordered`]) and of its time digits.
+const ORDERED_LEN: usize = 55;
+const ORDERED_AT_LEN: usize = 12;
+
+/// What the database stores of a secret value: hex SHA-256 of it, behind the time digits of an
+/// ordered token ([`PlainToken::ordered`]). A value of any other form (tokens made before ordered
+/// ones existed, client secrets, session cookies) keeps the bare hash it always had.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenHash(pub String);
 
 impl TokenHash {
     pub fn of(value: &str) -> TokenHash {
-        TokenHash(hex(
-            digest::digest(&digest::SHA256, value.as_bytes()).as_ref()
-        ))
+        let digest = hex(digest::digest(&digest::SHA256, value.as_bytes()).as_ref());
+        match ordered_at(value) {
+            Some(at) => TokenHash(format!("{at}{digest}")),
+            None => TokenHash(digest),
+        }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// A short, non-reversible prefix for logs.
+    /// A short, non-reversible prefix of the hash (never of the time digits) for logs.
     pub fn log_prefix(&self) -> &str {
-        &self.0[..8.min(self.0.len())]
+        let digest = self
+            .0
+            .get(self.0.len().saturating_sub(64)..)
+            .unwrap_or(&self.0);
+        digest.get(..8).unwrap_or(digest)
     }
+}
+
+/// The time digits of an ordered token: 55 characters whose first 12 are lower-case hex.
+fn ordered_at(value: &str) -> Option<&str> {
+    if value.len() != ORDERED_LEN {
+        return None;
+    }
+    value
+        .get(..ORDERED_AT_LEN)
+        .filter(|at| at.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 /// Constant-time equality of two strings (client secrets, CSRF tokens).
@@ -153,6 +196,50 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.hash().as_str().len(), 64);
         assert!(!format!("{a:?}").contains(a.expose()));
+    }
+
+    #[test]
+    fn ordered_tokens_hash_behind_their_time_and_sort_by_it() {
+        let a = PlainToken::generate_ordered(1_800_000_000_000);
+        let b = PlainToken::generate_ordered(1_800_000_000_001);
+        assert_eq!(a.expose().len(), 55);
+        assert!(a.expose().starts_with("01a3185c5000"));
+        assert_eq!(URL_SAFE_NO_PAD.decode(&a.expose()[12..]).unwrap().len(), 32);
+        let (ha, hb) = (a.hash(), b.hash());
+        assert_eq!(ha.as_str().len(), 76);
+        assert!(ha.as_str().starts_with("01a3185c5000"));
+        assert!(
+            ha.as_str() < hb.as_str(),
+            "a later token's hash sorts after"
+        );
+        // The hash covers the whole token, time digits included.
+        let digest = hex(digest::digest(&digest::SHA256, a.expose().as_bytes()).as_ref());
+        assert_eq!(&ha.as_str()[12..], digest);
+        let moved = format!("01a3185c5001{}", &a.expose()[12..]);
+        assert_ne!(&TokenHash::of(&moved).as_str()[12..], digest);
+        // Logs get the hash's first characters, never the time.
+        assert_eq!(ha.log_prefix(), &digest[..8]);
+        // Before 1970 or past the 48 bits, the form is the same.
+        assert_eq!(PlainToken::generate_ordered(-5).expose().len(), 55);
+        assert_eq!(PlainToken::generate_ordered(i64::MAX).expose().len(), 55);
+    }
+
+    #[test]
+    fn a_value_not_in_the_ordered_form_keeps_its_bare_hash() {
+        let old = PlainToken::generate();
+        assert_eq!(old.hash().as_str().len(), 64);
+        assert_eq!(old.hash().log_prefix(), &old.hash().as_str()[..8]);
+        for value in [
+            // 55 characters, but upper-case or non-hex digits in front.
+            "01A3185C5000".to_owned() + &"A".repeat(43),
+            "01a3185c500g".to_owned() + &"A".repeat(43),
+            // The right digits, a length other than 55.
+            "01a3185c5000".to_owned() + &"A".repeat(42),
+            // A multi-byte character straddling the digits' end.
+            "01a3185c500é".to_owned() + &"A".repeat(42),
+        ] {
+            assert_eq!(TokenHash::of(&value).as_str().len(), 64, "{value}");
+        }
     }
 
     #[test]

@@ -500,9 +500,10 @@ struct NewCode {
 
 impl NewCode {
     fn generate(now: i64) -> NewCode {
+        let at = crate::state::in_millis(now);
         NewCode {
-            code: PlainToken::generate(),
-            grant_id: crate::secret::new_ordered_id("gr", crate::state::in_millis(now)),
+            code: PlainToken::generate_ordered(at),
+            grant_id: crate::secret::new_ordered_id("gr", at),
         }
     }
 

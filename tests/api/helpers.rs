@@ -859,9 +859,16 @@ pub fn sha256(data: &[u8]) -> Vec<u8> {
         .to_vec()
 }
 
-/// Lower-case hex SHA-256: how Gatehouse stores codes, refresh tokens and client secrets.
+/// Lower-case hex SHA-256: how Gatehouse stores client secrets, and tokens made before codes and
+/// refresh tokens carried their time (`stored_key`).
 pub fn sha256_hex(value: &str) -> String {
     gatehouse::secret::hex(&sha256(value.as_bytes()))
+}
+
+/// The key Gatehouse stores a code or refresh token under: its SHA-256 (hex), behind the token's
+/// time digits when it has them (`secret::TokenHash`).
+pub fn stored_key(value: &str) -> String {
+    gatehouse::secret::TokenHash::of(value).0
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -67,3 +67,36 @@ async fn retry_window_does_not_cover_other_clients_or_late_retries(app: TestApp)
     assert_oauth_error(app.refresh(&spa, &rt(&t0)).await, 400, "invalid_grant").await;
     assert_oauth_error(app.refresh(&spa, &rt(&t1)).await, 400, "invalid_grant").await;
 }
+
+// A refresh token made before tokens carried their time (43 characters, stored under its bare
+// SHA-256) still rotates, and a retry of a rotation made in that form finds its successor.
+both_backends!(tokens_of_the_earlier_form_still_rotate_and_retry, window);
+async fn tokens_of_the_earlier_form_still_rotate_and_retry(app: TestApp) {
+    use gatehouse::secret::{hmac_b64, PlainToken};
+
+    let (spa, t0) = app.signed_in("hana", &[]).await;
+    let earlier = PlainToken::generate().expose().to_owned();
+    assert_eq!(earlier.len(), 43);
+    app.rekey_refresh_token(&rt(&t0), &earlier);
+    let t1 = ok_json(app.refresh(&spa, &earlier).await).await;
+    let successor = rt(&t1);
+    assert_eq!(
+        successor.len(),
+        55,
+        "the successor has the new form: {successor}"
+    );
+
+    // As if that rotation had been made in the earlier form: its successor is the derived part
+    // alone. A retry within the window gets it back instead of counting as reuse.
+    let derived = hmac_b64(
+        &app.state.refresh_successor_key,
+        &["refresh successor", &earlier],
+    );
+    assert!(successor.ends_with(&derived));
+    app.rekey_refresh_token(&successor, &derived);
+    let again = ok_json(app.refresh(&spa, &earlier).await).await;
+    assert_eq!(rt(&again), derived, "the stored successor, in its form");
+    let t2 = ok_json(app.refresh(&spa, &derived).await).await;
+    assert_oauth_error(app.refresh(&spa, &earlier).await, 400, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&spa, &rt(&t2)).await, 400, "invalid_grant").await;
+}

@@ -244,32 +244,44 @@ async fn codes_and_tokens_are_256_bit(app: TestApp) {
     let conf = app.confidential();
     let secret = conf.secret().to_owned();
 
+    // Codes and refresh tokens carry their time in front (12 hex digits of unix milliseconds),
+    // then 256 random (or, for a successor, derived) bits; a client secret is the bits alone.
     for (what, value) in [
         ("code", &code),
         ("refresh token", &rt1),
         ("rotated refresh token", &rt2),
         ("client secret", &secret),
     ] {
+        let bits = match what {
+            "client secret" => value.as_str(),
+            _ => {
+                let (at, bits) = value.split_at(12);
+                assert!(at.bytes().all(|b| b.is_ascii_hexdigit()), "{what}: {value}");
+                bits
+            }
+        };
         let bytes = URL_SAFE_NO_PAD
-            .decode(value)
+            .decode(bits)
             .unwrap_or_else(|_| panic!("{what} is not base64url: {value}"));
         assert_eq!(bytes.len(), 32, "{what} must carry 256 bits");
     }
     assert_ne!(rt1, rt2);
 
+    // Stored: SHA-256 hex of the whole value, behind the token's time digits.
     let codes = app.code_rows();
     assert_eq!(codes.len(), 1);
     let stored_code = &codes[0][0];
     assert_eq!(
         stored_code,
-        &sha256_hex(&code),
-        "auth_codes stores SHA-256 hex of the code"
+        &format!("{}{}", &code[..12], sha256_hex(&code)),
+        "auth_codes stores SHA-256 hex of the code behind its time"
     );
     let rts = app.refresh_rows();
     assert_eq!(rts.len(), 2);
     let stored: Vec<&str> = rts.iter().map(|r| r[0].as_str()).collect();
-    assert!(stored.contains(&sha256_hex(&rt1).as_str()));
-    assert!(stored.contains(&sha256_hex(&rt2).as_str()));
+    for rt in [&rt1, &rt2] {
+        assert!(stored.contains(&format!("{}{}", &rt[..12], sha256_hex(rt)).as_str()));
+    }
     assert_eq!(app.client_secret_hash(&conf), Some(sha256_hex(&secret)));
 
     for row in codes.iter().chain(rts.iter()) {
@@ -285,6 +297,50 @@ async fn codes_and_tokens_are_256_bit(app: TestApp) {
                 );
             }
         }
+    }
+}
+
+// Codes and refresh tokens are stored under keys that sort by their time, so that each write
+// lands at the end of its index rather than at a random page of it.
+both_backends!(codes_and_refresh_tokens_are_stored_under_keys_that_sort_by_issue);
+async fn codes_and_refresh_tokens_are_stored_under_keys_that_sort_by_issue(app: TestApp) {
+    let client = app.spa_and_alice();
+    let (code1, p1) = code_for(&app, &client).await;
+    let rt1 = s(
+        &ok_json(app.exchange(&client, &code1, &p1.verifier).await).await,
+        "refresh_token",
+    );
+    app.advance_clock(1);
+    let (code2, p2) = code_for(&app, &client).await;
+    let rt2 = s(
+        &ok_json(app.exchange(&client, &code2, &p2.verifier).await).await,
+        "refresh_token",
+    );
+    app.advance_clock(1);
+    let rt3 = s(
+        &ok_json(app.refresh(&client, &rt2).await).await,
+        "refresh_token",
+    );
+
+    let codes: Vec<String> = app.code_rows().into_iter().map(|r| r[0].clone()).collect();
+    assert_eq!(codes.len(), 2);
+    let refresh: Vec<String> = app
+        .refresh_rows()
+        .into_iter()
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(refresh.len(), 3);
+    for (earlier, later) in [(&code1, &code2), (&rt1, &rt2), (&rt2, &rt3)] {
+        let (a, b) = (stored_key(earlier), stored_key(later));
+        assert!(a < b, "a later token's key sorts after: {a} {b}");
+        assert!(
+            codes.contains(&a) || refresh.contains(&a),
+            "stored under {a}"
+        );
+        assert!(
+            codes.contains(&b) || refresh.contains(&b),
+            "stored under {b}"
+        );
     }
 }
 

@@ -21,7 +21,7 @@ pub(super) fn exchange(
 ) -> Result<Result<Issue, OAuthError>, EndpointError> {
     let hash = TokenHash::of(&request.code);
     // Made before the transaction, so that on SQLite the writer's turn holds only the statements.
-    let refresh = PlainToken::generate();
+    let refresh = PlainToken::generate_ordered(crate::state::in_millis(ctx.now));
     transaction(conn, |conn| {
         let found = AuthCode::find(conn, hash.as_str())?;
         let plan = decide(

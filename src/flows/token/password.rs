@@ -119,7 +119,7 @@ pub(super) async fn grant(
         &ctx.lifetimes,
         Fresh {
             grant_id: new_ordered_id("gr", crate::state::in_millis(ctx.now)).into(),
-            refresh: PlainToken::generate(),
+            refresh: PlainToken::generate_ordered(crate::state::in_millis(ctx.now)),
         },
         ctx.now,
     );

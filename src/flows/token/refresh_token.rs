@@ -3,12 +3,14 @@
 //! On PostgreSQL the common case takes two statements and no transaction of its own
 //! ([`rotate_at_once`]).
 //!
-//! The successor of a presented token is derived from it (HMAC under a master-key subkey), so a
-//! retry within the window is given the same successor back without storing it in the clear.
+//! The successor of a presented token is derived from it (HMAC under a master-key subkey) and
+//! ordered by the second of the rotation (`PlainToken::ordered`), so a retry within the window,
+//! which finds the token rotated at that time, is given the same successor back without storing
+//! it in the clear.
 
 use crate::oauth::grants::refresh_token::{decide, lost_race, successor_needed, LostRace};
 use crate::oauth::grants::{Issue, Outcome, Write};
-use crate::oauth::model::{Client, GrantType};
+use crate::oauth::model::{Client, GrantType, StoredRefresh};
 use crate::oauth::token_request::RefreshRequest;
 use crate::oauth::OAuthError;
 use crate::secret::{hmac_b64, PlainToken, TokenHash};
@@ -16,12 +18,36 @@ use crate::store::{self, refresh, AnyConnection};
 
 use super::{apply_writes, finish, transaction, Applied, Ctx, EndpointError};
 
-/// The successor of a presented refresh token.
-fn successor_of(ctx: &Ctx, presented: &str) -> PlainToken {
-    PlainToken::from_presented(hmac_b64(
-        &ctx.successor_key,
-        &["refresh successor", presented],
-    ))
+/// The derived part of a presented refresh token's successor: by itself, the whole successor of
+/// a token rotated before successors carried their time.
+fn derived(ctx: &Ctx, presented: &str) -> String {
+    hmac_b64(&ctx.successor_key, &["refresh successor", presented])
+}
+
+/// The successor, of `derived` part, of a token rotated at `at` (unix seconds): an ordered token
+/// ([`PlainToken::ordered`]) of that second, so that a retry, which finds the token rotated at
+/// `at`, makes the same successor again.
+fn successor_of(derived: &str, at: i64) -> PlainToken {
+    PlainToken::ordered(at.saturating_mul(1000), derived)
+}
+
+/// The successor of a token found rotated at `rotated_at`, and what the store holds under its
+/// hash: in either form (with its time, or the derived part alone for a rotation made before
+/// successors carried their time).
+fn stored_successor(
+    conn: &mut AnyConnection,
+    derived: &str,
+    rotated_at: i64,
+) -> diesel::QueryResult<(PlainToken, Option<StoredRefresh>)> {
+    let ordered = successor_of(derived, rotated_at);
+    if let Some(stored) = refresh::find(conn, ordered.hash().as_str())? {
+        return Ok((ordered, Some(stored)));
+    }
+    let bare = PlainToken::from_presented(derived);
+    match refresh::find(conn, bare.hash().as_str())? {
+        Some(stored) => Ok((bare, Some(stored))),
+        None => Ok((ordered, None)),
+    }
 }
 
 pub(super) fn refresh(
@@ -31,8 +57,9 @@ pub(super) fn refresh(
     request: &RefreshRequest,
 ) -> Result<Result<Issue, OAuthError>, EndpointError> {
     let hash = TokenHash::of(&request.refresh_token);
-    let successor = successor_of(ctx, &request.refresh_token);
-    if let Some(issue) = rotate_at_once(conn, ctx, client, request, &hash, &successor)? {
+    // Made before the transaction, so that on SQLite the writer's turn holds only the statements.
+    let derived = derived(ctx, &request.refresh_token);
+    if let Some(issue) = rotate_at_once(conn, ctx, client, request, &hash, &derived)? {
         return Ok(Ok(issue));
     }
     let lifetimes = &ctx.lifetimes;
@@ -50,11 +77,11 @@ pub(super) fn refresh(
         let mut attempt = 1;
         loop {
             let found = refresh::find(conn, hash.as_str())?;
-            let stored_successor = match &found {
+            let (successor, stored_successor) = match &found {
                 Some(t) if successor_needed(t, lifetimes, ctx.now) => {
-                    refresh::find(conn, successor.hash().as_str())?
+                    stored_successor(conn, &derived, t.rotated_at.unwrap_or(ctx.now))?
                 }
-                _ => None,
+                _ => (successor_of(&derived, ctx.now), None),
             };
             let plan = decide(
                 found.as_ref(),
@@ -62,7 +89,7 @@ pub(super) fn refresh(
                 client,
                 request,
                 lifetimes,
-                successor.clone(),
+                successor,
                 ctx.now,
             );
             let (Applied::LostRace, Some(token)) =
@@ -93,7 +120,7 @@ fn rotate_at_once(
     client: &Client,
     request: &RefreshRequest,
     hash: &TokenHash,
-    successor: &PlainToken,
+    derived: &str,
 ) -> Result<Option<Issue>, EndpointError> {
     if !store::is_postgres(conn) {
         return Ok(None);
@@ -110,7 +137,7 @@ fn rotate_at_once(
         client,
         request,
         &ctx.lifetimes,
-        successor.clone(),
+        successor_of(derived, ctx.now),
         ctx.now,
     );
     let (

@@ -14,7 +14,7 @@ use gatehouse::store::keys::SigningKeyRow;
 use gatehouse::store::schema::{auth_codes, clients, grants, interactions, refresh_tokens};
 use gatehouse::store::{refresh, AnyConnection, Backend, ConnectionManager};
 
-use super::{sha256_hex, TestApp, TestClient, PASSWORD};
+use super::{sha256_hex, stored_key, TestApp, TestClient, PASSWORD};
 
 impl TestApp {
     /// The time the server reads (seconds since the epoch).
@@ -253,7 +253,7 @@ impl TestApp {
     /// (created_at, expires_at) of a stored code.
     pub fn code_times(&self, code: &str) -> (i64, i64) {
         auth_codes::table
-            .find(sha256_hex(code))
+            .find(stored_key(code))
             .select((auth_codes::created_at, auth_codes::expires_at))
             .first(&mut self.conn())
             .expect("stored code")
@@ -261,7 +261,7 @@ impl TestApp {
 
     /// Lets time pass until a code has expired.
     pub fn expire_code(&self, code: &str) {
-        let stored = AuthCode::find(&mut self.conn(), &sha256_hex(code))
+        let stored = AuthCode::find(&mut self.conn(), &stored_key(code))
             .expect("read code")
             .expect("stored code");
         self.advance_clock(stored.expires_at - self.now());
@@ -349,9 +349,19 @@ impl TestApp {
             .expect("count")
     }
 
-    /// A refresh token as the server reads it (found by its SHA-256).
+    /// A refresh token as the server reads it (found by its stored key).
     pub fn stored_refresh(&self, refresh_token: &str) -> Option<StoredRefresh> {
-        refresh::find(&mut self.conn(), &sha256_hex(refresh_token)).expect("read refresh token")
+        refresh::find(&mut self.conn(), &stored_key(refresh_token)).expect("read refresh token")
+    }
+
+    /// Stores refresh token `from` under the key of `to` instead: `to` then stands for it, as a
+    /// token issued in another form (by an earlier Gatehouse) would.
+    pub fn rekey_refresh_token(&self, from: &str, to: &str) {
+        let n = diesel::update(refresh_tokens::table.find(stored_key(from)))
+            .set(refresh_tokens::token_hash.eq(stored_key(to)))
+            .execute(&mut self.conn())
+            .expect("rekey refresh token");
+        assert_eq!(n, 1, "one stored refresh token rekeyed");
     }
 
     /// When a refresh token expires.
