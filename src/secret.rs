@@ -44,7 +44,7 @@ impl PlainToken {
     /// and already being written. The time says no more than the `iat` of the tokens issued
     /// with it.
     pub fn ordered(at_millis: i64, body: &str) -> PlainToken {
-        PlainToken(format!("{:012x}{body}", at_millis & MAX_ORDERED_AT))
+        PlainToken(format!("{:012x}{body}", at_millis.max(0) & MAX_ORDERED_AT))
     }
 
     /// Wraps a value received from a client.
@@ -135,7 +135,7 @@ pub fn new_id(prefix: &str) -> String {
 /// is cached and already being written. The random part alone keeps the ids unique and
 /// unguessable; the time part says no more than the `iat` of the tokens.
 pub fn new_ordered_id(prefix: &str, at_millis: i64) -> String {
-    let at = at_millis.max(0) & 0xffff_ffff_ffff;
+    let at = at_millis.max(0) & MAX_ORDERED_AT;
     format!(
         "{prefix}_{at:012x}{}",
         URL_SAFE_NO_PAD.encode(random_bytes::<16>())

@@ -110,6 +110,7 @@ pub(super) async fn grant(
         lockout::settle_failure(state, attempt, ctx.now, entry).await?;
         (None, SecondFactor::NotNeeded)
     };
+    let at = crate::state::in_millis(ctx.now);
     let plan = decide(
         target,
         account.as_ref(),
@@ -118,8 +119,8 @@ pub(super) async fn grant(
         &client,
         &ctx.lifetimes,
         Fresh {
-            grant_id: new_ordered_id("gr", crate::state::in_millis(ctx.now)).into(),
-            refresh: PlainToken::generate_ordered(crate::state::in_millis(ctx.now)),
+            grant_id: new_ordered_id("gr", at).into(),
+            refresh: PlainToken::generate_ordered(at),
         },
         ctx.now,
     );
