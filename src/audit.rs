@@ -293,7 +293,8 @@ impl Entry {
         self
     }
 
-    /// The JSON-log line of this event (target `audit`).
+    /// The JSON-log line of this event (target `audit`). An event that is only logged is made
+    /// only when [`logged`] says these lines are on.
     pub fn log(&self) {
         tracing::info!(
             target: "audit",
@@ -308,6 +309,11 @@ impl Entry {
             "audit event"
         );
     }
+}
+
+/// Whether the log filter lets the `audit` lines through (target `audit` at info).
+pub fn logged() -> bool {
+    tracing::enabled!(target: "audit", tracing::Level::INFO)
 }
 
 /// Reads `--since`: unix seconds (digits only), or a duration before `now` such as `90s`, `15m`,
@@ -414,5 +420,21 @@ mod tests {
             assert_eq!(AuditEvent::parse(e.as_str()), Some(e));
         }
         assert_eq!(AuditEvent::parse("nope"), None);
+    }
+    /// The audit lines of events that are only logged (a token issued, refreshed) are made only
+    /// when the log filter lets target `audit` through at info.
+    #[test]
+    fn audit_lines_are_made_only_when_the_log_filter_lets_them_through() {
+        let under = |filter: &str| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::sink)
+                .finish();
+            tracing::subscriber::with_default(subscriber, logged)
+        };
+        assert!(!under("warn"));
+        assert!(!under("info,audit=warn"));
+        assert!(under("info"));
+        assert!(under("warn,audit=info"));
     }
 }

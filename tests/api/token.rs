@@ -1303,6 +1303,15 @@ async fn secrets_never_logged(app: TestApp) {
             "the capture works: no 'access token issued' line for {client}"
         );
     }
+    // The issues that are not written to the audit table are still audit lines in the log.
+    for event in ["token_issued", "token_refreshed"] {
+        assert!(
+            text.lines()
+                .any(|l| l.contains("audit event") && l.contains(event) && l.contains(&conf.id)),
+            "no {event} audit line for {}",
+            conf.id
+        );
+    }
     assert!(text.contains(&user), "the login of {user} was logged");
     assert!(text.contains("login failed"), "the failed login was logged");
 

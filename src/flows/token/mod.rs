@@ -49,10 +49,18 @@ struct Ctx {
     lifetimes: Lifetimes,
     /// Derives a refresh token's successor from it (HMAC), so a retry gets the same one back.
     successor_key: [u8; 32],
-    /// The client's address, anonymised for the audit log.
-    address: Option<Address>,
+    /// The client's address, anonymised ([`Ctx::address`]) only for an audit event written.
+    ip: Option<IpAddr>,
+    audit_key: [u8; 32],
     /// Where detected replays and reuses are counted.
     metrics: crate::metrics::Metrics,
+}
+
+impl Ctx {
+    /// The client's address as the audit log keeps it (a keyed hash and its network).
+    fn address(&self) -> Option<Address> {
+        self.ip.map(|ip| audit::anonymise(&self.audit_key, ip))
+    }
 }
 
 /// What the blocking-pool hop found: the authenticated client (for CORS), and the grant's answer.
@@ -85,10 +93,10 @@ pub async fn token(
             retry_window: settings.refresh_retry_window_secs,
         },
         successor_key: state.refresh_successor_key,
-        address: state.anonymise(ip),
+        ip,
+        audit_key: state.audit_key,
         metrics: state.metrics.clone(),
     };
-    let address = ctx.address.clone();
     let keys = state.keys.current();
     let now = ctx.now;
     let hop = match request {
@@ -123,7 +131,7 @@ pub async fn token(
         Ok(Ok((client, result))) => {
             let result = result
                 .map_err(EndpointError::from)
-                .and_then(|issue| respond(state, &keys, &issue, now, grant_type, address));
+                .and_then(|issue| respond(state, &keys, &issue, now, grant_type, ip));
             Answer::of(&client, result).noted()
         }
     }
@@ -251,7 +259,7 @@ fn finish(
             ctx.now,
         )
         .client(client.id.to_string())
-        .address(ctx.address.clone())
+        .address(ctx.address())
     };
     let revoked = plan.writes.iter().find_map(|w| match w {
         Write::RevokeGrant { grant_id } => Some(grant_id.to_string()),
@@ -324,7 +332,7 @@ fn respond(
     issue: &Issue,
     now: i64,
     grant_type: GrantType,
-    address: Option<Address>,
+    ip: Option<IpAddr>,
 ) -> Result<TokenResponse, EndpointError> {
     let signer = keys.signer().ok_or_else(|| {
         EndpointError::Internal(anyhow::anyhow!("no signing key is active").into())
@@ -371,7 +379,8 @@ fn respond(
     };
     tracing::info!(client_id = %issue.client_id, jti = %claims.jti, id_token = id_token.is_some(), "access token issued");
     state.metrics.token_issued(grant_type.as_str());
-    if grant_type != GrantType::Password {
+    // Its audit event is a log line only, so it is made only when the `audit` lines are on.
+    if grant_type != GrantType::Password && audit::logged() {
         let client = issue.client_id.to_string();
         let event = if grant_type == GrantType::RefreshToken {
             AuditEvent::TokenRefreshed
@@ -385,7 +394,7 @@ fn respond(
             now,
         )
         .client(client)
-        .address(address)
+        .address(state.anonymise(ip))
         .detail(format!("grant_type={grant_type} jti={}", claims.jti));
         if grant_type != GrantType::ClientCredentials {
             entry = entry.user(issue.subject.clone());

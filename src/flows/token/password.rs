@@ -180,7 +180,7 @@ pub(super) async fn grant(
                 if let Some((id, Some(via))) = &used {
                     let entry = mfa::audit_entry(&Ok(Vec::new()), Some(via), id, ctx.now)
                         .client(c.id.to_string())
-                        .address(ctx.address.clone());
+                        .address(ctx.address());
                     crate::store::audit::record(conn, &entry)?;
                 }
                 finish(conn, &ctx, GrantType::Password, plan, &c, "")
@@ -251,7 +251,7 @@ fn sign_in_failure(client: &Client, ctx: &Ctx, user_id: Option<String>, detail: 
         ctx.now,
     )
     .client(client.id.to_string())
-    .address(ctx.address.clone())
+    .address(ctx.address())
     .detail(detail.to_owned());
     entry.user_id = user_id;
     entry
@@ -267,5 +267,5 @@ fn factor_failure(
     let via = presented.as_ref().ok().and_then(Option::as_ref);
     mfa::audit_entry(&Err(refusal), via, user_id, ctx.now)
         .client(client.id.to_string())
-        .address(ctx.address.clone())
+        .address(ctx.address())
 }
