@@ -421,6 +421,7 @@ mod tests {
         }
         assert_eq!(AuditEvent::parse("nope"), None);
     }
+
     /// The audit lines of events that are only logged (a token issued, refreshed) are made only
     /// when the log filter lets target `audit` through at info.
     #[test]
