@@ -1155,15 +1155,12 @@ async fn login_with_expired_or_unknown_interaction_shows_readable_page(app: Test
     assert!(body.contains("interaction"), "{body}");
 
     // A real interaction that expired.
-    let short = app.sibling(|s| s.session.interaction_ttl_secs = 1).await;
-    let client = short.spa();
-    short.user("alice", &[]);
-    let login = start(&short, &short.browser, &client).await;
-    let (interaction, csrf) = form_fields(&short, &short.browser, &login).await;
-    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
-    readable(short.browse(&login).await, "GET expired").await;
+    let login = start(&app, &app.browser, &client).await;
+    let (interaction, csrf) = form_fields(&app, &app.browser, &login).await;
+    app.advance_clock(app.settings.session.interaction_ttl_secs);
+    readable(app.browse(&login).await, "GET expired").await;
     let form = login_form(&interaction, &csrf, "alice", PASSWORD);
-    let resp = short.browser_post("/login", &form).await;
+    let resp = app.browser_post("/login", &form).await;
     assert!(set_cookie(&resp).is_none());
     readable(resp, "POST expired").await;
 }

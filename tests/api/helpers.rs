@@ -30,7 +30,7 @@ use serde_json::{json, Value};
 pub use gatehouse::config::Settings;
 pub use gatehouse::registry::NewClient;
 pub use oauth_request::OAuthRequest;
-pub use second_factor::{code, enrol, secret_of, user_id};
+pub use second_factor::{code, enrol, secret_of, to_start_of_step, user_id};
 
 pub const REDIRECT: &str = "http://127.0.0.1:5173/callback";
 pub const ORIGIN: &str = "http://127.0.0.1:5173";

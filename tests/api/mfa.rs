@@ -313,8 +313,9 @@ async fn rule53_codes_one_step_either_side_are_accepted_and_no_further(app: Test
     let (secret, _) = enrol(&app, "alice");
     for (steps, accepted) in [(-2, false), (2, false), (-1, true), (1, true)] {
         app.advance_clock(120);
-        let typed = code(&app, &secret, steps);
         let (browser, otp_page) = password_step(&app, &spa, "alice").await;
+        to_start_of_step(&app);
+        let typed = code(&app, &secret, steps);
         let resp = submit_code(&app, &browser, &otp_page, &[("code", &typed)]).await;
         if accepted {
             assert_eq!(

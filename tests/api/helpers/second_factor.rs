@@ -50,6 +50,13 @@ pub fn secret_of(base32: &str) -> TotpSecret {
     TotpSecret::from_bytes(bytes)
 }
 
+/// Moves the server's clock to the start of its next TOTP time step, so that a code made now
+/// is still the same number of steps off when the server checks it (the clock is the wall
+/// clock plus an offset, and would otherwise cross a step boundary in one run in thirty).
+pub fn to_start_of_step(app: &TestApp) {
+    app.advance_clock(30 - app.now().rem_euclid(30));
+}
+
 /// The code an authenticator shows `steps` time steps from the server's now.
 pub fn code(app: &TestApp, secret: &TotpSecret, steps: i64) -> String {
     secret.code_at(app.now() + steps * 30).expect("code")
