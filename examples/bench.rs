@@ -29,7 +29,8 @@
 //!     alone is sampled. Its req/s counts exchanges, each after its /authorize.
 //! - `sign`, `argon2`, `sqlite`: the raw work under the token path, on this thread alone (one
 //!   core): ES256 signatures, argon2id hashes at the configured parameters, SQLite write
-//!   transactions of a refresh rotation's size. Each prints `<per second>\t<what>`.
+//!   transactions of a refresh rotation's size. Each prints `<per second>\t<what>`. `argon2
+//!   --threads N` hashes on N threads at once and prints their summed rate.
 //! - `postgres --url URL --conns N`: refresh rotations as the server makes them on PostgreSQL
 //!   (one statement each), from N connections at once, on a fresh database; prints the same way.
 //! - `bare --bind ADDR`: a bare actix-web server with one small JSON handler, the ceiling of the
@@ -515,16 +516,38 @@ fn sign(secs: f64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// argon2id hashes at the parameters Gatehouse is configured with.
-fn argon2(secs: f64) -> anyhow::Result<()> {
+/// argon2id hashes at the parameters Gatehouse is configured with, on `threads` threads at once
+/// (their rates summed: on a machine whose cores share memory bandwidth or a physical core, two
+/// at once do less than twice one).
+fn argon2(secs: f64, threads: usize) -> anyhow::Result<()> {
     let settings = gatehouse::config::Settings::load(None)?;
     let p = &settings.passwords;
     let passwords = gatehouse::passwords::Passwords::new(p)?;
-    let rate = per_second(secs, || {
-        passwords.hash("correct horse battery staple").map(drop)
+    let threads = threads.max(1);
+    let rate = std::thread::scope(|scope| {
+        let running: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    per_second(secs, || {
+                        passwords.hash("correct horse battery staple").map(drop)
+                    })
+                })
+            })
+            .collect();
+        running.into_iter().try_fold(0.0, |sum, thread| {
+            let rate = thread
+                .join()
+                .map_err(|_| anyhow!("an argon2 thread panicked"))??;
+            anyhow::Ok(sum + rate)
+        })
     })?;
+    let on = if threads == 1 {
+        "one core".to_owned()
+    } else {
+        format!("{threads} cores at once")
+    };
     println!(
-        "{rate:.1}\targon2id hashes/s on one core (m={} KiB, t={}, p={})",
+        "{rate:.1}\targon2id hashes/s on {on} (m={} KiB, t={}, p={})",
         p.memory_kib, p.iterations, p.parallelism
     );
     Ok(())
@@ -813,7 +836,7 @@ fn main() -> anyhow::Result<()> {
     let secs: f64 = args.num("secs", 3.0)?;
     match command.as_str() {
         "sign" => sign(secs),
-        "argon2" => argon2(secs),
+        "argon2" => argon2(secs, args.num("threads", 1)?),
         "sqlite" => sqlite(secs, Path::new(&args.str("dir")?)),
         #[cfg(feature = "postgres")]
         "postgres" => postgres(secs, &args.str("url")?, args.num("conns", 8)?),

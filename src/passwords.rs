@@ -7,13 +7,19 @@
 //! slot; the next one is refused at once with [`PasswordError::Busy`].
 //!
 //! An unknown user costs the same as a wrong password: the input is checked against a dummy hash.
+//!
+//! A check's argon2 working memory (`passwords.memory_kib`) is handed from one check to the next
+//! while checks wait for a slot ([`WorkingMemory`]), and given back to the allocator when none
+//! waits: fresh memory costs the kernel a page fault and a zeroed page for each 4 KiB of it,
+//! which under a queue of sign-ins was as much work again as the hash itself.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::phc::PasswordHash;
-use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::PasswordHasher as _;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::config::PasswordSettings;
@@ -48,6 +54,48 @@ pub struct Passwords {
     min_length: usize,
     /// Where the waits for a slot and the refusals are counted.
     metrics: Option<crate::metrics::Metrics>,
+    memory: WorkingMemory,
+}
+
+/// argon2's working memory, kept between password checks only while other checks wait for a
+/// slot: the check that ends passes its memory to the one that takes its slot. One that ends
+/// with no check waiting frees its memory and any kept beside it, so an idle server holds none.
+/// Never more is kept than the checks running at once hold, and each is `memory_kib` KiB (of
+/// the configured parameters; the memory of a hash with other parameters is not kept).
+#[derive(Clone, Default)]
+struct WorkingMemory(Arc<Mutex<Vec<Vec<Block>>>>);
+
+impl WorkingMemory {
+    /// Kept memory of at least `blocks` blocks, or new memory.
+    fn take(&self, blocks: usize) -> Vec<Block> {
+        let kept = self.lock().pop();
+        match kept {
+            Some(memory) if memory.len() >= blocks => memory,
+            _ => vec![Block::new(); blocks],
+        }
+    }
+
+    /// Keeps `memory` for a waiting check when `keep`, if it has `blocks` blocks; otherwise frees
+    /// it and all that is kept.
+    fn give_back(&self, memory: Vec<Block>, keep: bool, blocks: usize) {
+        if keep && memory.len() == blocks {
+            self.lock().push(memory);
+        } else {
+            let freed = std::mem::take(&mut *self.lock());
+            drop((freed, memory));
+        }
+    }
+
+    /// How many memories are kept now.
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
+        // A panic while the lock was held left a list of whole buffers: still usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Hashes running now and the most that ever ran at once (what the tests of checklist 57 read).
@@ -113,6 +161,7 @@ impl Passwords {
             dummy_hash: Arc::new(String::new()),
             min_length: settings.min_length.max(MIN_PASSWORD_LEN),
             metrics: None,
+            memory: WorkingMemory::default(),
         };
         p.dummy_hash = Arc::new(p.hash(&crate::secret::hex(&random_bytes::<16>()))?);
         Ok(p)
@@ -154,15 +203,18 @@ impl Passwords {
     /// Checks a password against a stored hash, or against the dummy hash when there is none, so
     /// that both cost one argon2 computation. Synchronous: call it from the blocking pool.
     pub fn verify_blocking(&self, password: &str, stored: Option<&str>) -> bool {
+        let mut memory = Vec::new();
+        self.verify_in(password, stored, &mut memory)
+    }
+
+    /// [`Passwords::verify_blocking`] with `memory` as argon2's working memory, grown to the
+    /// stored hash's parameters when it is smaller. What `memory` held before does not matter:
+    /// argon2's first pass writes every block before any block is read.
+    fn verify_in(&self, password: &str, stored: Option<&str>, memory: &mut Vec<Block>) -> bool {
         let hash = stored.unwrap_or(&self.dummy_hash);
-        let Ok(parsed) = PasswordHash::new(hash) else {
-            return false;
-        };
         let ok = password.len() <= MAX_PASSWORD_LEN
-            && self
-                .argon2()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
+            && PasswordHash::new(hash)
+                .is_ok_and(|parsed| matches(password.as_bytes(), &parsed, memory));
         ok && stored.is_some()
     }
 
@@ -181,7 +233,13 @@ impl Passwords {
             // the end and only then lets the next hash start. `_running` drops first.
             let _permit = permit;
             let _running = this.running.enter();
-            this.verify_blocking(&password, stored.as_deref())
+            let blocks = this.params.block_count();
+            let mut memory = this.memory.take(blocks);
+            let ok = this.verify_in(&password, stored.as_deref(), &mut memory);
+            // Before the slot is freed, so the check that takes it finds the memory.
+            let waiting = this.waiting.load(Ordering::SeqCst) > 0;
+            this.memory.give_back(memory, waiting, blocks);
+            ok
         })
         .await
         .map_err(|e| anyhow::anyhow!("password check task failed: {e}"))?;
@@ -219,6 +277,34 @@ impl Passwords {
         }
         permit.map_err(|e| anyhow::anyhow!("waiting for a password hash slot: {e}").into())
     }
+}
+
+/// Whether `password` hashes to `hash`'s output under `hash`'s algorithm, version, parameters and
+/// salt (what argon2's `verify_password` decides), computed in `memory`; the outputs are compared
+/// in constant time.
+fn matches(password: &[u8], hash: &PasswordHash, memory: &mut Vec<Block>) -> bool {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm.as_str()) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = Params::try_from(hash) else {
+        return false;
+    };
+    let blocks = params.block_count();
+    if memory.len() < blocks {
+        memory.resize(blocks, Block::new());
+    }
+    let mut out = vec![0u8; expected.len()];
+    Argon2::new(algorithm, version, params)
+        .hash_password_into_with_memory(password, salt.as_ref(), &mut out, &mut memory[..blocks])
+        .is_ok()
+        && bool::from(out.ct_eq(expected.as_ref()))
 }
 
 /// Checks a new password: at least `min_length` characters (never fewer than
@@ -396,6 +482,70 @@ mod tests {
         assert!(p.verify_blocking("correct horse battery staple", Some(&a)));
         assert!(!p.verify_blocking("wrong", Some(&a)));
         assert!(!p.verify_blocking("anything", None));
+    }
+
+    #[test]
+    fn a_check_in_memory_left_by_another_gives_the_same_answers() {
+        let p = cheap();
+        let stored = p.hash(PASSWORD).unwrap();
+        let other = p.hash("another password entirely").unwrap();
+        // Too small at first: grown to the hash's parameters.
+        let mut memory = vec![Block::new(); 3];
+        assert!(p.verify_in("another password entirely", Some(&other), &mut memory));
+        assert_eq!(memory.len(), p.params.block_count());
+        // Now full of the other hash's blocks.
+        assert!(p.verify_in(PASSWORD, Some(&stored), &mut memory));
+        assert!(!p.verify_in("wrong", Some(&stored), &mut memory));
+        assert!(!p.verify_in(PASSWORD, None, &mut memory));
+        assert!(!p.verify_in(PASSWORD, Some("$argon2id$v=19$m=64"), &mut memory));
+        // A hash of other parameters (made before a settings change) still verifies.
+        let older = with(128, 2, 0, 32).hash(PASSWORD).unwrap();
+        assert!(p.verify_in(PASSWORD, Some(&older), &mut memory));
+        assert!(!p.verify_in("wrong", Some(&older), &mut memory));
+    }
+
+    #[test]
+    fn working_memory_is_kept_for_a_waiting_check_and_freed_when_none_waits() {
+        let memory = WorkingMemory::default();
+        let first = memory.take(64);
+        let address = first.as_ptr();
+        memory.give_back(first, true, 64);
+        assert_eq!(memory.kept(), 1);
+        let again = memory.take(64);
+        assert_eq!(
+            again.as_ptr(),
+            address,
+            "the waiting check gets the same memory"
+        );
+        assert_eq!(memory.kept(), 0);
+        // Memory of other parameters is not kept.
+        memory.give_back(vec![Block::new(); 32], true, 64);
+        assert_eq!(memory.kept(), 0);
+        // No check waits: this memory and all that was kept are freed.
+        memory.give_back(memory.take(64), true, 64);
+        memory.give_back(again, false, 64);
+        assert_eq!(memory.kept(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_server_keeps_no_working_memory() {
+        let p = with(64, 1, 1, 8);
+        let stored = p.hash(PASSWORD).unwrap();
+        let held = Arc::clone(&p.permits).try_acquire_owned().unwrap();
+        let queued: Vec<_> = (0..3)
+            .map(|_| spawn_verify(&p, PASSWORD, Some(&stored)))
+            .collect();
+        wait_until("three checks wait", || {
+            p.waiting.load(Ordering::SeqCst) == 3
+        })
+        .await;
+        drop(held);
+        for task in queued {
+            assert!(task.await.unwrap().unwrap());
+        }
+        assert_eq!(p.memory.kept(), 0, "the last check freed the memory");
+        assert!(!p.verify("wrong".into(), Some(stored)).await.unwrap());
+        assert_eq!(p.memory.kept(), 0);
     }
 
     #[test]
