@@ -440,9 +440,10 @@ enum KeysCommand {
     },
 }
 
-/// jemalloc returns the 19 MiB argon2 buffers to the operating system once no login waits for a
-/// hash (`passwords::WorkingMemory` hands them from one check to the next until then); glibc's
-/// per-thread arenas kept them, and resident memory grew by that much per blocking thread.
+/// The 19 MiB argon2 buffers are freed once no login waits for a hash (`passwords::WorkingMemory`
+/// hands them from one check to the next until then), and jemalloc gives them back to the
+/// operating system; glibc's per-thread arenas kept them, and resident memory grew by that much
+/// per blocking thread.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -9,9 +9,9 @@
 //! An unknown user costs the same as a wrong password: the input is checked against a dummy hash.
 //!
 //! A check's argon2 working memory (`passwords.memory_kib`) is handed from one check to the next
-//! while checks wait for a slot ([`WorkingMemory`]), and given back to the allocator when none
-//! waits: fresh memory costs the kernel a page fault and a zeroed page for each 4 KiB of it,
-//! which under a queue of sign-ins was as much work again as the hash itself.
+//! while checks wait for a slot ([`WorkingMemory`]), and freed when none waits: fresh memory
+//! costs the kernel a page fault and a zeroed page for each 4 KiB of it, which under a queue of
+//! sign-ins was as much work again as the hash itself.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,20 +59,28 @@ pub struct Passwords {
 
 /// argon2's working memory, kept between password checks only while other checks wait for a
 /// slot: the check that ends passes its memory to the one that takes its slot. One that ends
-/// with no check waiting frees its memory and any kept beside it, so an idle server holds none.
-/// Never more is kept than the checks running at once hold, and each is `memory_kib` KiB (of
-/// the configured parameters; the memory of a hash with other parameters is not kept).
+/// with no check waiting frees its memory and any kept beside it. Never more is kept than
+/// `max_concurrent_hashes` memories of `memory_kib` KiB (of the configured parameters; the
+/// memory of a hash with other parameters is not kept), and only while checks come: memory kept
+/// for a check that then gave up waiting (its client went away) stays until the next check
+/// ends.
 #[derive(Clone, Default)]
-struct WorkingMemory(Arc<Mutex<Vec<Vec<Block>>>>);
+struct WorkingMemory {
+    kept: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// Memories handed out new rather than kept (what the tests of the hand-over read).
+    #[cfg(test)]
+    fresh: Arc<AtomicUsize>,
+}
 
 impl WorkingMemory {
-    /// Kept memory of at least `blocks` blocks, or new memory.
-    fn take(&self, blocks: usize) -> Vec<Block> {
+    /// Kept memory, or none yet (the check grows it to its hash's parameters).
+    fn take(&self) -> Vec<Block> {
         let kept = self.lock().pop();
-        match kept {
-            Some(memory) if memory.len() >= blocks => memory,
-            _ => vec![Block::new(); blocks],
+        #[cfg(test)]
+        if kept.is_none() {
+            self.fresh.fetch_add(1, Ordering::SeqCst);
         }
+        kept.unwrap_or_default()
     }
 
     /// Keeps `memory` for a waiting check when `keep`, if it has `blocks` blocks; otherwise frees
@@ -94,7 +102,7 @@ impl WorkingMemory {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<Block>>> {
         // A panic while the lock was held left a list of whole buffers: still usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -234,7 +242,7 @@ impl Passwords {
             let _permit = permit;
             let _running = this.running.enter();
             let blocks = this.params.block_count();
-            let mut memory = this.memory.take(blocks);
+            let mut memory = this.memory.take();
             let ok = this.verify_in(&password, stored.as_deref(), &mut memory);
             // Before the slot is freed, so the check that takes it finds the memory.
             let waiting = this.waiting.load(Ordering::SeqCst) > 0;
@@ -298,6 +306,11 @@ fn matches(password: &[u8], hash: &PasswordHash, memory: &mut Vec<Block>) -> boo
     };
     let blocks = params.block_count();
     if memory.len() < blocks {
+        // A hash whose parameters ask for more memory than there is fails the check, as argon2's
+        // own allocation did, rather than aborting the process.
+        if memory.try_reserve_exact(blocks - memory.len()).is_err() {
+            return false;
+        }
         memory.resize(blocks, Block::new());
     }
     let mut out = vec![0u8; expected.len()];
@@ -507,11 +520,12 @@ mod tests {
     #[test]
     fn working_memory_is_kept_for_a_waiting_check_and_freed_when_none_waits() {
         let memory = WorkingMemory::default();
-        let first = memory.take(64);
+        assert!(memory.take().is_empty(), "nothing kept yet");
+        let first = vec![Block::new(); 64];
         let address = first.as_ptr();
         memory.give_back(first, true, 64);
         assert_eq!(memory.kept(), 1);
-        let again = memory.take(64);
+        let again = memory.take();
         assert_eq!(
             again.as_ptr(),
             address,
@@ -522,9 +536,101 @@ mod tests {
         memory.give_back(vec![Block::new(); 32], true, 64);
         assert_eq!(memory.kept(), 0);
         // No check waits: this memory and all that was kept are freed.
-        memory.give_back(memory.take(64), true, 64);
+        memory.give_back(vec![Block::new(); 64], true, 64);
         memory.give_back(again, false, 64);
         assert_eq!(memory.kept(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_checks_hash_in_one_memory_handed_from_each_to_the_next() {
+        let p = with(64, 1, 1, 8);
+        let stored = p.hash(PASSWORD).unwrap();
+        let held = Arc::clone(&p.permits).try_acquire_owned().unwrap();
+        let queued: Vec<_> = ["wrong", PASSWORD, "wrong", PASSWORD]
+            .iter()
+            .map(|password| spawn_verify(&p, password, Some(&stored)))
+            .collect();
+        wait_until("four checks wait", || p.waiting.load(Ordering::SeqCst) == 4).await;
+        drop(held);
+        let mut answers = Vec::new();
+        for task in queued {
+            answers.push(task.await.unwrap().unwrap());
+        }
+        assert_eq!(answers, [false, true, false, true]);
+        assert_eq!(
+            p.memory.fresh.load(Ordering::SeqCst),
+            1,
+            "one memory for four queued checks"
+        );
+        assert_eq!(p.memory.kept(), 0, "the last check freed it");
+    }
+
+    /// The check computed in pooled memory accepts exactly what argon2's own verifier accepts,
+    /// for every algorithm, version, lane count and output length, and the parameters, missing
+    /// parts and altered outputs a PHC string may carry.
+    #[test]
+    fn the_check_in_pooled_memory_agrees_with_argon2s_own_verifier() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let p = cheap();
+        let salt = b"sixteen byte slt";
+        let mut hashes = Vec::new();
+        for algorithm in [Algorithm::Argon2id, Algorithm::Argon2i, Algorithm::Argon2d] {
+            for version in [Version::V0x13, Version::V0x10] {
+                for (lanes, output) in [(1, 32), (2, 16), (4, 64)] {
+                    let params = argon2::ParamsBuilder::new()
+                        .m_cost(64)
+                        .t_cost(2)
+                        .p_cost(lanes)
+                        .output_len(output)
+                        .build()
+                        .unwrap();
+                    let hash = Argon2::new(algorithm, version, params)
+                        .hash_password_with_salt(PASSWORD.as_bytes(), salt)
+                        .unwrap();
+                    hashes.push(hash.to_string());
+                }
+            }
+        }
+        let plain = hashes[0].clone();
+        let (head, output) = plain.rsplit_once('$').unwrap();
+        let (before_salt, _) = head.rsplit_once('$').unwrap();
+        let flipped = if output.starts_with('A') { "B" } else { "A" };
+        hashes.extend([
+            // No version (read as 0x13).
+            plain.replace("$v=19", ""),
+            // Associated data and a key id.
+            plain.replace("p=1", "p=1,keyid=AAECAw,data=BAUGBw"),
+            // An altered output, no output, no salt.
+            format!("{head}${flipped}{}", &output[1..]),
+            head.to_owned(),
+            format!("{before_salt}${output}"),
+        ]);
+        let mut memory = Vec::new();
+        for hash in &hashes {
+            for password in [PASSWORD, "wrong"] {
+                let theirs = PasswordHash::new(hash).is_ok_and(|parsed| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                });
+                let ours = p.verify_in(password, Some(hash), &mut memory);
+                assert_eq!(ours, theirs, "{password:?} against {hash}");
+            }
+        }
+        // The right password passes for every hash the crate made.
+        for hash in &hashes[..18] {
+            assert!(p.verify_in(PASSWORD, Some(hash), &mut memory), "{hash}");
+        }
+    }
+
+    #[test]
+    fn a_hash_asking_for_more_memory_than_there_is_fails_the_check() {
+        let p = cheap();
+        let stored = p.hash(PASSWORD).unwrap();
+        let greedy = stored.replace("m=64", "m=4294967295");
+        assert_ne!(greedy, stored);
+        let mut memory = Vec::new();
+        assert!(!p.verify_in(PASSWORD, Some(&greedy), &mut memory));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
