@@ -389,6 +389,26 @@ mod tests {
 
     const PASSWORD: &str = "correct horse battery staple";
 
+    /// Checks of `passwords` against `stored`, all queued behind the only slot (held, as by a
+    /// long hash) before it frees; their answers in order. `p` has one slot.
+    async fn queued_behind_one_slot(p: &Passwords, passwords: &[&str], stored: &str) -> Vec<bool> {
+        let held = Arc::clone(&p.permits).try_acquire_owned().unwrap();
+        let queued: Vec<_> = passwords
+            .iter()
+            .map(|password| spawn_verify(p, password, Some(stored)))
+            .collect();
+        wait_until("the checks wait", || {
+            p.waiting.load(Ordering::SeqCst) == passwords.len()
+        })
+        .await;
+        drop(held);
+        let mut answers = Vec::new();
+        for task in queued {
+            answers.push(task.await.unwrap().unwrap());
+        }
+        answers
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn bounded_work_hash_permit_outlives_dropped_request() {
         // One slot; hashes of a few milliseconds, long enough that the checks started right after
@@ -545,17 +565,8 @@ mod tests {
     async fn queued_checks_hash_in_one_memory_handed_from_each_to_the_next() {
         let p = with(64, 1, 1, 8);
         let stored = p.hash(PASSWORD).unwrap();
-        let held = Arc::clone(&p.permits).try_acquire_owned().unwrap();
-        let queued: Vec<_> = ["wrong", PASSWORD, "wrong", PASSWORD]
-            .iter()
-            .map(|password| spawn_verify(&p, password, Some(&stored)))
-            .collect();
-        wait_until("four checks wait", || p.waiting.load(Ordering::SeqCst) == 4).await;
-        drop(held);
-        let mut answers = Vec::new();
-        for task in queued {
-            answers.push(task.await.unwrap().unwrap());
-        }
+        let answers =
+            queued_behind_one_slot(&p, &["wrong", PASSWORD, "wrong", PASSWORD], &stored).await;
         assert_eq!(answers, [false, true, false, true]);
         assert_eq!(
             p.memory.fresh.load(Ordering::SeqCst),
@@ -637,18 +648,8 @@ mod tests {
     async fn an_idle_server_keeps_no_working_memory() {
         let p = with(64, 1, 1, 8);
         let stored = p.hash(PASSWORD).unwrap();
-        let held = Arc::clone(&p.permits).try_acquire_owned().unwrap();
-        let queued: Vec<_> = (0..3)
-            .map(|_| spawn_verify(&p, PASSWORD, Some(&stored)))
-            .collect();
-        wait_until("three checks wait", || {
-            p.waiting.load(Ordering::SeqCst) == 3
-        })
-        .await;
-        drop(held);
-        for task in queued {
-            assert!(task.await.unwrap().unwrap());
-        }
+        let answers = queued_behind_one_slot(&p, &[PASSWORD; 3], &stored).await;
+        assert_eq!(answers, [true; 3]);
         assert_eq!(p.memory.kept(), 0, "the last check freed the memory");
         assert!(!p.verify("wrong".into(), Some(stored)).await.unwrap());
         assert_eq!(p.memory.kept(), 0);
